@@ -1,0 +1,86 @@
+# spikeprof — `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+export PYTHONPATH := $(CURDIR)/tools/cluster/py
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setup
+
+$(VENV)/.installed: pyproject.toml
+	python3.11 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator and dev tools.
+
+.PHONY: binaries
+binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, pprof-target.
+	tools/cluster/build.sh
+
+##@ Checks
+
+.PHONY: lint
+lint: venv ## ruff, and the import-linter layering contract.
+	$(VENV)/bin/ruff check operator tests tools/cluster/py bench
+	$(VENV)/bin/ruff format --check operator tests tools/cluster/py bench
+	$(VENV)/bin/lint-imports
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict on operator/.
+	$(VENV)/bin/mypy
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests of the pure core (no cluster, no network).
+	$(PYTEST) tests/unit
+
+.PHONY: test-integration
+test-integration: venv binaries ## Adapters against real pprof-target processes (no cluster).
+	$(PYTEST) tests/integration
+
+.PHONY: test-e2e
+test-e2e: venv binaries ## End-to-end tests on the local control plane.
+	$(PYTEST) tests/e2e
+
+.PHONY: test
+test: lint typecheck binaries ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+	$(PYTEST) tests
+
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: venv binaries ## Start etcd, kube-apiserver, controller-manager and the pod stand-in.
+	$(PY) -m localcluster up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local control plane and every process it started.
+	$(PY) -m localcluster down
+
+##@ Run
+
+.PHONY: run
+run: venv ## Run the operator against .cluster/kubeconfig (make cluster-up first).
+	KUBECONFIG=$(CURDIR)/.cluster/kubeconfig SPIKEPROF_ARTIFACT_ROOT=$(CURDIR)/artifacts \
+	  $(VENV)/bin/spikeprof run
+
+.PHONY: demo
+demo: venv binaries ## One command: local cluster, a spiking pod, the operator capturing it.
+	$(PY) -m demo
+
+.PHONY: bench
+bench: venv binaries ## Benchmarks under bench/ (results in bench/results/).
+	$(PY) -m bench
+
+.PHONY: manifests
+manifests: ## Print the CRD (the single source in crds/).
+	@cat crds/spikeprof.io_profilingsessions.yaml

@@ -1,0 +1,128 @@
+"""Fetching one pprof profile from a pod over HTTP, streamed to a file, bounded in size and time."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from spikeprof.core.quantities import format_duration
+from spikeprof.core.results import FailureReason, ProfileFailure
+from spikeprof.core.spec import ProfileRequest
+
+CHUNK = 1 << 16
+# Go's net/http/pprof says this when another CPU profile is running in the same process.
+IN_USE_MARKERS = ("already in use", "profiling already")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    bytes: int
+    sha256: str
+    seconds: float
+
+
+def _format_bytes(n: int) -> str:
+    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n} bytes"
+
+
+def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
+    cause: BaseException | None = error
+    while cause is not None:
+        if (
+            isinstance(cause, ConnectionRefusedError)
+            or getattr(cause, "errno", None) == errno.ECONNREFUSED
+        ):
+            return ProfileFailure(
+                FailureReason.CONNECTION_REFUSED,
+                f"{url} refused the connection: nothing listens on that port",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return ProfileFailure(FailureReason.UNREACHABLE, f"cannot connect to {url}: {error}")
+
+
+class ProfileFetcher:
+    """Streams profiles from pods with one shared HTTP client (its pool is bounded)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def fetch(
+        self,
+        base_url: str,
+        request: ProfileRequest,
+        destination: Path,
+        *,
+        max_bytes: int,
+        fetch_timeout: float,
+    ) -> Fetched:
+        """Write the profile to `destination`; raise ProfileFailure saying what went wrong.
+
+        `fetch_timeout` is allowed on top of the profile's sampling time, for the whole answer.
+        """
+        url = f"{base_url}/{request.endpoint}"
+        budget = fetch_timeout + (request.seconds or 0.0)
+        started = time.monotonic()
+        try:
+            try:
+                async with asyncio.timeout(budget):
+                    fetched = await self._stream(url, request, destination, max_bytes, budget)
+            except httpx.ConnectError as error:
+                raise _connect_failure(error, url) from None
+            except (TimeoutError, httpx.TimeoutException):
+                raise ProfileFailure(
+                    FailureReason.TIMEOUT,
+                    f"{url} gave no complete answer within {format_duration(round(budget))} "
+                    f"(sampling {format_duration(request.seconds or 0)} + fetchTimeout "
+                    f"{format_duration(round(fetch_timeout))})",
+                ) from None
+            except httpx.HTTPError as error:
+                # Connection reset, malformed HTTP, or the pod going away while it answered.
+                raise ProfileFailure(
+                    FailureReason.UNREACHABLE, f"{url} failed mid-answer: {error!r}"
+                ) from None
+        except ProfileFailure:
+            await asyncio.to_thread(destination.unlink, missing_ok=True)
+            raise
+        return Fetched(fetched[0], fetched[1], time.monotonic() - started)
+
+    async def _stream(
+        self, url: str, request: ProfileRequest, destination: Path, max_bytes: int, budget: float
+    ) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        # Connecting must be quick whatever the sampling time; reading waits for the sample.
+        limits = httpx.Timeout(budget, connect=min(budget, 10.0))
+        async with self.client.stream("GET", url, params=request.query, timeout=limits) as reply:
+            if reply.status_code != 200:
+                body = (await reply.aread())[:500].decode("utf-8", "replace").strip()
+                if any(marker in body for marker in IN_USE_MARKERS):
+                    raise ProfileFailure(
+                        FailureReason.PROFILING_IN_USE,
+                        "the pod is already taking a CPU profile (Go allows one at a time): "
+                        + body,
+                    )
+                raise ProfileFailure(
+                    FailureReason.HTTP_ERROR, f"{url} answered HTTP {reply.status_code}: {body}"
+                )
+            # Chunks go to the page cache in microseconds; a thread hop per chunk would cost more.
+            with destination.open("wb") as sink:
+                async for chunk in reply.aiter_raw(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ProfileFailure(
+                            FailureReason.TOO_LARGE,
+                            f"the profile exceeded maxProfileBytes ({_format_bytes(max_bytes)}); "
+                            "reading stopped there and nothing was kept",
+                        )
+                    digest.update(chunk)
+                    sink.write(chunk)
+        return size, digest.hexdigest()

@@ -1,0 +1,86 @@
+"""The artifact volume: each pod's artifacts of a capture appear at once, complete, or not at all.
+
+Profiles are streamed into a hidden staging directory next to their final place
+(`.<capture id>.partial/`), each written to a temporary name and renamed when checked. When every
+profile of the pod is in, metadata.json is written and fsynced, and the staging directory is
+renamed to `<capture id>/` in one step. A reader never sees a partial file; a capture interrupted
+by a crash leaves only a hidden staging directory, which the next attempt removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+
+STAGING_SUFFIX = ".partial"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagedCapture:
+    """One pod's capture being written; `commit` publishes it, `discard` removes it."""
+
+    def __init__(self, staging: Path, final: Path) -> None:
+        self.staging = staging
+        self.final = final
+
+    def temp_path(self, file_name: str) -> Path:
+        return self.staging / f".{file_name}.tmp"
+
+    def keep(self, file_name: str) -> None:
+        """Promote a checked temporary file to its final name inside the staging directory."""
+        temp = self.temp_path(file_name)
+        with temp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        temp.rename(self.staging / file_name)
+
+    def drop(self, file_name: str) -> None:
+        self.temp_path(file_name).unlink(missing_ok=True)
+
+    def commit(self, metadata: dict[str, Any]) -> None:
+        path = self.staging / METADATA_FILE
+        temp = self.temp_path(METADATA_FILE)
+        with temp.open("w") as handle:
+            json.dump(metadata, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.rename(path)
+        _fsync_dir(self.staging)
+        self.staging.rename(self.final)
+        _fsync_dir(self.final.parent)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class VolumeStore:
+    """Artifacts under one root directory: <root>/<namespace>/<session>/<pod>/<capture id>/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def final_path(self, key: ArtifactKey) -> Path:
+        return self.root.joinpath(*key.parts)
+
+    def is_complete(self, key: ArtifactKey) -> bool:
+        return (self.final_path(key) / METADATA_FILE).is_file()
+
+    def stage(self, key: ArtifactKey) -> StagedCapture:
+        final = self.final_path(key)
+        staging = final.with_name(f".{final.name}{STAGING_SUFFIX}")
+        # Left over from an attempt that died mid-capture: start it again from nothing.
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return StagedCapture(staging, final)

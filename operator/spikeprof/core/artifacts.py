@@ -1,0 +1,76 @@
+"""Where a capture's artifacts go and what metadata.json says about them."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from spikeprof.core.planner import CaptureRequest, format_time
+from spikeprof.core.pods import Endpoint, PodInfo
+from spikeprof.core.results import ProfileOutcome
+from spikeprof.core.spec import ProfileRequest
+
+METADATA_FILE = "metadata.json"
+METADATA_SCHEMA = "spikeprof.io/capture-metadata/v1"
+
+
+@dataclass(frozen=True)
+class ArtifactKey:
+    """Identifies one pod's artifacts of one capture: <ns>/<session>/<pod>/<capture id>/."""
+
+    namespace: str
+    session: str
+    pod: str
+    capture_id: str
+
+    @property
+    def parts(self) -> tuple[str, str, str, str]:
+        return (self.namespace, self.session, self.pod, self.capture_id)
+
+    @property
+    def relative_path(self) -> str:
+        return "/".join(self.parts)
+
+
+def build_metadata(
+    *,
+    key: ArtifactKey,
+    request: CaptureRequest,
+    pod: PodInfo,
+    endpoint: Endpoint,
+    requests: tuple[ProfileRequest, ...],
+    outcomes: tuple[ProfileOutcome, ...],
+    finished_at: datetime.datetime,
+    operator_version: str,
+) -> dict[str, Any]:
+    by_type = {o.type: o for o in outcomes}
+    profiles = []
+    for req in requests:
+        outcome = by_type[req.type]
+        entry: dict[str, Any] = {"parameters": req.parameters()}
+        if outcome.failure is None:
+            entry.update(file=outcome.file, bytes=outcome.bytes, sha256=outcome.sha256)
+        else:
+            entry.update(
+                failed={"reason": str(outcome.failure.reason), "message": outcome.failure.message}
+            )
+        entry["secondsTaken"] = round(outcome.seconds_taken, 3)
+        profiles.append(entry)
+    return {
+        "schema": METADATA_SCHEMA,
+        "captureId": request.id,
+        "namespace": key.namespace,
+        "session": key.session,
+        "pod": pod.name,
+        "podUID": pod.uid,
+        "node": pod.node,
+        "podIP": pod.ip,
+        "container": endpoint.container,
+        "endpoint": endpoint.base_url,
+        "trigger": {"type": request.trigger, "reason": request.reason},
+        "requestedAt": format_time(request.requested_at),
+        "finishedAt": format_time(finished_at),
+        "profiles": profiles,
+        "operatorVersion": operator_version,
+    }

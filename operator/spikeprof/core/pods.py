@@ -1,0 +1,99 @@
+"""What the operator needs to know of a pod, read from its API body; and where its pprof lives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from spikeprof.core.spec import DAPR_CONTAINER, DAPR_PROFILE_PORT, TargetSpec
+
+PORT_ANNOTATION = "spikeprof.io/pprof-port"
+PATH_ANNOTATION = "spikeprof.io/pprof-path"
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    node: str | None
+    ip: str | None
+    phase: str | None
+    ready: bool
+    deleting: bool
+    containers: tuple[str, ...]
+
+    @property
+    def reachable(self) -> bool:
+        """Running, ready, addressed and not on its way out: worth dialing."""
+        return self.phase == "Running" and self.ready and bool(self.ip) and not self.deleting
+
+
+def pod_info(body: Mapping[str, Any]) -> PodInfo:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or ()
+    )
+    return PodInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        node=spec.get("nodeName"),
+        ip=status.get("podIP"),
+        phase=status.get("phase"),
+        ready=ready,
+        deleting=meta.get("deletionTimestamp") is not None,
+        containers=tuple(c.get("name", "") for c in spec.get("containers") or ()),
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The pprof endpoint of one pod: base URL and the container that serves it."""
+
+    base_url: str
+    container: str | None
+
+
+class EndpointProblem(ValueError):
+    """The pod's endpoint cannot be worked out; the message says what is missing."""
+
+
+def resolve_endpoint(pod: PodInfo, target: TargetSpec) -> Endpoint:
+    port = target.port
+    if port is None and PORT_ANNOTATION in pod.annotations:
+        try:
+            port = int(pod.annotations[PORT_ANNOTATION])
+        except ValueError:
+            raise EndpointProblem(
+                f"pod annotation {PORT_ANNOTATION}="
+                f"{pod.annotations[PORT_ANNOTATION]!r} is not a port"
+            ) from None
+    if port is None and target.kind == "dapr":
+        port = DAPR_PROFILE_PORT
+    if port is None:
+        raise EndpointProblem(
+            f"no pprof port: set spec.target.port or annotate the pod with {PORT_ANNOTATION}"
+        )
+    if not pod.ip:
+        raise EndpointProblem("pod has no IP yet")
+    # The pod's annotations describe its endpoint only when the session leaves the port open.
+    path = target.path_prefix
+    if target.port is None:
+        path = pod.annotations.get(PATH_ANNOTATION, path)
+    container = target.container
+    if container is None:
+        if target.kind == "dapr":
+            container = DAPR_CONTAINER
+        elif pod.containers:
+            container = pod.containers[0]
+    host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
+    return Endpoint(base_url=f"http://{host}:{port}{path.rstrip('/')}", container=container)

@@ -1,0 +1,62 @@
+"""Kubernetes label selectors (matchLabels and matchExpressions), evaluated on a label map."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist
+    values: frozenset[str]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        if self.operator == "In":
+            return present and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return not present or labels[self.key] not in self.values
+        raise ValueError(f"unknown selector operator {self.operator!r}")
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: tuple[tuple[str, str], ...]
+    requirements: tuple[Requirement, ...]
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> LabelSelector:
+        labels = tuple(sorted((spec.get("matchLabels") or {}).items()))
+        requirements = tuple(
+            Requirement(e["key"], e["operator"], frozenset(e.get("values") or ()))
+            for e in spec.get("matchExpressions") or ()
+        )
+        return cls(labels, requirements)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.match_labels and not self.requirements
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.is_empty:
+            return False  # an empty selector selects nothing here, never everything
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.requirements
+        )
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        for r in self.requirements:
+            if r.operator in ("Exists", "DoesNotExist"):
+                parts.append(r.key if r.operator == "Exists" else f"!{r.key}")
+            else:
+                values = ",".join(sorted(r.values))
+                parts.append(f"{r.key} {r.operator.lower()} ({values})")
+        return ",".join(parts)

@@ -1,0 +1,167 @@
+"""The session's status as people read it: phase, conditions, counters, recent captures.
+
+Functions here return merge-patch fragments for `.status`; the handlers send them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from spikeprof.core.planner import CaptureRequest, Progress, format_time
+from spikeprof.core.results import CaptureOutcome
+
+RECENT_CAPTURES = 10
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    *,
+    type: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """Conditions with `type` replaced; lastTransitionTime moves only when the status flips."""
+    value = "True" if status else "False"
+    out: list[dict[str, Any]] = []
+    previous: Mapping[str, Any] | None = None
+    for condition in conditions:
+        if condition.get("type") == type:
+            previous = condition
+        else:
+            out.append(dict(condition))
+    transition = format_time(now)
+    if previous is not None and previous.get("status") == value:
+        transition = str(previous.get("lastTransitionTime", transition))
+    out.append(
+        {
+            "type": type,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "lastTransitionTime": transition,
+        }
+    )
+    return sorted(out, key=lambda c: str(c["type"]))
+
+
+def targets_fragment(matched: int, reachable: int) -> dict[str, Any]:
+    return {"matched": matched, "reachable": reachable, "summary": f"{reachable}/{matched}"}
+
+
+def phase_for(*, capturing: bool, reachable: int) -> str:
+    if capturing:
+        return "Capturing"
+    return "Armed" if reachable else "Pending"
+
+
+def observation_patch(
+    status: Mapping[str, Any],
+    *,
+    matched: int,
+    reachable: int,
+    capturing: bool,
+    selector: str,
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """Phase, targets and the TargetsReachable/Ready conditions from the latest look at pods."""
+    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
+    if reachable:
+        message = f"{reachable} of {matched} pod(s) matching {selector} are ready to profile."
+        reason = "PodsReachable"
+    elif matched:
+        message = f"{matched} pod(s) match {selector}, but none is running and ready with an IP."
+        reason = "PodsNotReady"
+    else:
+        message = f"No pod in this namespace matches {selector}."
+        reason = "NoPodsMatched"
+    conditions = set_condition(
+        conditions,
+        type="TargetsReachable",
+        status=reachable > 0,
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        type="Ready",
+        status=True,
+        reason="SpecAccepted",
+        message="The session is valid and watched for triggers.",
+        generation=generation,
+        now=now,
+    )
+    return {
+        "phase": phase_for(capturing=capturing, reachable=reachable),
+        "observedGeneration": generation,
+        "targets": targets_fragment(matched, reachable),
+        "conditions": conditions,
+    }
+
+
+def invalid_spec_patch(
+    status: Mapping[str, Any], message: str, generation: int, now: datetime.datetime
+) -> dict[str, Any]:
+    return {
+        "phase": "Failed",
+        "observedGeneration": generation,
+        "conditions": set_condition(
+            status.get("conditions") or (),
+            type="Ready",
+            status=False,
+            reason="InvalidSpec",
+            message=message,
+            generation=generation,
+            now=now,
+        ),
+    }
+
+
+def pending_patch(request: CaptureRequest) -> dict[str, Any]:
+    return {"phase": "Capturing", "pendingCapture": request.to_status()}
+
+
+def capture_done_patch(
+    status: Mapping[str, Any],
+    outcome: CaptureOutcome,
+    progress: Progress,
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """Counters, lastCapture, recentCaptures and the consumed trigger, in one patch."""
+    counters = dict(status.get("captures") or {})
+    total = int(counters.get("total", 0)) + 1
+    failed = int(counters.get("failed", 0)) + (outcome.result != "Succeeded")
+    entry = outcome.to_status()
+    recent = [entry, *[c for c in status.get("recentCaptures") or () if c.get("id") != entry["id"]]]
+    ok = outcome.result == "Succeeded"
+    return {
+        "pendingCapture": None,
+        "immediateDone": progress.immediate_done,
+        "captureNowHandled": progress.capture_now_handled,
+        "captures": {
+            "total": total,
+            "failed": failed,
+            "profiles": int(counters.get("profiles", 0)) + outcome.profiles_ok,
+            "profilesFailed": int(counters.get("profilesFailed", 0)) + outcome.profiles_failed,
+        },
+        "lastCapture": entry,
+        "recentCaptures": recent[:RECENT_CAPTURES],
+        "conditions": set_condition(
+            status.get("conditions") or (),
+            type="LastCaptureSucceeded",
+            status=ok,
+            reason=outcome.result,
+            message=outcome.summary(),
+            generation=generation,
+            now=now,
+        ),
+    }

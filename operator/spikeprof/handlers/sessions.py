@@ -1,0 +1,52 @@
+"""One daemon per ProfilingSession; the loop's logic lives in services.session."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import kopf
+
+from spikeprof.adapters.kube import SessionGoneError
+from spikeprof.core.pods import PodInfo
+from spikeprof.services.session import SessionWorker
+
+
+@kopf.daemon("spikeprof.io", "v1alpha1", "profilingsessions", cancellation_timeout=10.0)
+async def serve_session(
+    stopped: kopf.DaemonStopped,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: Any,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
+    # kopf passes each index by its handler's name; the daemon protocol cannot declare it.
+    pods_by_namespace: kopf.Index[str, PodInfo] = kwargs["pods_by_namespace"]
+    # body, meta, spec and status are kopf's live views: each look sees the latest watch event.
+    worker = SessionWorker(
+        namespace=namespace,
+        name=name,
+        writer=memo.status_writer,
+        capturer=memo.capturer,
+        version=memo.version,
+        pods_in_namespace=lambda: pods_by_namespace.get(namespace, ()),
+        post_event=lambda type, reason, message: kopf.event(
+            body, type=type, reason=reason, message=message
+        ),
+    )
+    memo.metrics.sessions.inc()
+    try:
+        while not stopped:
+            captured = await worker.step(spec, meta, status, datetime.datetime.now(datetime.UTC))
+            if not captured:
+                await stopped.wait(memo.config.poll_seconds)
+    except SessionGoneError:
+        logger.info("The session was deleted; its daemon stops.")
+    finally:
+        memo.metrics.sessions.dec()

@@ -1,0 +1,67 @@
+"""Start-up and clean-up: clients and services go into kopf's memo, never into globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import kopf
+
+from spikeprof import __version__
+from spikeprof.adapters import kube
+from spikeprof.adapters.pod_http import ProfileFetcher
+from spikeprof.adapters.volume import VolumeStore
+from spikeprof.services.capture import Capturer
+from spikeprof.settings import Settings
+from spikeprof.telemetry import Metrics
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    # kopf's bookkeeping lives in our own annotations, and nothing of it in .status, whose
+    # schema is strict so that `kubectl explain` describes every field.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="spikeprof.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="spikeprof.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "spikeprof.io/finalizer"
+    # Events come from kopf.event() calls with sentences written for people, not from log lines.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+
+    config = Settings.from_env()
+    config.artifact_root.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics.create()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port, config.metrics_address)
+    api_client = await kube.connect(config.kubeconfig)
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=config.max_concurrent_pods * 8),
+        follow_redirects=False,
+    )
+    memo.config = config
+    memo.metrics = metrics
+    memo.api_client = api_client
+    memo.http = http
+    memo.status_writer = kube.SessionStatusWriter(api_client)
+    memo.capturer = Capturer(
+        store=VolumeStore(config.artifact_root),
+        fetcher=ProfileFetcher(http),
+        metrics=metrics,
+        operator_slots=asyncio.Semaphore(config.max_concurrent_pods),
+    )
+    memo.version = __version__
+    logger.info(
+        "spikeprof %s started; artifacts go to %s; metrics on :%s.",
+        __version__,
+        config.artifact_root,
+        config.metrics_port,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: Any, **_: Any) -> None:
+    await memo.http.aclose()
+    await memo.api_client.close()

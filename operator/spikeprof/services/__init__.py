@@ -1,0 +1,1 @@
+"""Use cases that combine core decisions with adapters (e.g. running one capture)."""

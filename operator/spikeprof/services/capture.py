@@ -1,0 +1,182 @@
+"""Running one capture: every requested profile from every selected pod, bounded and atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
+from spikeprof.adapters.volume import StagedCapture, VolumeStore
+from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey, build_metadata
+from spikeprof.core.planner import CaptureRequest
+from spikeprof.core.pods import Endpoint, EndpointProblem, PodInfo, resolve_endpoint
+from spikeprof.core.results import (
+    CaptureOutcome,
+    FailureReason,
+    PodOutcome,
+    ProfileFailure,
+    ProfileOutcome,
+)
+from spikeprof.core.spec import ProfileRequest, SessionSpec
+from spikeprof.pprof.check import NotAProfileError, check_file
+from spikeprof.telemetry import Metrics
+
+# Failures after which a pod that has disappeared is the better explanation.
+_GONE_HINTS = {FailureReason.CONNECTION_REFUSED, FailureReason.TIMEOUT, FailureReason.UNREACHABLE}
+
+
+@dataclass(frozen=True)
+class CaptureJob:
+    namespace: str
+    session: str
+    spec: SessionSpec
+    request: CaptureRequest
+    operator_version: str
+    pod_exists: Callable[[PodInfo], bool]  # asked when a pod stops answering mid-capture
+
+
+@dataclass
+class Capturer:
+    store: VolumeStore
+    fetcher: ProfileFetcher
+    metrics: Metrics
+    operator_slots: asyncio.Semaphore  # shared by all sessions: the operator's own bound
+
+    async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
+        if not pods:
+            return CaptureOutcome(job.request, problem="no selected pod is running and ready")
+        started = time.monotonic()
+        session_slots = asyncio.Semaphore(job.spec.limits.max_concurrent)
+
+        async def bounded(pod: PodInfo) -> PodOutcome:
+            async with session_slots, self.operator_slots:
+                return await self._capture_pod(job, pod)
+
+        outcomes = await asyncio.gather(*(bounded(pod) for pod in pods))
+        outcome = CaptureOutcome(job.request, tuple(outcomes))
+        self.metrics.capture_seconds.observe(time.monotonic() - started)
+        self.metrics.captures.labels(job.request.trigger, outcome.result).inc()
+        return outcome
+
+    async def _capture_pod(self, job: CaptureJob, pod: PodInfo) -> PodOutcome:
+        key = ArtifactKey(job.namespace, job.session, pod.name, job.request.id)
+        if self.store.is_complete(key):
+            # Finished before an operator restart: report it as it was, do not take it again.
+            return _outcome_from_metadata(pod, key, self.store.final_path(key) / METADATA_FILE)
+        staged = await asyncio.to_thread(self.store.stage, key)
+        try:
+            try:
+                endpoint = resolve_endpoint(pod, job.spec.target)
+            except EndpointProblem as problem:
+                endpoint = Endpoint(base_url="", container=None)
+                failure = ProfileFailure(FailureReason.NO_ENDPOINT, str(problem))
+                results = tuple(ProfileOutcome(p.type, failure=failure) for p in job.spec.profiles)
+            else:
+                results = tuple(
+                    await asyncio.gather(
+                        *(self._profile(job, pod, endpoint, staged, p) for p in job.spec.profiles)
+                    )
+                )
+            metadata = build_metadata(
+                key=key,
+                request=job.request,
+                pod=pod,
+                endpoint=endpoint,
+                requests=job.spec.profiles,
+                outcomes=results,
+                finished_at=datetime.datetime.now(datetime.UTC),
+                operator_version=job.operator_version,
+            )
+            # Every pod gets a metadata.json, even when all its profiles failed: it says why.
+            await asyncio.to_thread(staged.commit, metadata)
+        except BaseException:
+            # Cancelled (operator stopping) or broken: leave nothing half-written behind.
+            await asyncio.to_thread(staged.discard)
+            raise
+        for result in results:
+            self.metrics.profiles.labels(result.type, "succeeded" if result.ok else "failed").inc()
+            if result.failure is not None:
+                self.metrics.errors.labels(str(result.failure.reason)).inc()
+            self.metrics.bytes_written.inc(result.bytes)
+        return PodOutcome(pod.name, pod.node, key.relative_path, results)
+
+    async def _profile(
+        self,
+        job: CaptureJob,
+        pod: PodInfo,
+        endpoint: Endpoint,
+        staged: StagedCapture,
+        request: ProfileRequest,
+    ) -> ProfileOutcome:
+        started = time.monotonic()
+        try:
+            fetched = await self._fetch_checked(job, endpoint, staged, request)
+        except ProfileFailure as failure:
+            reported = failure
+            if failure.reason in _GONE_HINTS and not job.pod_exists(pod):
+                reported = ProfileFailure(
+                    FailureReason.POD_GONE,
+                    f"the pod was deleted during the capture ({failure.message})",
+                )
+            return ProfileOutcome(
+                request.type, failure=reported, seconds_taken=time.monotonic() - started
+            )
+        return ProfileOutcome(
+            request.type,
+            file=request.file_name,
+            bytes=fetched.bytes,
+            sha256=fetched.sha256,
+            seconds_taken=time.monotonic() - started,
+        )
+
+    async def _fetch_checked(
+        self, job: CaptureJob, endpoint: Endpoint, staged: StagedCapture, request: ProfileRequest
+    ) -> Fetched:
+        """Fetch, check and keep one profile; every way it can fail becomes a ProfileFailure."""
+        temp = staged.temp_path(request.file_name)
+        fetched = await self.fetcher.fetch(
+            endpoint.base_url,
+            request,
+            temp,
+            max_bytes=job.spec.limits.max_profile_bytes,
+            fetch_timeout=job.spec.limits.fetch_timeout,
+        )
+        try:
+            await asyncio.to_thread(check_file, temp, trace=request.type == "trace")
+            await asyncio.to_thread(staged.keep, request.file_name)
+        except NotAProfileError as error:
+            await asyncio.to_thread(staged.drop, request.file_name)
+            raise ProfileFailure(
+                FailureReason.NOT_A_PROFILE,
+                f"{endpoint.base_url}/{request.endpoint} did not return a {request.type} "
+                f"profile: {error}",
+            ) from None
+        except OSError as error:
+            await asyncio.to_thread(staged.drop, request.file_name)
+            raise ProfileFailure(
+                FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
+            ) from None
+        return fetched
+
+
+def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, path: Path) -> PodOutcome:
+    data = json.loads(path.read_text())
+    results = []
+    for entry in data.get("profiles", []):
+        kind = entry["parameters"]["type"]
+        failed = entry.get("failed")
+        if failed:
+            failure = ProfileFailure(FailureReason(failed["reason"]), failed["message"])
+            results.append(ProfileOutcome(kind, failure=failure))
+        else:
+            results.append(
+                ProfileOutcome(
+                    kind, file=entry["file"], bytes=entry["bytes"], sha256=entry["sha256"]
+                )
+            )
+    return PodOutcome(pod.name, pod.node, key.relative_path, tuple(results), skipped=True)

@@ -1,0 +1,146 @@
+"""Driving one session: look at its pods and triggers, run captures, keep status true."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from spikeprof.adapters.kube import SessionStatusWriter
+from spikeprof.core import planner
+from spikeprof.core import status as status_rules
+from spikeprof.core.pods import PodInfo
+from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
+from spikeprof.services.capture import CaptureJob, Capturer
+
+PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+def _changed(current: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    return any(current.get(key) != value for key, value in patch.items())
+
+
+class SessionWorker:
+    """State of one session's loop that must outlive a single look: what it already finished.
+
+    The watch delivers our own status patches with a delay; remembering the finished captures
+    keeps the loop from starting a trigger twice in that window.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        writer: SessionStatusWriter,
+        capturer: Capturer,
+        version: str,
+        pods_in_namespace: Callable[[], Iterable[PodInfo]],
+        post_event: PostEvent,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.writer = writer
+        self.capturer = capturer
+        self.version = version
+        self.pods_in_namespace = pods_in_namespace
+        self.post_event = post_event
+        self.finished: set[str] = set()
+        self.local: planner.Progress | None = None
+
+    async def step(
+        self,
+        spec: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        stored: Mapping[str, Any],
+        now: datetime.datetime,
+    ) -> bool:
+        """Look once; return True when a capture ran (so the caller looks again at once)."""
+        generation = int(meta.get("generation") or 0)
+        current = dict(stored)
+        try:
+            parsed = parse_spec(spec)
+        except SpecError as error:
+            patch = status_rules.invalid_spec_patch(current, str(error), generation, now)
+            if _changed(current, patch):
+                await self.writer.patch(self.namespace, self.name, patch)
+                self.post_event("Warning", "InvalidSpec", str(error))
+            return False
+
+        pods = [p for p in self.pods_in_namespace() if parsed.selector.matches(p.labels)]
+        reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
+        progress = self._progress(current)
+        request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
+
+        patch = status_rules.observation_patch(
+            current,
+            matched=len(pods),
+            reachable=len(reachable),
+            capturing=request is not None,
+            selector=parsed.selector.describe(),
+            generation=generation,
+            now=now,
+        )
+        if _changed(current, patch):
+            await self.writer.patch(self.namespace, self.name, patch)
+            current.update(patch)
+        if request is None:
+            return False
+        await self._capture(parsed, request, progress, reachable, current, generation)
+        return True
+
+    def _progress(self, current: Mapping[str, Any]) -> planner.Progress:
+        stored = planner.progress_from_status(current)
+        if self.local is None:
+            return stored
+        if stored.pending is not None and stored.pending.id not in self.finished:
+            return stored  # a capture another look decided and this process has not run
+        return planner.Progress(
+            immediate_done=stored.immediate_done or self.local.immediate_done,
+            capture_now_handled=self.local.capture_now_handled or stored.capture_now_handled,
+            pending=None,
+        )
+
+    def _pod_exists(self, pod: PodInfo) -> bool:
+        return any(p.uid == pod.uid and not p.deleting for p in self.pods_in_namespace())
+
+    async def _capture(
+        self,
+        parsed: SessionSpec,
+        request: planner.CaptureRequest,
+        progress: planner.Progress,
+        reachable: list[PodInfo],
+        current: dict[str, Any],
+        generation: int,
+    ) -> None:
+        if progress.pending is None:
+            # Durable before any profile is fetched: after a crash, this very capture resumes.
+            await self.writer.patch(self.namespace, self.name, status_rules.pending_patch(request))
+            self.post_event(
+                "Normal",
+                "CaptureStarted",
+                f"Capture {request.id} started ({request.reason}) on {len(reachable)} pod(s).",
+            )
+        else:
+            self.post_event(
+                "Normal",
+                "CaptureResumed",
+                f"Capture {request.id} resumed after an operator restart.",
+            )
+        job = CaptureJob(self.namespace, self.name, parsed, request, self.version, self._pod_exists)
+        outcome = await self.capturer.run(job, reachable)
+        done = planner.progress_after(progress, request)
+        now = datetime.datetime.now(datetime.UTC)
+        await self.writer.patch(
+            self.namespace,
+            self.name,
+            status_rules.capture_done_patch(current, outcome, done, generation, now),
+        )
+        self.finished.add(request.id)
+        self.local = done
+        ok = outcome.result == "Succeeded"
+        self.post_event(
+            "Normal" if ok else "Warning",
+            "Captured" if ok else f"Capture{outcome.result}",
+            outcome.summary(),
+        )

@@ -1,0 +1,62 @@
+"""The operator's own Prometheus metrics, served on /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    profiles: Counter
+    capture_seconds: Histogram
+    bytes_written: Counter
+    errors: Counter
+    captures: Counter
+    sessions: Gauge
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            profiles=Counter(
+                "spikeprof_profiles",
+                "Profiles fetched, by profile type and result (succeeded, failed).",
+                ["type", "result"],
+                registry=registry,
+            ),
+            capture_seconds=Histogram(
+                "spikeprof_capture_duration_seconds",
+                "Time from a capture's start to its last pod's artifacts being written.",
+                buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+                registry=registry,
+            ),
+            bytes_written=Counter(
+                "spikeprof_artifact_bytes_written",
+                "Bytes of profiles written to the artifact store.",
+                registry=registry,
+            ),
+            errors=Counter(
+                "spikeprof_profile_errors",
+                "Profiles that failed, by failure reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            captures=Counter(
+                "spikeprof_captures",
+                "Captures run, by trigger and result (Succeeded, PartiallyFailed, Failed).",
+                ["trigger", "result"],
+                registry=registry,
+            ),
+            sessions=Gauge(
+                "spikeprof_sessions_active",
+                "ProfilingSessions the operator is serving.",
+                registry=registry,
+            ),
+        )
+
+    def serve(self, port: int, address: str) -> None:
+        start_http_server(port, addr=address, registry=self.registry)

@@ -1,0 +1,159 @@
+"""End-to-end fixtures: one real control plane per test session, a fresh namespace per test,
+and the operator running as a real process against it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config  # type: ignore[import-untyped]
+from localcluster.controlplane import ControlPlane
+from localcluster.processes import free_port, spawn, stop_group
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CRD = REPO_ROOT / "crds" / "spikeprof.io_profilingsessions.yaml"
+
+
+@pytest.fixture(scope="session")
+def cluster(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir)
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api(cluster: ControlPlane) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def kubectl(
+    cluster: ControlPlane, bin_dir: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(
+        *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kubectl: Callable[..., Any]) -> None:
+    kubectl("apply", "-f", str(CRD))
+    kubectl(
+        "wait", "--for=condition=Established", "crd/profilingsessions.spikeprof.io", "--timeout=60s"
+    )
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    _wait_for(lambda: _has_default_sa(core, name), 30, f"ServiceAccount default in {name}")
+    yield name
+    with contextlib.suppress(Exception):
+        core.delete_namespace(name)
+
+
+def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", namespace)
+    except client.ApiException:
+        return False
+    return True
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    return _wait_for
+
+
+class Operator:
+    """The operator as a real process, with its own artifact root and metrics port."""
+
+    def __init__(
+        self, kubeconfig: Path, artifact_root: Path, log_path: Path, namespace: str
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.artifact_root = artifact_root
+        self.log_path = log_path
+        self.namespace = namespace
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            SPIKEPROF_ARTIFACT_ROOT=str(self.artifact_root),
+            SPIKEPROF_METRICS_PORT=str(self.metrics_port),
+            SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
+            SPIKEPROF_POLL_SECONDS="0.5",
+        )
+        self.process = spawn(
+            [sys.executable, "-m", "spikeprof.cli", "run", "-n", self.namespace, "--liveness="],
+            self.log_path,
+            env=env,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies or the OOM killer strikes."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process.pid)
+            self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def operator(
+    cluster: ControlPlane, crd_installed: None, namespace: str, tmp_path: Path
+) -> Iterator[Operator]:
+    op = Operator(cluster.kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", namespace)
+    op.start()
+    yield op
+    op.stop()
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "examples" / name).read_text())

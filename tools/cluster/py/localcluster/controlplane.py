@@ -1,0 +1,300 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+
+The binaries come from tools/cluster/build.sh (built from Go modules, cached by version). There
+is no kubelet: the pod stand-in (standin.py) binds pods to a Node and plays their containers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from localcluster import pki
+from localcluster.processes import PidFile, free_port, spawn, stop_group
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+BUILD_SCRIPT = REPO_ROOT / "tools" / "cluster" / "build.sh"
+DEFAULT_BIN_DIR = REPO_ROOT / ".cluster" / "bin"
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says which part and why."""
+
+
+def build_binaries(*names: str) -> Path:
+    """Build (or reuse from the cache) the Go binaries; returns the directory that links them."""
+    result = subprocess.run([str(BUILD_SCRIPT), *names], check=False)
+    if result.returncode != 0:
+        raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}")
+    return DEFAULT_BIN_DIR
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+@dataclass
+class ControlPlane:
+    """One local cluster, its files in `workdir`; `detached` keeps it alive after this process."""
+
+    workdir: Path
+    bin_dir: Path = DEFAULT_BIN_DIR
+    detached: bool = False
+    api_port: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def start(self, timeout: float = 120.0) -> None:
+        started = time.monotonic()
+        self.stop()
+        for sub in ("pki", "logs", "etcd"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            if not (self.bin_dir / name).exists():
+                raise ControlPlaneError(f"{self.bin_dir / name} is missing: run {BUILD_SCRIPT}")
+        self._write_pki()
+        self._start_etcd()
+        self._start_apiserver()
+        self._wait_ready(timeout)
+        self._start_controller_manager()
+        self._start_standin()
+        (self.workdir / "started-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.processes.values())):
+            stop_group(proc.pid)
+        self.processes.clear()
+        PidFile(self.workdir / "pids.json").stop_all()
+
+    # -- parts -------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        proc = spawn(args, self.log_dir / f"{name}.log", tie_to_parent=not self.detached, env=env)
+        self.processes[name] = proc
+        PidFile(self.workdir / "pids.json").add(name, proc.pid)
+
+    def _write_pki(self) -> None:
+        ca = pki.CertificateAuthority(self.pki_dir, "ca")
+        self.ca_cert = ca.cert_path
+        self.apiserver_pair = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            server_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ),
+            server_ips=("127.0.0.1", "10.96.0.1"),
+        )
+        self.admin_pair = ca.issue("admin", "admin", organization="system:masters")
+        self.kcm_pair = ca.issue("controller-manager", "system:kube-controller-manager")
+        self.standin_pair = ca.issue(
+            "stand-in", "spikeprof:pod-stand-in", organization="system:masters"
+        )
+        front_proxy = pki.CertificateAuthority(self.pki_dir, "front-proxy-ca")
+        self.front_proxy_ca = front_proxy.cert_path
+        self.front_proxy_pair = front_proxy.issue("front-proxy-client", "front-proxy-client")
+        self.sa_private, self.sa_public = pki.write_service_account_keys(self.pki_dir)
+
+    def _start_etcd(self) -> None:
+        self.etcd_port = free_port()
+        peer = free_port()
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name=local",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=local=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",  # test data: durability across power loss buys nothing here
+                "--log-level=warn",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        self.api_port = free_port()
+        p = self.pki_dir
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # The endpoint reconciler refuses loopback addresses; nothing here dials the
+                # kubernetes Service (clients use the kubeconfig), so it has nothing to do.
+                "--endpoint-reconciler-type=none",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={p}",
+                f"--tls-cert-file={self.apiserver_pair.cert}",
+                f"--tls-private-key-file={self.apiserver_pair.key}",
+                f"--client-ca-file={self.ca_cert}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={self.sa_public}",
+                f"--service-account-signing-key-file={self.sa_private}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                # Aggregation layer, for APIServices such as metrics.k8s.io; there is no kube-proxy,
+                # so the aggregator must dial endpoints rather than the Service's cluster IP.
+                f"--requestheader-client-ca-file={self.front_proxy_ca}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={self.front_proxy_pair.cert}",
+                f"--proxy-client-key-file={self.front_proxy_pair.key}",
+                "--enable-aggregator-routing=true",
+                "--v=1",
+            ],
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        context.load_cert_chain(str(self.admin_pair.cert), str(self.admin_pair.key))
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        with httpx.Client(verify=context, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                for name, proc in self.processes.items():
+                    if proc.poll() is not None:
+                        raise ControlPlaneError(
+                            f"{name} exited with code {proc.returncode} during start-up; "
+                            f"see {self.log_dir / (name + '.log')}"
+                        )
+                try:
+                    response = client.get(f"{self.server}/readyz")
+                    if response.status_code == 200:
+                        self._write_kubeconfig(self.kubeconfig, "admin", self.admin_pair)
+                        return
+                    last = f"HTTP {response.status_code}: {response.text[-300:]}"
+                except httpx.HTTPError as error:
+                    last = str(error)
+                time.sleep(0.5)
+        raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s: {last}")
+
+    def _start_controller_manager(self) -> None:
+        kubeconfig = self.workdir / "controller-manager.kubeconfig"
+        self._write_kubeconfig(kubeconfig, "system:kube-controller-manager", self.kcm_pair)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--cert-dir={self.pki_dir / 'kcm'}",
+                f"--service-account-private-key-file={self.sa_private}",
+                f"--root-ca-file={self.ca_cert}",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                # No kubelet posts node heartbeats, so node lifecycle would evict every pod; the
+                # stand-in owns node and pod status instead.
+                "--controllers=*,-node-lifecycle-controller,-node-ipam-controller",
+                "--v=1",
+            ],
+        )
+
+    def _start_standin(self) -> None:
+        kubeconfig = self.workdir / "stand-in.kubeconfig"
+        self._write_kubeconfig(kubeconfig, "spikeprof:pod-stand-in", self.standin_pair)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        self._spawn(
+            "pod-stand-in",
+            [
+                sys.executable,
+                "-m",
+                "localcluster.standin",
+                f"--kubeconfig={kubeconfig}",
+                f"--pprof-target={self.bin_dir / 'pprof-target'}",
+                f"--log-dir={self.log_dir / 'pods'}",
+            ],
+            env=env,
+        )
+
+    def _write_kubeconfig(self, path: Path, user: str, pair: pki.KeyPair) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": _b64(self.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": _b64(pair.cert),
+                        "client-key-data": _b64(pair.key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+            "current-context": "local",
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, expiration_seconds: int = 86400
+    ) -> Path:
+        """A kubeconfig that acts as the ServiceAccount, with a token from the TokenRequest API."""
+        from kubernetes import client, config  # type: ignore[import-untyped]
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        with api:
+            token = client.CoreV1Api(api).create_namespaced_service_account_token(
+                name,
+                namespace,
+                {"spec": {"expirationSeconds": expiration_seconds}},
+            )
+        return self.token_kubeconfig(
+            path, token.status.token, f"system:serviceaccount:{namespace}:{name}"
+        )
+
+    def token_kubeconfig(self, path: Path, token: str, user: str) -> Path:
+        """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": user, "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = user
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
