@@ -6,7 +6,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from spikeprof.core.planner import CaptureRequest
+from spikeprof.core.planner import CaptureRequest, format_time
+
+# Pods and failures listed per capture in status; the rest are in the artifacts' metadata.
+MAX_LISTED = 20
 
 
 class FailureReason(enum.StrEnum):
@@ -24,12 +27,22 @@ class FailureReason(enum.StrEnum):
     WRITE_FAILED = "WriteFailed"
 
 
-@dataclass(frozen=True)
 class ProfileFailure(Exception):
     """A profile that failed, with a reason for machines and a message for people."""
 
-    reason: FailureReason
-    message: str
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(reason, message)
+        self.reason = reason
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProfileFailure) and (self.reason, self.message) == (
+            other.reason,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message))
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -106,31 +119,54 @@ class CaptureOutcome:
             f"profile(s) from {len(self.pods)} pod(s)"
         )
         if self.profiles_failed:
-            failures = "; ".join(
-                f"{pod.pod} {p.type}: {p.failure}"
-                for pod in self.pods
-                for p in pod.profiles
-                if p.failure is not None
-            )
-            text += f"; {self.profiles_failed} failed: {failures}"
+            # Grouped by reason, a few examples each: an event holds about 1 KiB, and the full
+            # list is in status.lastCapture.failures and in each pod's metadata.json.
+            by_reason: dict[str, list[str]] = {}
+            for pod in self.pods:
+                for p in pod.profiles:
+                    if p.failure is not None:
+                        by_reason.setdefault(str(p.failure.reason), []).append(
+                            f"{pod.pod}/{p.type}"
+                        )
+            groups = []
+            for reason, where in sorted(by_reason.items()):
+                shown = ", ".join(where[:3]) + (
+                    f" and {len(where) - 3} more" if len(where) > 3 else ""
+                )
+                groups.append(f"{len(where)} {reason} ({shown})")
+            text += f"; {self.profiles_failed} failed: " + "; ".join(groups)
         return text + "."
 
     def to_status(self) -> dict[str, Any]:
+        """A bounded entry for status: counts, where the artifacts are, and the failures.
+
+        Successful profiles are only counted (metadata.json lists them), so that status stays
+        small however many pods a session selects.
+        """
+        failures = [
+            {
+                "pod": pod.pod,
+                "type": p.type,
+                "reason": str(p.failure.reason),
+                "message": p.failure.message,
+            }
+            for pod in self.pods
+            for p in pod.profiles
+            if p.failure is not None
+        ]
         entry: dict[str, Any] = {
             "id": self.request.id,
-            "time": self.request.to_status()["requestedAt"],
+            "time": format_time(self.request.requested_at),
             "trigger": self.request.trigger,
             "reason": self.request.reason,
             "result": self.result,
-            "pods": [
-                {
-                    "pod": pod.pod,
-                    "directory": pod.directory,
-                    "profiles": [p.to_status() for p in pod.profiles],
-                }
-                for pod in self.pods
-            ],
+            "pods": len(self.pods),
+            "profiles": {"succeeded": self.profiles_ok, "failed": self.profiles_failed},
         }
+        if self.pods:
+            entry["artifacts"] = [pod.directory for pod in self.pods[:MAX_LISTED]]
+        if failures:
+            entry["failures"] = failures[:MAX_LISTED]
         if self.problem is not None:
             entry["message"] = self.problem
         return entry

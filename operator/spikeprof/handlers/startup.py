@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import httpx
@@ -29,6 +30,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.persistence.finalizer = "spikeprof.io/finalizer"
     # Events come from kopf.event() calls with sentences written for people, not from log lines.
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "spikeprof"
+    settings.posting.reporting_instance = socket.gethostname()
+    # One line per profile request is too much at INFO; failures are reported by the capture.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
 
     config = Settings.from_env()

@@ -27,6 +27,8 @@ from spikeprof.pprof.check import NotAProfileError, check_file
 from spikeprof.telemetry import Metrics
 
 # Failures after which a pod that has disappeared is the better explanation.
+# Seconds to wait for the pod watch to report a deletion after a pod stopped answering.
+POD_GONE_GRACE = 2.0
 _GONE_HINTS = {FailureReason.CONNECTION_REFUSED, FailureReason.TIMEOUT, FailureReason.UNREACHABLE}
 
 
@@ -118,7 +120,7 @@ class Capturer:
             fetched = await self._fetch_checked(job, endpoint, staged, request)
         except ProfileFailure as failure:
             reported = failure
-            if failure.reason in _GONE_HINTS and not job.pod_exists(pod):
+            if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
                 reported = ProfileFailure(
                     FailureReason.POD_GONE,
                     f"the pod was deleted during the capture ({failure.message})",
@@ -162,6 +164,15 @@ class Capturer:
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
         return fetched
+
+
+async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:
+    """Whether the pod was deleted; the pod watch may lag the dropped connection a little."""
+    for _ in range(int(POD_GONE_GRACE / 0.1)):
+        if not job.pod_exists(pod):
+            return True
+        await asyncio.sleep(0.1)
+    return not job.pod_exists(pod)
 
 
 def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, path: Path) -> PodOutcome:

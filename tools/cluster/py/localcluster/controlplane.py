@@ -51,6 +51,9 @@ class ControlPlane:
     bin_dir: Path = DEFAULT_BIN_DIR
     detached: bool = False
     api_port: int = 0
+    pod_subnet: int = 0
+    """Pod IPs are 127.<pod_subnet>.x.y; 0 picks one from the process id, so that two clusters
+    on one machine (say `make cluster-up` and a test run) never hand out the same address."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -82,6 +85,8 @@ class ControlPlane:
         self._start_apiserver()
         self._wait_ready(timeout)
         self._start_controller_manager()
+        if not self.pod_subnet:
+            self.pod_subnet = 10 if self.detached else 20 + os.getpid() % 230
         self._start_standin()
         (self.workdir / "started-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
 
@@ -241,6 +246,7 @@ class ControlPlane:
                 f"--kubeconfig={kubeconfig}",
                 f"--pprof-target={self.bin_dir / 'pprof-target'}",
                 f"--log-dir={self.log_dir / 'pods'}",
+                f"--subnet={self.pod_subnet}",
             ],
             env=env,
         )

@@ -56,12 +56,13 @@ def _dapr_profiling_enabled(annotations: dict[str, str]) -> bool:
 
 
 class StandIn:
-    def __init__(self, api: Any, pprof_target: Path, log_dir: Path) -> None:
+    def __init__(self, api: Any, pprof_target: Path, log_dir: Path, subnet: int) -> None:
         self.api = api
         self.pprof_target = pprof_target
         self.log_dir = log_dir
         self.pods: dict[str, RunningPod] = {}
-        self.next_ip = (1 << 8) + 1  # 127.0.1.1 onwards; 127.0.0.x stays for the control plane
+        # Pod IPs are 127.<subnet>.x.y: each cluster on the machine has its own range.
+        self.next_ip = (subnet << 16) + (1 << 8) + 1
         self.lock = threading.Lock()
 
     # -- node ------------------------------------------------------------------------------
@@ -274,12 +275,13 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--pprof-target", required=True, type=Path)
     parser.add_argument("--log-dir", required=True, type=Path)
+    parser.add_argument("--subnet", required=True, type=int, help="pod IPs are 127.<subnet>.x.y")
     args = parser.parse_args()
     # SIGTERM must unwind through `finally`, so the pod processes stop with the stand-in.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config.load_kube_config(config_file=args.kubeconfig)
-    standin = StandIn(client.CoreV1Api(), args.pprof_target, args.log_dir)
+    standin = StandIn(client.CoreV1Api(), args.pprof_target, args.log_dir, args.subnet)
     try:
         standin.run()
     finally:

@@ -1,0 +1,174 @@
+"""The API server itself rejects nonsense sessions, each with a message a person understands."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+VALID: dict[str, Any] = {
+    "apiVersion": "spikeprof.io/v1alpha1",
+    "kind": "ProfilingSession",
+    "metadata": {"name": "candidate"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "web"}},
+        "profiles": [{"type": "cpu", "duration": "30s"}, {"type": "heap"}],
+        "output": {"volume": {}},
+    },
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """VALID with the dotted `path` set to `value` (or removed, for ...)."""
+    body = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node: Any = body
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value is ...:
+        del node[leaf]
+    elif isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+    return body
+
+
+INVALID = [
+    ("no selector", _with("spec.selector", ...), "spec.selector: Required value"),
+    (
+        "empty selector",
+        _with("spec.selector", {}),
+        "selector must have at least one matchLabels entry or matchExpressions term",
+    ),
+    (
+        "In without values",
+        _with("spec.selector", {"matchExpressions": [{"key": "app", "operator": "In"}]}),
+        "operators In and NotIn need at least one value",
+    ),
+    ("no profiles", _with("spec.profiles", ...), "spec.profiles: Required value"),
+    (
+        "empty profiles",
+        _with("spec.profiles", []),
+        "spec.profiles: Invalid value: 0: spec.profiles in body should have at least 1 items",
+    ),
+    (
+        "unknown profile type",
+        _with("spec.profiles.1", {"type": "memory"}),
+        'spec.profiles[1].type: Unsupported value: "memory"',
+    ),
+    (
+        "cpu for 10 minutes",
+        _with("spec.profiles.0.duration", "10m"),
+        "profile duration must be between 1s and 5m",
+    ),
+    (
+        "cpu for half a second",
+        _with("spec.profiles.0.duration", "500ms"),
+        "profile duration must be between 1s and 5m",
+    ),
+    (
+        "duration in words",
+        _with("spec.profiles.0.duration", "ten seconds"),
+        "profile duration must be a Go duration such as 30s",
+    ),
+    (
+        "duration on heap",
+        _with("spec.profiles.1", {"type": "heap", "duration": "5s"}),
+        "duration applies only to cpu and trace profiles",
+    ),
+    (
+        "gc on cpu",
+        _with("spec.profiles.0", {"type": "cpu", "gc": True}),
+        "gc applies only to heap profiles",
+    ),
+    (
+        "profile type twice",
+        _with("spec.profiles.1", {"type": "cpu"}),
+        'spec.profiles[1]: Duplicate value: {"type":"cpu"}',
+    ),
+    (
+        "port out of range",
+        _with("spec.target", {"port": 70000}),
+        "spec.target.port: Invalid value: 70000: spec.target.port in body should be less than or equal to 65535",
+    ),
+    (
+        "unknown target kind",
+        _with("spec.target", {"kind": "java"}),
+        'spec.target.kind: Unsupported value: "java"',
+    ),
+    (
+        "path without slash",
+        _with("spec.target", {"pathPrefix": "debug/pprof"}),
+        "spec.target.pathPrefix in body should match",
+    ),
+    (
+        "maxProfileBytes too big",
+        _with("spec.limits", {"maxProfileBytes": "2Gi"}),
+        "maxProfileBytes must be a quantity between 1Ki and 1Gi, such as 64Mi",
+    ),
+    (
+        "maxProfileBytes not a quantity",
+        _with("spec.limits", {"maxProfileBytes": "lots"}),
+        "maxProfileBytes must be a quantity between 1Ki and 1Gi",
+    ),
+    (
+        "maxConcurrent zero",
+        _with("spec.limits", {"maxConcurrent": 0}),
+        "spec.limits.maxConcurrent in body should be greater than or equal to 1",
+    ),
+    ("fetchTimeout an hour", _with("spec.limits", {"fetchTimeout": "1h"}), "fetchTimeout must be"),
+    ("no output", _with("spec.output", ...), "spec.output: Required value"),
+    (
+        "output without destination",
+        _with("spec.output", {}),
+        "output must say where artifacts go: set output.volume",
+    ),
+    (
+        "immediate as a word",
+        _with("spec.trigger", {"immediate": "yes"}),
+        'spec.trigger.immediate: Invalid value: "string": spec.trigger.immediate in body must be of type boolean: "string"',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), [(b, m) for _, b, m in INVALID], ids=[i for i, _, _ in INVALID]
+)
+def test_api_server_rejects_invalid_session_with_a_specific_message(
+    crd_installed: None,
+    namespace: str,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    body: dict[str, Any],
+    message: str,
+) -> None:
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert result.returncode != 0, "the API server accepted an invalid session"
+    assert message in result.stderr
+
+
+def test_the_valid_base_and_the_examples_are_accepted(
+    crd_installed: None, namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(VALID))
+    applied = yaml.safe_load(
+        kubectl("get", "profs", "candidate", "-n", namespace, "-o", "yaml").stdout
+    )
+    # Defaults the API server fills in, so a short spec is a complete one.
+    assert applied["spec"]["target"] == {
+        "kind": "pprof",
+        "pathPrefix": "/debug/pprof",
+        "access": "direct",
+    }
+    assert applied["spec"]["limits"] == {
+        "maxConcurrent": 4,
+        "maxProfileBytes": "64Mi",
+        "fetchTimeout": "30s",
+    }
+    assert applied["spec"]["trigger"] == {"immediate": False}
