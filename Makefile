@@ -32,8 +32,8 @@ binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kube
 
 .PHONY: lint
 lint: venv ## ruff, and the import-linter layering contract.
-	$(VENV)/bin/ruff check operator tests tools/cluster/py bench
-	$(VENV)/bin/ruff format --check operator tests tools/cluster/py bench
+	$(VENV)/bin/ruff check operator tests tools
+	$(VENV)/bin/ruff format --check operator tests tools
 	$(VENV)/bin/lint-imports
 
 .PHONY: typecheck
@@ -75,7 +75,7 @@ run: venv ## Run the operator against .cluster/kubeconfig (make cluster-up first
 
 .PHONY: demo
 demo: venv binaries ## One command: local cluster, a spiking pod, the operator capturing it.
-	$(PY) -m demo
+	$(PY) tools/demo/demo.py
 
 .PHONY: bench
 bench: venv binaries ## Benchmarks under bench/ (results in bench/results/).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_pods_stop_when_deleted(
         return False
 
     wait_for(gone, 30, "the pod object to go")
-    with pytest.raises(OSError):
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
         urllib.request.urlopen(f"http://{ip}:7777/healthz", timeout=2)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 CHUNK = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 TRACE_MAGIC = b"go 1."
+HEAD_BYTES = 64
 # profile.proto field number -> allowed wire types (0 varint, 2 length-delimited).
 PROFILE_FIELDS: dict[int, frozenset[int]] = {
     1: frozenset({2}),  # sample_type
@@ -45,7 +46,7 @@ def _describe(head: bytes) -> str:
         32 <= b < 127 or b in b"\r\n\t" for b in text
     ):
         return f"text starting {text.decode('ascii', 'replace')!r}"
-    return f"{len(head)}+ bytes starting {head[:8].hex()}"
+    return f"binary data starting {head[:8].hex()}"
 
 
 class _FieldWalker:
@@ -112,25 +113,39 @@ def check_pprof_chunks(chunks: Iterable[bytes]) -> None:
     """Raise NotAProfileError unless the chunks form a gzip'd pprof Profile."""
     decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     walker = _FieldWalker()
-    first = True
+    head = b""  # the first bytes, gathered whatever the chunking, to judge what the body is
+    judged = False
     for chunk in chunks:
-        if first:
-            if not chunk.startswith(GZIP_MAGIC):
-                raise NotAProfileError(
-                    f"expected a gzip-compressed pprof profile, got {_describe(chunk)}"
-                )
-            first = False
-        try:
-            walker.feed(decompressor.decompress(chunk))
-            while decompressor.unconsumed_tail:
-                walker.feed(decompressor.decompress(decompressor.unconsumed_tail))
-        except zlib.error as error:
-            raise NotAProfileError(f"the gzip stream is corrupt: {error}") from None
-    if first:
-        raise NotAProfileError("the body is empty")
+        if not judged:
+            head += chunk
+            if len(head) < HEAD_BYTES:
+                continue
+            _judge_head(head)
+            judged = True
+            chunk, head = head, b""
+        _feed(decompressor, walker, chunk)
+    if not judged:
+        if not head:
+            raise NotAProfileError("the body is empty")
+        _judge_head(head)
+        _feed(decompressor, walker, head)
     if not decompressor.eof:
         raise NotAProfileError("the gzip stream is truncated")
     walker.finish()
+
+
+def _judge_head(head: bytes) -> None:
+    if not head.startswith(GZIP_MAGIC):
+        raise NotAProfileError(f"expected a gzip-compressed pprof profile, got {_describe(head)}")
+
+
+def _feed(decompressor: zlib._Decompress, walker: _FieldWalker, chunk: bytes) -> None:
+    try:
+        walker.feed(decompressor.decompress(chunk))
+        while decompressor.unconsumed_tail:
+            walker.feed(decompressor.decompress(decompressor.unconsumed_tail))
+    except zlib.error as error:
+        raise NotAProfileError(f"the gzip stream is corrupt: {error}") from None
 
 
 def check_trace_head(head: bytes) -> None:

@@ -1,0 +1,69 @@
+"""Parsing the spec: defaults filled in, and every problem named by its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from spikeprof.core.spec import SpecError, parse_spec
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": "web"}},
+        "profiles": [{"type": "cpu"}, {"type": "heap", "gc": True}, {"type": "trace"}],
+        "output": {"volume": {}},
+    }
+    base.update(changes)
+    return base
+
+
+def test_defaults_fill_what_the_spec_leaves_out() -> None:
+    parsed = parse_spec(spec())
+    cpu, heap, trace = parsed.profiles
+    assert (cpu.type, cpu.seconds, cpu.query) == ("cpu", 30.0, {"seconds": "30"})
+    assert (heap.query, heap.file_name) == ({"gc": "1"}, "heap.pb.gz")
+    assert (trace.seconds, trace.file_name) == (5.0, "trace.out")
+    assert cpu.endpoint == "profile" and heap.endpoint == "heap"
+    assert parsed.target.kind == "pprof" and parsed.target.path_prefix == "/debug/pprof"
+    assert parsed.limits.max_profile_bytes == 64 * 2**20
+    assert parsed.limits.fetch_timeout == 30.0
+    assert parsed.immediate is False
+    assert parsed.longest_sampling == 30.0
+
+
+def test_durations_and_quantities_are_read_as_written() -> None:
+    parsed = parse_spec(
+        spec(
+            profiles=[{"type": "cpu", "duration": "1m30s"}],
+            limits={"maxProfileBytes": "1Mi", "fetchTimeout": "2m", "maxConcurrent": 2},
+        )
+    )
+    assert parsed.profiles[0].seconds == 90.0
+    assert parsed.limits.max_profile_bytes == 2**20
+    assert parsed.limits.fetch_timeout == 120.0
+    assert parsed.limits.max_concurrent == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"selector": {}}, "spec.selector is empty"),
+        ({"profiles": []}, "spec.profiles must list at least one profile"),
+        ({"profiles": [{"type": "memory"}]}, "spec.profiles[0].type 'memory' is not one of"),
+        ({"profiles": [{"type": "cpu", "duration": "10m"}]}, "between 1s and 5m"),
+        ({"profiles": [{"type": "cpu", "duration": "soon"}]}, "'soon' is not a duration"),
+        ({"profiles": [{"type": "heap", "duration": "5s"}]}, "applies only to cpu and trace"),
+        ({"profiles": [{"type": "cpu", "gc": True}]}, "gc applies only to heap"),
+        ({"profiles": [{"type": "cpu"}, {"type": "cpu"}]}, "more than once"),
+        ({"target": {"kind": "java"}}, "spec.target.kind 'java'"),
+        ({"target": {"port": 0}}, "spec.target.port must be a TCP port"),
+        ({"limits": {"maxProfileBytes": "lots"}}, "spec.limits: 'lots' is not a byte quantity"),
+        ({"output": {}}, "spec.output must say where artifacts go"),
+    ],
+)
+def test_problems_are_named_by_field(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec(**changes))
+    assert message in str(error.value)

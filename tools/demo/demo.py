@@ -1,0 +1,186 @@
+"""`make demo`: a local control plane, a workload with one spiking pod, spikeprof capturing it.
+
+Everything runs on this machine: the control plane is built from Go modules (cached after the
+first run), pods are pprof-target processes, and the operator runs as a real process. The demo
+cleans up after itself, and stops with an error if any step takes too long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "cluster" / "py"))
+
+from localcluster.controlplane import ControlPlane, build_binaries  # noqa: E402
+from localcluster.processes import spawn, stop_group  # noqa: E402
+
+NAMESPACE = "demo"
+SESSION = "checkout-spike"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    dots = 0
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            if dots:
+                print(flush=True)
+            return value
+        time.sleep(0.5)
+        dots += 1
+        if dots % 4 == 0:
+            print(".", end="", flush=True)
+    raise SystemExit(f"demo failed: timed out after {timeout:.0f}s waiting for {what}")
+
+
+def main() -> int:
+    started = time.monotonic()
+    step("Building (or reusing) etcd, kube-apiserver, controller-manager, kubectl, pprof-target")
+    bin_dir = build_binaries()
+    workdir = Path(tempfile.mkdtemp(prefix="spikeprof-demo-"))
+    plane = ControlPlane(workdir / "cluster", bin_dir)
+    operator = None
+    try:
+        step("Starting a local control plane")
+        plane.start()
+        print(f"    API server {plane.server} (kubeconfig {plane.kubeconfig})")
+
+        def kubectl(*args: str, input: str | None = None) -> str:
+            result = subprocess.run(
+                [str(bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig}", *args],
+                capture_output=True,
+                text=True,
+                input=input,
+                timeout=60,
+            )
+            if result.returncode != 0:
+                raise SystemExit(f"demo failed: kubectl {' '.join(args)}: {result.stderr}")
+            return result.stdout
+
+        step("Installing the ProfilingSession CRD")
+        kubectl("apply", "-f", str(REPO / "crds" / "spikeprof.io_profilingsessions.yaml"))
+        kubectl("wait", "--for=condition=Established", "crd/profilingsessions.spikeprof.io")
+        kubectl("create", "namespace", NAMESPACE)
+        wait(lambda: "default" in kubectl("get", "sa", "-n", NAMESPACE), 30, "the namespace")
+
+        step("Deploying 3 checkout pods that serve Go pprof on :7777")
+        kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "checkout-deployment.yaml"))
+        pods = wait(lambda: _running_pods(kubectl), 60, "3 running pods")
+        for name, ip in sorted(pods.items()):
+            print(f"    {name} at {ip}")
+
+        artifacts = workdir / "artifacts"
+        step("Starting the spikeprof operator")
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(plane.kubeconfig),
+            SPIKEPROF_ARTIFACT_ROOT=str(artifacts),
+            SPIKEPROF_METRICS_PORT="0",
+        )
+        operator = spawn(
+            [sys.executable, "-m", "spikeprof.cli", "run", "-n", NAMESPACE, "--liveness="],
+            workdir / "operator.log",
+            env=env,
+        )
+
+        hot, hot_ip = sorted(pods.items())[0]
+        step(f"Making {hot} spike: burning 1 CPU core")
+        with urllib.request.urlopen(
+            f"http://{hot_ip}:7777/control/burn?cores=1&seconds=60", timeout=5
+        ):
+            pass
+
+        step(
+            f"Applying ProfilingSession {SESSION}: "
+            "a 5s CPU profile and a heap profile of every checkout pod"
+        )
+        kubectl("apply", "-n", NAMESPACE, "-f", "-", input=_session())
+        status = wait(lambda: _captured(kubectl), 90, "the capture")
+        print(kubectl("get", "profilingsessions", "-n", NAMESPACE))
+        last = status["lastCapture"]
+        print(
+            f"    capture {last['id']}: {last['result']}, "
+            f"{last['profiles']['succeeded']} profile(s) from {last['pods']} pod(s)"
+        )
+
+        capture_dir = artifacts / next(a for a in last["artifacts"] if f"/{hot}/" in a)
+        step(f"Top CPU functions of {hot} (go tool pprof -top {capture_dir / 'cpu.pb.gz'})")
+        top = subprocess.run(
+            ["go", "tool", "pprof", "-top", "-nodecount=8", str(capture_dir / "cpu.pb.gz")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        print(top.stdout or top.stderr)
+        print("    artifacts:")
+        for path in sorted(capture_dir.iterdir()):
+            print(f"      {path} ({path.stat().st_size} bytes)")
+        if "main.burnCPU" not in top.stdout:
+            raise SystemExit("demo failed: the spiking function is not in the CPU profile")
+        step(
+            f"Done in {time.monotonic() - started:.0f}s; stopping the cluster "
+            f"(artifacts stay in {artifacts})"
+        )
+        return 0
+    finally:
+        if operator is not None:
+            stop_group(operator.pid)
+        plane.stop()
+
+
+def _running_pods(kubectl: Callable[..., str]) -> dict[str, str] | None:
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "app=checkout", "-o", "json"))[
+        "items"
+    ]
+    ips = {
+        p["metadata"]["name"]: p["status"].get("podIP")
+        for p in pods
+        if p["status"].get("phase") == "Running"
+    }
+    return ips if len(ips) == 3 else None
+
+
+def _captured(kubectl: Callable[..., str]) -> dict[str, Any] | None:
+    session = json.loads(kubectl("get", "profilingsession", SESSION, "-n", NAMESPACE, "-o", "json"))
+    status: dict[str, Any] = session.get("status") or {}
+    return (
+        status
+        if status.get("captures", {}).get("total") and not status.get("pendingCapture")
+        else None
+    )
+
+
+def _session() -> str:
+    return json.dumps(
+        {
+            "apiVersion": "spikeprof.io/v1alpha1",
+            "kind": "ProfilingSession",
+            "metadata": {"name": SESSION},
+            "spec": {
+                "selector": {"matchLabels": {"app": "checkout"}},
+                "target": {"port": 7777},
+                "profiles": [{"type": "cpu", "duration": "5s"}, {"type": "heap"}],
+                "trigger": {"immediate": True},
+                "output": {"volume": {}},
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
