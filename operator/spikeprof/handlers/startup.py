@@ -35,6 +35,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # One line per profile request is too much at INFO; failures are reported by the capture.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
+    # Serve exactly the namespaces and the CRD present at start, instead of watching all CRDs
+    # and namespaces for changes: that would need cluster-wide read rights the work does not.
+    settings.scanning.disabled = True
 
     config = Settings.from_env()
     config.artifact_root.mkdir(parents=True, exist_ok=True)
