@@ -58,6 +58,25 @@ class Settings:
     """SPIKEPROF_KUBECONFIG (or KUBECONFIG): kubeconfig for running outside the cluster; unset
     in a pod, where the ServiceAccount is used."""
 
+    prometheus_url: str | None = None
+    """SPIKEPROF_PROMETHEUS_URL: base URL of the Prometheus that `metricsSource: prometheus`
+    sessions query, e.g. http://prometheus.monitoring:9090. Unset: such sessions report
+    MetricsAvailable=False."""
+
+    prometheus_token_file: Path | None = None
+    """SPIKEPROF_PROMETHEUS_TOKEN_FILE: file holding a bearer token for Prometheus (read at
+    start-up); unset sends no Authorization header."""
+
+    def prometheus_token(self) -> str | None:
+        if self.prometheus_token_file is None:
+            return None
+        try:
+            return self.prometheus_token_file.read_text().strip()
+        except OSError as error:
+            raise SettingsError(
+                f"SPIKEPROF_PROMETHEUS_TOKEN_FILE={self.prometheus_token_file}: {error}"
+            ) from None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -68,6 +87,12 @@ class Settings:
             max_concurrent_pods=_int(env, "SPIKEPROF_MAX_CONCURRENT_PODS", 32),
             poll_seconds=_float(env, "SPIKEPROF_POLL_SECONDS", 1.0),
             kubeconfig=env.get("SPIKEPROF_KUBECONFIG") or env.get("KUBECONFIG") or None,
+            prometheus_url=env.get("SPIKEPROF_PROMETHEUS_URL") or None,
+            prometheus_token_file=(
+                Path(env["SPIKEPROF_PROMETHEUS_TOKEN_FILE"])
+                if env.get("SPIKEPROF_PROMETHEUS_TOKEN_FILE")
+                else None
+            ),
         )
         if not 0 <= settings.metrics_port <= 65535:
             raise SettingsError(f"SPIKEPROF_METRICS_PORT={settings.metrics_port} is not a port")

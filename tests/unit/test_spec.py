@@ -59,7 +59,10 @@ def test_durations_and_quantities_are_read_as_written() -> None:
         ({"profiles": [{"type": "cpu"}, {"type": "cpu"}]}, "more than once"),
         ({"target": {"kind": "java"}}, "spec.target.kind 'java'"),
         ({"target": {"port": 0}}, "spec.target.port must be a TCP port"),
-        ({"limits": {"maxProfileBytes": "lots"}}, "spec.limits: 'lots' is not a byte quantity"),
+        (
+            {"limits": {"maxProfileBytes": "lots"}},
+            "spec.limits.maxProfileBytes: 'lots' is not a byte quantity",
+        ),
         ({"output": {}}, "spec.output must say where artifacts go"),
     ],
 )

@@ -6,12 +6,19 @@ daemons (where kopf's own `patch` is not applied) and maps API errors to the ope
 
 from __future__ import annotations
 
+import datetime
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
+from spikeprof.core.pods import PodInfo
+from spikeprof.core.quantities import parse_quantity
+from spikeprof.core.rules import Metric, Observation
 
 GROUP = "spikeprof.io"
 VERSION = "v1alpha1"
@@ -63,3 +70,53 @@ class SessionStatusWriter:
                 f"patching status of ProfilingSession {namespace}/{name} failed: "
                 f"HTTP {error.status} {error.reason}: {error.body!r:.300}"
             ) from None
+
+
+USAGE_METRICS: tuple[Metric, ...] = ("cpu", "memory")  # what PodMetrics reports
+
+
+class PodMetricsSource:
+    """The `metricsServer` source: PodMetrics from metrics.k8s.io, one list per session."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = client.CustomObjectsApi(api_client)
+
+    async def observe(
+        self, namespace: str, pods: Sequence[PodInfo], metrics: frozenset[Metric]
+    ) -> ObservationBatch:
+        wanted = {pod.name for pod in pods}
+        try:
+            listing = await self.api.list_namespaced_custom_object(
+                "metrics.k8s.io", "v1beta1", namespace, "pods"
+            )
+        except ApiException as error:
+            hint = " (is metrics-server installed?)" if error.status in (404, 503) else ""
+            raise MetricsUnavailableError(
+                f"metrics.k8s.io PodMetrics in {namespace}: HTTP {error.status} "
+                f"{error.reason}{hint}"
+            ) from None
+        observations: list[Observation] = []
+        for item in listing.get("items") or ():
+            name = (item.get("metadata") or {}).get("name")
+            if name not in wanted:
+                continue
+            at = _timestamp(item.get("timestamp"))
+            usage = [c.get("usage") or {} for c in item.get("containers") or ()]
+            for metric in USAGE_METRICS:
+                if metric in metrics and usage:
+                    try:
+                        value = sum(parse_quantity(str(u.get(metric, "0"))) for u in usage)
+                    except ValueError:
+                        continue  # one malformed item must not hide the other pods
+                    observations.append(Observation(name, metric, value, at))
+        return ObservationBatch(
+            observations=tuple(observations),
+            reporting=len({o.pod for o in observations}),
+            asked=len(pods),
+        )
+
+
+def _timestamp(text: Any) -> float:
+    if not text:
+        return time.time()
+    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()

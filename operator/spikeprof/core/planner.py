@@ -8,10 +8,11 @@ finds the pending capture and resumes it under the same id, so it is neither los
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spikeprof.core.rules import Firing
 from spikeprof.core.spec import SessionSpec
 
 CAPTURE_NOW_ANNOTATION = "spikeprof.io/capture-now"
@@ -24,6 +25,7 @@ class CaptureRequest:
     reason: str
     requested_at: datetime.datetime
     token: str | None = None  # the capture-now value it answers, if any
+    pods: tuple[str, ...] | None = None  # the pods a rule fired on; None: every selected pod
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -34,6 +36,8 @@ class CaptureRequest:
         }
         if self.token is not None:
             out["token"] = self.token
+        if self.pods is not None:
+            out["pods"] = list(self.pods)
         return out
 
     @classmethod
@@ -44,6 +48,7 @@ class CaptureRequest:
             reason=str(raw.get("reason", "")),
             requested_at=parse_time(str(raw["requestedAt"])),
             token=raw.get("token"),
+            pods=tuple(raw["pods"]) if raw.get("pods") is not None else None,
         )
 
 
@@ -105,6 +110,19 @@ def next_capture(
             token=token,
         )
     return None
+
+
+def threshold_capture(firings: Sequence[Firing], now: datetime.datetime) -> CaptureRequest:
+    """One capture for every pod a rule fired on in this evaluation, each reason kept."""
+    pods = tuple(sorted({f.pod for f in firings}))
+    reason = "; ".join(f"{f.pod}: {f.rule}: {f.reason}" for f in firings)
+    return CaptureRequest(
+        id=capture_id(now, "threshold"),
+        trigger="threshold",
+        reason=reason,
+        requested_at=now,
+        pods=pods,
+    )
 
 
 def progress_after(progress: Progress, request: CaptureRequest) -> Progress:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from spikeprof.core.quantities import parse_quantity
+from spikeprof.core.rules import Resources
 from spikeprof.core.spec import DAPR_CONTAINER, DAPR_PROFILE_PORT, TargetSpec
 
 PORT_ANNOTATION = "spikeprof.io/pprof-port"
@@ -25,6 +27,7 @@ class PodInfo:
     ready: bool
     deleting: bool
     containers: tuple[str, ...]
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def reachable(self) -> bool:
@@ -52,6 +55,30 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         ready=ready,
         deleting=meta.get("deletionTimestamp") is not None,
         containers=tuple(c.get("name", "") for c in spec.get("containers") or ()),
+        resources=_resources(spec.get("containers") or ()),
+    )
+
+
+def _summed(containers: Sequence[Mapping[str, Any]], kind: str, resource: str) -> float | None:
+    """The pod's total, or None when any container leaves it unset (no bound to compare with)."""
+    total = 0.0
+    for container in containers:
+        value = ((container.get("resources") or {}).get(kind) or {}).get(resource)
+        if value is None:
+            return None
+        try:
+            total += parse_quantity(str(value))
+        except ValueError:
+            return None
+    return total if containers else None
+
+
+def _resources(containers: Sequence[Mapping[str, Any]]) -> Resources:
+    return Resources(
+        cpu_limit=_summed(containers, "limits", "cpu"),
+        cpu_request=_summed(containers, "requests", "cpu"),
+        memory_limit=_summed(containers, "limits", "memory"),
+        memory_request=_summed(containers, "requests", "memory"),
     )
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast, get_args
 
-from spikeprof.core.quantities import parse_bytes, parse_duration
+from spikeprof.core.quantities import parse_bytes, parse_duration, parse_quantity
+from spikeprof.core.rules import Metric, Threshold
 from spikeprof.core.selector import LabelSelector
 
 ProfileType = Literal[
@@ -23,6 +24,10 @@ DEFAULT_SECONDS: Final = {"cpu": 30.0, "trace": 5.0}
 MIN_SECONDS, MAX_SECONDS = 1.0, 300.0
 DAPR_PROFILE_PORT: Final = 7777
 DAPR_CONTAINER: Final = "daprd"
+METRIC_SOURCES: Final = ("metricsServer", "prometheus", "scrape")
+# Evaluation interval when the session sets none: about the source's own resolution.
+DEFAULT_INTERVAL: Final = {"metricsServer": 15.0, "prometheus": 15.0, "scrape": 5.0}
+RULE_METRICS: Final = ("cpu", "memory", "goroutines", "heap")
 
 
 class SpecError(ValueError):
@@ -78,6 +83,20 @@ class Limits:
     max_concurrent: int
     max_profile_bytes: int
     fetch_timeout: float
+    cooldown: float = 600.0
+    max_captures: int | None = None
+    expires_after: float | None = None
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    immediate: bool = False
+    source: str = "metricsServer"
+    interval: float = 15.0
+    thresholds: tuple[Threshold, ...] = ()
+    scrape_port: int | None = None
+    scrape_path: str = "/metrics"
+    queries: tuple[tuple[str, str], ...] = ()  # metric -> PromQL overriding the default
 
 
 @dataclass(frozen=True)
@@ -85,9 +104,13 @@ class SessionSpec:
     selector: LabelSelector
     target: TargetSpec
     profiles: tuple[ProfileRequest, ...]
-    immediate: bool
+    trigger: TriggerSpec
     limits: Limits
     volume_output: bool
+
+    @property
+    def immediate(self) -> bool:
+        return self.trigger.immediate
 
     @property
     def longest_sampling(self) -> float:
@@ -124,6 +147,116 @@ def _parse_profile(index: int, raw: Mapping[str, Any]) -> ProfileRequest:
     return ProfileRequest(cast(ProfileType, kind), seconds, gc)
 
 
+def _duration(where: str, raw: Any) -> float:
+    try:
+        return parse_duration(str(raw))
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _parse_threshold(index: int, raw: Mapping[str, Any]) -> Threshold:
+    where = f"spec.trigger.thresholds[{index}]"
+    metric = raw.get("metric")
+    if metric not in RULE_METRICS:
+        raise SpecError(f"{where}.metric {metric!r} is not one of {', '.join(RULE_METRICS)}")
+    name = str(raw.get("name") or f"{metric}-{index}")
+    sustain = _duration(f"{where}.for", raw["for"]) if "for" in raw else 0.0
+    spike = raw.get("spike")
+    above = raw.get("above")
+    if (spike is None) == (above is None):
+        raise SpecError(f"{where} needs exactly one of above or spike")
+    typed_metric = cast(Metric, metric)
+    if spike is not None:
+        window = _duration(f"{where}.spike.baselineWindow", spike.get("baselineWindow", "5m"))
+        warmup = (
+            _duration(f"{where}.spike.warmup", spike["warmup"]) if "warmup" in spike else window
+        )
+        try:
+            minimum = parse_quantity(str(spike.get("minimum", "0")))
+        except ValueError as error:
+            raise SpecError(f"{where}.spike.minimum: {error}") from None
+        return Threshold(
+            name=name,
+            metric=typed_metric,
+            sustain=sustain,
+            spike_percent=float(spike["increasePercent"]),
+            baseline_window=window,
+            warmup=min(warmup, window),
+            minimum=minimum,
+        )
+    text = str(above)
+    if text.endswith("%"):
+        of = raw.get("of")
+        if of not in ("limit", "request"):
+            raise SpecError(f"{where}: above: {text} needs of: limit or of: request")
+        if metric not in ("cpu", "memory"):
+            raise SpecError(f"{where}: a percentage applies to cpu and memory only")
+        try:
+            percent = float(text[:-1])
+        except ValueError:
+            raise SpecError(f"{where}.above {text!r} is not a percentage") from None
+        return Threshold(name=name, metric=typed_metric, percent=percent, of=of, sustain=sustain)
+    try:
+        value = parse_quantity(text)
+    except ValueError as error:
+        raise SpecError(f"{where}.above: {error}") from None
+    return Threshold(name=name, metric=typed_metric, above=value, sustain=sustain)
+
+
+def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
+    source = raw.get("metricsSource", "metricsServer")
+    if source not in METRIC_SOURCES:
+        raise SpecError(f"spec.trigger.metricsSource {source!r} is not one of {METRIC_SOURCES}")
+    thresholds = tuple(_parse_threshold(i, t) for i, t in enumerate(raw.get("thresholds") or ()))
+    names = [t.name for t in thresholds]
+    if len(set(names)) != len(names):
+        raise SpecError("spec.trigger.thresholds: rule names must be unique")
+    if source == "metricsServer" and any(t.metric not in ("cpu", "memory") for t in thresholds):
+        raise SpecError("spec.trigger: metricsServer reports cpu and memory only")
+    interval = (
+        _duration("spec.trigger.interval", raw["interval"])
+        if "interval" in raw
+        else DEFAULT_INTERVAL[source]
+    )
+    scrape = raw.get("scrape") or {}
+    queries = raw.get("prometheus") or {}
+    return TriggerSpec(
+        immediate=bool(raw.get("immediate", False)),
+        source=source,
+        interval=interval,
+        thresholds=thresholds,
+        scrape_port=scrape.get("port"),
+        scrape_path=str(scrape.get("path", "/metrics")),
+        queries=tuple(
+            sorted(
+                (metric, str(queries[f"{metric}Query"]))
+                for metric in RULE_METRICS
+                if f"{metric}Query" in queries
+            )
+        ),
+    )
+
+
+def _parse_limits(raw: Mapping[str, Any]) -> Limits:
+    try:
+        max_bytes = parse_bytes(str(raw.get("maxProfileBytes", "64Mi")))
+    except ValueError as error:
+        raise SpecError(f"spec.limits.maxProfileBytes: {error}") from None
+    max_captures = raw.get("maxCaptures")
+    return Limits(
+        max_concurrent=int(raw.get("maxConcurrent", 4)),
+        max_profile_bytes=max_bytes,
+        fetch_timeout=_duration("spec.limits.fetchTimeout", raw.get("fetchTimeout", "30s")),
+        cooldown=_duration("spec.limits.cooldown", raw.get("cooldown", "10m")),
+        max_captures=int(max_captures) if max_captures is not None else None,
+        expires_after=(
+            _duration("spec.limits.expiresAfter", raw["expiresAfter"])
+            if "expiresAfter" in raw
+            else None
+        ),
+    )
+
+
 def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     selector = LabelSelector.from_spec(_field(spec, "selector"))
     if selector.is_empty:
@@ -148,13 +281,6 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
         raise SpecError("spec.target.port must be a TCP port between 1 and 65535")
 
-    limits = _field(spec, "limits")
-    try:
-        max_bytes = parse_bytes(str(limits.get("maxProfileBytes", "64Mi")))
-        fetch_timeout = parse_duration(str(limits.get("fetchTimeout", "30s")))
-    except ValueError as error:
-        raise SpecError(f"spec.limits: {error}") from None
-
     output = _field(spec, "output")
     volume = output.get("volume")
     volume_output = isinstance(volume, Mapping) and bool(volume.get("enabled", True))
@@ -171,11 +297,7 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
             access="direct",
         ),
         profiles=profiles,
-        immediate=bool(_field(spec, "trigger").get("immediate", False)),
-        limits=Limits(
-            max_concurrent=int(limits.get("maxConcurrent", 4)),
-            max_profile_bytes=max_bytes,
-            fetch_timeout=fetch_timeout,
-        ),
+        trigger=_parse_trigger(_field(spec, "trigger")),
+        limits=_parse_limits(_field(spec, "limits")),
         volume_output=volume_output,
     )

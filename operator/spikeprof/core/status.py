@@ -9,8 +9,11 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spikeprof.core.planner import CaptureRequest, Progress, format_time
+from spikeprof.core.guards import Suppression
+from spikeprof.core.observations import ObservationBatch
+from spikeprof.core.planner import CaptureRequest, Progress, format_time, parse_time
 from spikeprof.core.results import CaptureOutcome
+from spikeprof.core.rules import RuleProblem
 
 RECENT_CAPTURES = 10
 
@@ -54,9 +57,11 @@ def targets_fragment(matched: int, reachable: int) -> dict[str, Any]:
     return {"matched": matched, "reachable": reachable, "summary": f"{reachable}/{matched}"}
 
 
-def phase_for(*, capturing: bool, reachable: int) -> str:
+def phase_for(*, capturing: bool, reachable: int, is_expired: bool = False) -> str:
     if capturing:
         return "Capturing"
+    if is_expired:
+        return "Expired"
     return "Armed" if reachable else "Pending"
 
 
@@ -69,6 +74,7 @@ def observation_patch(
     selector: str,
     generation: int,
     now: datetime.datetime,
+    is_expired: bool = False,
 ) -> dict[str, Any]:
     """Phase, targets and the TargetsReachable/Ready conditions from the latest look at pods."""
     conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
@@ -93,14 +99,18 @@ def observation_patch(
     conditions = set_condition(
         conditions,
         type="Ready",
-        status=True,
-        reason="SpecAccepted",
-        message="The session is valid and watched for triggers.",
+        status=not is_expired,
+        reason="Expired" if is_expired else "SpecAccepted",
+        message=(
+            "The session has passed limits.expiresAfter; it captures nothing more."
+            if is_expired
+            else "The session is valid and watched for triggers."
+        ),
         generation=generation,
         now=now,
     )
     return {
-        "phase": phase_for(capturing=capturing, reachable=reachable),
+        "phase": phase_for(capturing=capturing, reachable=reachable, is_expired=is_expired),
         "observedGeneration": generation,
         "targets": targets_fragment(matched, reachable),
         "conditions": conditions,
@@ -129,12 +139,88 @@ def pending_patch(request: CaptureRequest) -> dict[str, Any]:
     return {"phase": "Capturing", "pendingCapture": request.to_status()}
 
 
+def metrics_patch(
+    status: Mapping[str, Any],
+    *,
+    source: str,
+    batch: ObservationBatch | None,
+    error: str | None,
+    problems: Sequence[RuleProblem],
+    generation: int,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """MetricsAvailable and RulesApplicable after an evaluation (no timestamps in messages,
+    so that a steady state writes nothing)."""
+    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
+    if error is not None:
+        available, reason, message = False, "SourceFailed", f"{source}: {error}"
+    else:
+        assert batch is not None
+        available = batch.reporting > 0 or batch.asked == 0
+        reason = "Reporting" if available else "NoData"
+        message = f"{source}: metrics for {batch.reporting} of {batch.asked} selected pod(s)."
+        if batch.problems:
+            message += " " + "; ".join(batch.problems)
+    conditions = set_condition(
+        conditions,
+        type="MetricsAvailable",
+        status=available,
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    if problems:
+        shown = "; ".join(p.message for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        conditions = set_condition(
+            conditions,
+            type="RulesApplicable",
+            status=False,
+            reason="MissingResourceBounds",
+            message=shown + more + ".",
+            generation=generation,
+            now=now,
+        )
+    else:
+        conditions = set_condition(
+            conditions,
+            type="RulesApplicable",
+            status=True,
+            reason="AllRulesApply",
+            message="Every rule applies to every reporting pod.",
+            generation=generation,
+            now=now,
+        )
+    return {"conditions": conditions}
+
+
+def suppression_patch(
+    status: Mapping[str, Any], suppressions: Sequence[Suppression], now: datetime.datetime
+) -> dict[str, Any]:
+    previous = status.get("suppressed") or {}
+    last = suppressions[-1]
+    return {
+        "suppressed": {
+            "total": int(previous.get("total", 0)) + len(suppressions),
+            "last": {
+                "time": format_time(now),
+                "pod": last.pod,
+                "rule": last.rule,
+                "guard": last.guard,
+                "message": last.message,
+            },
+        }
+    }
+
+
 def capture_done_patch(
     status: Mapping[str, Any],
     outcome: CaptureOutcome,
     progress: Progress,
     generation: int,
     now: datetime.datetime,
+    cooldown: float = 0.0,
 ) -> dict[str, Any]:
     """Counters, lastCapture, recentCaptures and the consumed trigger, in one patch."""
     counters = dict(status.get("captures") or {})
@@ -143,7 +229,17 @@ def capture_done_patch(
     entry = outcome.to_status()
     recent = [entry, *[c for c in status.get("recentCaptures") or () if c.get("id") != entry["id"]]]
     ok = outcome.result == "Succeeded"
+    # Per-pod capture times for the cooldown; entries past the cooldown are dropped.
+    # A merge patch removes a map key only when told to with null.
+    previous = {k: v for k, v in (status.get("podLastCaptured") or {}).items() if v}
+    captured_at: dict[str, str | None] = {
+        pod: (when if (now - parse_time(when)).total_seconds() < cooldown else None)
+        for pod, when in previous.items()
+    }
+    for pod in outcome.pods:
+        captured_at[pod.pod] = format_time(outcome.request.requested_at)
     return {
+        "podLastCaptured": captured_at or None,
         "pendingCapture": None,
         "immediateDone": progress.immediate_done,
         "captureNowHandled": progress.capture_now_handled,

@@ -10,6 +10,7 @@ import kopf
 from spikeprof.adapters.kube import SessionGoneError
 from spikeprof.core.pods import PodInfo
 from spikeprof.services.session import SessionWorker
+from spikeprof.services.triggers import SpikeWatcher
 
 
 @kopf.daemon("spikeprof.io", "v1alpha1", "profilingsessions", cancellation_timeout=10.0)
@@ -39,6 +40,7 @@ async def serve_session(
         post_event=lambda type, reason, message: kopf.event(
             body, type=type, reason=reason, message=message
         ),
+        spikes=SpikeWatcher(memo.source_factory),
     )
     memo.metrics.sessions.inc()
     try:

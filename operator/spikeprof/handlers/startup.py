@@ -15,6 +15,7 @@ from spikeprof.adapters import kube
 from spikeprof.adapters.pod_http import ProfileFetcher
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.services.capture import Capturer
+from spikeprof.services.sources import SourceFactory
 from spikeprof.settings import Settings
 from spikeprof.telemetry import Metrics
 
@@ -59,6 +60,12 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         fetcher=ProfileFetcher(http),
         metrics=metrics,
         operator_slots=asyncio.Semaphore(config.max_concurrent_pods),
+    )
+    memo.source_factory = SourceFactory(
+        http=http,
+        api_client=api_client,
+        prometheus_url=config.prometheus_url,
+        prometheus_token=config.prometheus_token(),
     )
     memo.version = __version__
     logger.info(

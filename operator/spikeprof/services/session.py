@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from spikeprof.adapters.kube import SessionStatusWriter
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
+from spikeprof.core.guards import expired
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.capture import CaptureJob, Capturer
+from spikeprof.services.triggers import SpikeWatcher
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -37,6 +40,7 @@ class SessionWorker:
         version: str,
         pods_in_namespace: Callable[[], Iterable[PodInfo]],
         post_event: PostEvent,
+        spikes: SpikeWatcher,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -45,6 +49,7 @@ class SessionWorker:
         self.version = version
         self.pods_in_namespace = pods_in_namespace
         self.post_event = post_event
+        self.spikes = spikes
         self.finished: set[str] = set()
         self.local: planner.Progress | None = None
 
@@ -69,8 +74,12 @@ class SessionWorker:
 
         pods = [p for p in self.pods_in_namespace() if parsed.selector.matches(p.labels)]
         reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
+        created = planner.parse_time(str(meta.get("creationTimestamp") or planner.format_time(now)))
+        is_expired = expired(created, parsed.limits.expires_after, now)
         progress = self._progress(current)
-        request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
+        request = None
+        if not is_expired or progress.pending is not None:
+            request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
 
         patch = status_rules.observation_patch(
             current,
@@ -80,12 +89,31 @@ class SessionWorker:
             selector=parsed.selector.describe(),
             generation=generation,
             now=now,
+            is_expired=is_expired and progress.pending is None,
         )
+        if request is None and not is_expired:
+            evaluation = await self.spikes.evaluate(
+                namespace=self.namespace,
+                spec=parsed,
+                reachable=reachable,
+                current=current,
+                generation=generation,
+                now=now,
+                monotonic=time.monotonic(),
+            )
+            if evaluation is not None:
+                patch.update(evaluation.patch)
+                for event in evaluation.events:
+                    self.post_event(*event)
+                request = evaluation.request
         if _changed(current, patch):
             await self.writer.patch(self.namespace, self.name, patch)
             current.update(patch)
         if request is None:
             return False
+        if request.pods is not None:
+            chosen = set(request.pods)
+            reachable = [p for p in reachable if p.name in chosen]
         await self._capture(parsed, request, progress, reachable, current, generation)
         return True
 
@@ -134,7 +162,9 @@ class SessionWorker:
         await self.writer.patch(
             self.namespace,
             self.name,
-            status_rules.capture_done_patch(current, outcome, done, generation, now),
+            status_rules.capture_done_patch(
+                current, outcome, done, generation, now, parsed.limits.cooldown
+            ),
         )
         self.finished.add(request.id)
         self.local = done

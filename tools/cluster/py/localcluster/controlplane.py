@@ -170,8 +170,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={self.sa_private}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                # Aggregation layer, for APIServices such as metrics.k8s.io; there is no kube-proxy,
-                # so the aggregator must dial endpoints rather than the Service's cluster IP.
+                # Aggregation layer, for APIServices such as metrics.k8s.io. With no kube-proxy a
+                # backend is reached through an ExternalName Service (e.g. localhost), which the
+                # aggregator resolves by name; EndpointSlices would refuse loopback addresses.
                 f"--requestheader-client-ca-file={self.front_proxy_ca}",
                 "--requestheader-allowed-names=front-proxy-client",
                 "--requestheader-username-headers=X-Remote-User",
@@ -179,7 +180,6 @@ class ControlPlane:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={self.front_proxy_pair.cert}",
                 f"--proxy-client-key-file={self.front_proxy_pair.key}",
-                "--enable-aggregator-routing=true",
                 "--v=1",
             ],
         )

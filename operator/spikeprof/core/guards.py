@@ -1,0 +1,75 @@
+"""Guards between a fired rule and a capture: cooldown per pod, captures per session, expiry."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from spikeprof.core.quantities import format_duration
+from spikeprof.core.rules import Firing
+
+
+@dataclass(frozen=True)
+class Suppression:
+    pod: str
+    rule: str
+    guard: str  # Cooldown | MaxCaptures | Expired
+    message: str
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    allowed: tuple[Firing, ...]
+    suppressed: tuple[Suppression, ...]
+
+
+def expired(
+    created: datetime.datetime, expires_after: float | None, now: datetime.datetime
+) -> bool:
+    return expires_after is not None and (now - created).total_seconds() >= expires_after
+
+
+def apply_guards(
+    firings: Iterable[Firing],
+    *,
+    now: datetime.datetime,
+    last_capture_by_pod: Mapping[str, datetime.datetime],
+    cooldown: float,
+    captures_so_far: int,
+    max_captures: int | None,
+    is_expired: bool,
+) -> GuardDecision:
+    """Which firings may capture now; the others with the guard that held them back and why."""
+    allowed: list[Firing] = []
+    suppressed: list[Suppression] = []
+    for firing in firings:
+        last = last_capture_by_pod.get(firing.pod)
+        if is_expired:
+            suppressed.append(
+                Suppression(firing.pod, firing.rule, "Expired", "the session has expired")
+            )
+        elif max_captures is not None and captures_so_far >= max_captures:
+            suppressed.append(
+                Suppression(
+                    firing.pod,
+                    firing.rule,
+                    "MaxCaptures",
+                    f"the session already took maxCaptures ({max_captures}) captures",
+                )
+            )
+        elif last is not None and (now - last).total_seconds() < cooldown:
+            ago = (now - last).total_seconds()
+            suppressed.append(
+                Suppression(
+                    firing.pod,
+                    firing.rule,
+                    "Cooldown",
+                    f"pod {firing.pod} was captured {format_duration(round(ago))} ago; its "
+                    f"cooldown of {format_duration(round(cooldown))} has "
+                    f"{format_duration(round(cooldown - ago))} left",
+                )
+            )
+        else:
+            allowed.append(firing)
+    return GuardDecision(tuple(allowed), tuple(suppressed))

@@ -1,0 +1,202 @@
+"""Threshold and spike rules, evaluated per pod on a stream of metric observations.
+
+A rule fires when a pod's value stays over its threshold for `for` (sustained), or jumps by
+`increasePercent` over the average of its recent window (spike, after a warm-up, as
+mosn/holmes does). Hysteresis: a rule that fired re-arms only after the value falls back to or
+below the threshold, so a pod that stays hot is captured once, not on every evaluation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from spikeprof.core.quantities import format_bytes, format_cores, format_duration
+
+Metric = Literal["cpu", "memory", "goroutines", "heap"]
+Basis = Literal["limit", "request"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    name: str
+    metric: Metric
+    above: float | None = None  # absolute: cores, bytes or a count
+    percent: float | None = None  # of the pod's limit or request
+    of: Basis | None = None
+    sustain: float = 0.0  # seconds the value must stay over ("for")
+    spike_percent: float | None = None
+    baseline_window: float = 300.0
+    warmup: float = 300.0
+    minimum: float = 0.0  # a spike counts only from this value up
+
+    @property
+    def is_spike(self) -> bool:
+        return self.spike_percent is not None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """A pod's summed container limits and requests; None where any container lacks one."""
+
+    cpu_limit: float | None = None
+    cpu_request: float | None = None
+    memory_limit: float | None = None
+    memory_request: float | None = None
+
+    def basis(self, metric: Metric, of: Basis) -> float | None:
+        if metric == "cpu":
+            return self.cpu_limit if of == "limit" else self.cpu_request
+        if metric == "memory":
+            return self.memory_limit if of == "limit" else self.memory_request
+        return None
+
+
+@dataclass(frozen=True)
+class Observation:
+    pod: str
+    metric: Metric
+    value: float
+    at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Firing:
+    rule: str
+    pod: str
+    metric: Metric
+    value: float
+    threshold: float
+    at: float
+    reason: str  # e.g. "cpu 930m above 800m (80% of limit 1000m) for 30s"
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    rule: str
+    pod: str
+    message: str
+
+
+def format_value(metric: Metric, value: float) -> str:
+    if metric == "cpu":
+        return format_cores(value)
+    if metric in ("memory", "heap"):
+        return format_bytes(value)
+    return f"{value:.0f}"
+
+
+@dataclass
+class _State:
+    over_since: float | None = None
+    armed: bool = True
+    first_seen: float | None = None
+    history: deque[tuple[float, float]] = field(default_factory=deque)
+
+
+class RuleEngine:
+    """Per-pod state of every rule of one session; feed it each evaluation's observations."""
+
+    def __init__(self, thresholds: Iterable[Threshold]) -> None:
+        self.thresholds = tuple(thresholds)
+        self._state: dict[tuple[str, str], _State] = {}
+
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        return frozenset(t.metric for t in self.thresholds)
+
+    def observe(
+        self,
+        observations: Iterable[Observation],
+        resources: Mapping[str, Resources],
+    ) -> tuple[list[Firing], list[RuleProblem]]:
+        firings: list[Firing] = []
+        problems: list[RuleProblem] = []
+        seen: set[tuple[str, str]] = set()
+        for obs in observations:
+            for rule in self.thresholds:
+                if rule.metric != obs.metric:
+                    continue
+                key = (rule.name, obs.pod)
+                seen.add(key)
+                state = self._state.setdefault(key, _State())
+                outcome = self._step(rule, state, obs, resources.get(obs.pod, Resources()))
+                if isinstance(outcome, RuleProblem):
+                    problems.append(outcome)
+                elif outcome is not None:
+                    firings.append(outcome)
+        for key in set(self._state) - seen:
+            del self._state[key]  # the pod is gone or went unreported: its history with it
+        return firings, problems
+
+    def _step(
+        self, rule: Threshold, state: _State, obs: Observation, resources: Resources
+    ) -> Firing | RuleProblem | None:
+        limit: float | None
+        if rule.is_spike:
+            limit, describe = self._spike_limit(rule, state, obs)
+        else:
+            absolute = self._absolute_limit(rule, obs, resources)
+            if isinstance(absolute, RuleProblem):
+                return absolute
+            limit, describe = absolute
+        over = limit is not None and obs.value > limit and obs.value >= rule.minimum
+        if not over:
+            state.over_since = None
+            state.armed = True  # back under the line: the next crossing counts again
+            return None
+        if state.over_since is None:
+            state.over_since = obs.at
+        held = obs.at - state.over_since
+        if not state.armed or held < rule.sustain:
+            return None
+        state.armed = False
+        assert limit is not None
+        reason = f"{rule.metric} {format_value(rule.metric, obs.value)} {describe}"
+        if rule.sustain:
+            reason += f" for {format_duration(round(held))}"
+        return Firing(rule.name, obs.pod, rule.metric, obs.value, limit, obs.at, reason)
+
+    def _absolute_limit(
+        self, rule: Threshold, obs: Observation, resources: Resources
+    ) -> tuple[float, str] | RuleProblem:
+        if rule.percent is None:
+            assert rule.above is not None
+            return rule.above, f"above {format_value(rule.metric, rule.above)}"
+        assert rule.of is not None
+        basis = resources.basis(rule.metric, rule.of)
+        if basis is None or basis <= 0:
+            return RuleProblem(
+                rule.name,
+                obs.pod,
+                f"pod {obs.pod} has no {rule.metric} {rule.of} on every container, so rule "
+                f"{rule.name} ({rule.percent:g}% of {rule.of}) cannot apply to it",
+            )
+        limit = basis * rule.percent / 100
+        return limit, (
+            f"above {format_value(rule.metric, limit)} ({rule.percent:g}% of {rule.of} "
+            f"{format_value(rule.metric, basis)})"
+        )
+
+    def _spike_limit(
+        self, rule: Threshold, state: _State, obs: Observation
+    ) -> tuple[float | None, str]:
+        history = state.history
+        while history and history[0][0] < obs.at - rule.baseline_window:
+            history.popleft()
+        if state.first_seen is None:
+            state.first_seen = obs.at
+        warm = bool(history) and obs.at - state.first_seen >= rule.warmup
+        baseline = sum(v for _, v in history) / len(history) if history else 0.0
+        history.append((obs.at, obs.value))
+        if not warm:
+            return None, "warming up"
+        assert rule.spike_percent is not None
+        limit = baseline * (1 + rule.spike_percent / 100)
+        return limit, (
+            f"jumped over {format_value(rule.metric, limit)}, {rule.spike_percent:g}% above its "
+            f"{format_duration(round(rule.baseline_window))} average of "
+            f"{format_value(rule.metric, baseline)}"
+        )
