@@ -63,8 +63,19 @@ def kubectl(
 @pytest.fixture(scope="session")
 def crd_installed(kubectl: Callable[..., Any]) -> None:
     kubectl("apply", "-f", str(CRD))
-    kubectl(
-        "wait", "--for=condition=Established", "crd/profilingsessions.spikeprof.io", "--timeout=60s"
+    # `kubectl wait` fails outright while the CRD has no conditions yet, so poll instead.
+    _wait_for(
+        lambda: (
+            "True"
+            in kubectl(
+                "get",
+                "crd/profilingsessions.spikeprof.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+            ).stdout
+        ),
+        60,
+        "the CRD to be established",
     )
 
 
@@ -113,6 +124,7 @@ class Operator:
         self.log_path = log_path
         self.namespace = namespace
         self.metrics_port = free_port()
+        self.env: dict[str, str] = {}  # extra settings, e.g. SPIKEPROF_PROMETHEUS_URL
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -124,6 +136,7 @@ class Operator:
             SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
             SPIKEPROF_POLL_SECONDS="0.5",
         )
+        env.update(self.env)
         self.process = spawn(
             [sys.executable, "-m", "spikeprof.cli", "run", "-n", self.namespace, "--liveness="],
             self.log_path,
@@ -146,13 +159,26 @@ class Operator:
 
 
 @pytest.fixture
-def operator(
+def operator_process(
     cluster: ControlPlane, crd_installed: None, namespace: str, tmp_path: Path
 ) -> Iterator[Operator]:
+    """The operator, not started yet: for tests that set its environment first."""
     op = Operator(cluster.kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", namespace)
-    op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture
+def operator(operator_process: Operator) -> Operator:
+    operator_process.start()
+    return operator_process
+
+
+@pytest.fixture(scope="session")
+def metrics_api(cluster: ControlPlane) -> ControlPlane:
+    """metrics.k8s.io served through the aggregation layer by the metrics-server stand-in."""
+    cluster.start_metrics_backend()
+    return cluster
 
 
 def load_example(name: str) -> dict[str, Any]:

@@ -21,15 +21,19 @@ def create_pod(
     *,
     port: int | None = 7777,
     args: str = "",
+    cpu_limit: str | None = None,
 ) -> None:
     """A bare pod; the stand-in runs pprof-target on its IP and `port` (None: nothing listens)."""
     annotations = {"stand-in.spikeprof.io/args": args} if args else {}
     ports = [{"containerPort": port}] if port else []
+    container: dict[str, Any] = {"name": "app", "image": "pprof-target", "ports": ports}
+    if cpu_limit:
+        container["resources"] = {"limits": {"cpu": cpu_limit}, "requests": {"cpu": cpu_limit}}
     client.CoreV1Api(api).create_namespaced_pod(
         namespace,
         {
             "metadata": {"name": name, "labels": labels, "annotations": annotations},
-            "spec": {"containers": [{"name": "app", "image": "pprof-target", "ports": ports}]},
+            "spec": {"containers": [container]},
         },
     )
 

@@ -74,7 +74,19 @@ def main() -> int:
 
         step("Installing the ProfilingSession CRD")
         kubectl("apply", "-f", str(REPO / "crds" / "spikeprof.io_profilingsessions.yaml"))
-        kubectl("wait", "--for=condition=Established", "crd/profilingsessions.spikeprof.io")
+        wait(
+            lambda: (
+                "True"
+                in kubectl(
+                    "get",
+                    "crd/profilingsessions.spikeprof.io",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                )
+            ),
+            60,
+            "the CRD to be established",
+        )
         kubectl("create", "namespace", NAMESPACE)
         wait(lambda: "default" in kubectl("get", "sa", "-n", NAMESPACE), 30, "the namespace")
 

@@ -105,6 +105,7 @@ class ControlPlane:
 
     def _write_pki(self) -> None:
         ca = pki.CertificateAuthority(self.pki_dir, "ca")
+        self.ca = ca
         self.ca_cert = ca.cert_path
         self.apiserver_pair = ca.issue(
             "apiserver",
@@ -278,6 +279,77 @@ class ControlPlane:
         }
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
+
+    def start_metrics_backend(self, timeout: float = 60.0) -> None:
+        """Serve metrics.k8s.io through the aggregation layer (metrics_backend.py)."""
+        from kubernetes import client, config  # type: ignore[import-untyped]
+
+        pair = self.ca.issue(
+            "metrics-backend",
+            "metrics-backend",
+            # The aggregator checks the name of the Service it was told to dial.
+            server_names=("localhost", "metrics-server.kube-system.svc"),
+            server_ips=("127.0.0.1",),
+        )
+        port_file = self.workdir / "metrics-backend.port"
+        port_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        self._spawn(
+            "metrics-backend",
+            [
+                sys.executable,
+                "-m",
+                "localcluster.metrics_backend",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--cert={pair.cert}",
+                f"--key={pair.key}",
+                f"--port-file={port_file}",
+            ],
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while not port_file.exists():
+            if time.monotonic() > deadline:
+                raise ControlPlaneError("the metrics backend did not start; see its log")
+            time.sleep(0.1)
+        port = int(port_file.read_text())
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        with api:
+            client.CoreV1Api(api).create_namespaced_service(
+                "kube-system",
+                {
+                    "metadata": {"name": "metrics-server"},
+                    "spec": {"type": "ExternalName", "externalName": "localhost"},
+                },
+            )
+            client.ApiregistrationV1Api(api).create_api_service(
+                {
+                    "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                    "spec": {
+                        "group": "metrics.k8s.io",
+                        "version": "v1beta1",
+                        "groupPriorityMinimum": 100,
+                        "versionPriority": 100,
+                        "caBundle": _b64(self.ca_cert),
+                        "service": {
+                            "namespace": "kube-system",
+                            "name": "metrics-server",
+                            "port": port,
+                        },
+                    },
+                }
+            )
+            registration = client.ApiregistrationV1Api(api)
+            while time.monotonic() < deadline:
+                service = registration.read_api_service("v1beta1.metrics.k8s.io")
+                conditions = {c.type: c for c in service.status.conditions or ()}
+                available = conditions.get("Available")
+                if available is not None and available.status == "True":
+                    return
+                time.sleep(0.5)
+        message = available.message if available is not None else "no condition yet"
+        raise ControlPlaneError(f"APIService v1beta1.metrics.k8s.io is not Available: {message}")
 
     def service_account_kubeconfig(
         self, namespace: str, name: str, path: Path, expiration_seconds: int = 86400

@@ -1,0 +1,96 @@
+"""Real peers started by the tests: Debian's Prometheus (and, later, Alertmanager)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from localcluster.processes import free_port, spawn, stop_group
+
+
+def require_binary(name: str) -> str:
+    """The path of a Debian-packaged peer; a missing one fails the test, it never skips it."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"{name} is not installed: .ci/run installs it with apt-get")
+    return path
+
+
+class Prometheus:
+    """A real Prometheus scraping pods with namespace and pod labels.
+
+    Debian's build leaves out kubernetes_sd_configs, so targets come from a file_sd file that
+    `set_targets` writes from the pods the test created (Prometheus re-reads it on change).
+    """
+
+    def __init__(self, workdir: Path, namespace: str, port: int = 7777) -> None:
+        self.workdir = workdir
+        self.namespace = namespace
+        self.target_port = port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.targets_file = workdir / "targets.json"
+        self.config: dict[str, Any] = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "pods",
+                    "file_sd_configs": [
+                        {"files": [str(self.targets_file)], "refresh_interval": "1s"}
+                    ],
+                }
+            ],
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def set_targets(self, pods: dict[str, str]) -> None:
+        """pod name -> pod IP; each scraped on the target port with namespace and pod labels."""
+        groups = [
+            {
+                "targets": [f"{ip}:{self.target_port}"],
+                "labels": {"namespace": self.namespace, "pod": name},
+            }
+            for name, ip in sorted(pods.items())
+        ]
+        temp = self.targets_file.with_suffix(".tmp")
+        temp.write_text(json.dumps(groups))
+        temp.rename(self.targets_file)
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.targets_file.exists():
+            self.set_targets({})
+        config = self.workdir / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.config))
+        self.process = spawn(
+            [
+                require_binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            self.workdir / "prometheus.log",
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(
+            f"Prometheus did not become ready; see {self.workdir / 'prometheus.log'}"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process.pid)
+            self.process = None
