@@ -33,6 +33,9 @@ type load struct {
 	held       [][]byte
 	goroutines []chan struct{}
 	fault      string
+	// firstPprof is when the first /debug/pprof request since start or reset arrived, so a
+	// benchmark can time a trigger from spike onset to the profiler knocking.
+	firstPprof time.Time
 }
 
 func main() {
@@ -61,6 +64,7 @@ func main() {
 	mux.HandleFunc("/control/goroutines", l.handleGoroutines)
 	mux.HandleFunc("/control/fault", l.handleFault)
 	mux.HandleFunc("/control/reset", l.handleReset)
+	mux.HandleFunc("/control/first-pprof-request", l.handleFirstPprof)
 	if *servePprof {
 		registerPprof(mux, l)
 	}
@@ -110,6 +114,9 @@ func (l *load) withFault(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
 		fault := l.fault
+		if l.firstPprof.IsZero() {
+			l.firstPprof = time.Now()
+		}
 		l.mu.Unlock()
 		switch fault {
 		case "junk":
@@ -254,6 +261,19 @@ func (l *load) handleReset(w http.ResponseWriter, _ *http.Request) {
 	}
 	l.goroutines = nil
 	l.fault = ""
+	l.firstPprof = time.Time{}
 	l.mu.Unlock()
 	fmt.Fprintln(w, "reset")
+}
+
+// handleFirstPprof reports when the first pprof request arrived, in Unix nanoseconds (0: none).
+func (l *load) handleFirstPprof(w http.ResponseWriter, _ *http.Request) {
+	l.mu.Lock()
+	first := l.firstPprof
+	l.mu.Unlock()
+	if first.IsZero() {
+		fmt.Fprintln(w, 0)
+		return
+	}
+	fmt.Fprintln(w, first.UnixNano())
 }

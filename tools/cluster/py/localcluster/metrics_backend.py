@@ -176,19 +176,22 @@ def make_handler(api: Any, usage: Usage) -> type[BaseHTTPRequestHandler]:
                 )
 
         def _pods(self, namespace: str, name: str | None) -> None:
-            pods = core.list_namespaced_pod(namespace).items
+            # Raw JSON: deserialising thousands of V1Pods would dominate the answer time.
+            reply = core.list_namespaced_pod(namespace, _preload_content=False)
+            pods = json.loads(reply.data)["items"]
             items = []
             for pod in pods:
-                if name and pod.metadata.name != name:
+                meta, status = pod["metadata"], pod.get("status") or {}
+                if name and meta["name"] != name:
                     continue
-                found = usage.get(pod.status.pod_ip or "")
-                if found is None:
-                    continue  # like metrics-server: no sample yet, no item
-                cores, rss = found
+                if status.get("phase") != "Running" or not status.get("podIP"):
+                    continue  # like metrics-server: a pod not running has no sample
+                # A running stand-in pod without a process (no ports) truly uses nothing.
+                cores, rss = usage.get(status["podIP"]) or (0.0, 0)
                 items.append(
                     {
                         "metadata": {
-                            "name": pod.metadata.name,
+                            "name": meta["name"],
                             "namespace": namespace,
                             "creationTimestamp": _now(),
                         },
@@ -196,7 +199,7 @@ def make_handler(api: Any, usage: Usage) -> type[BaseHTTPRequestHandler]:
                         "window": f"{WINDOW:g}s",
                         "containers": [
                             {
-                                "name": pod.spec.containers[0].name,
+                                "name": pod["spec"]["containers"][0]["name"],
                                 "usage": {
                                     "cpu": f"{round(cores * 1e9)}n",
                                     "memory": f"{rss // 1024}Ki",

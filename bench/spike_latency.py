@@ -1,0 +1,112 @@
+"""Latency from spike onset to the first profile request at the pod, for each metric source.
+
+For each source and trial: a fresh namespace with one pod (CPU limit 500m), a session whose rule
+fires above 300m with no `for`, evaluated every 1s. Once the session reports metrics, the pod
+starts burning a core (t0); pprof-target records when the first /debug/pprof request reaches it
+(t1). Latency = t1 - t0. Everything is real: API server, Prometheus, the operator process.
+
+    python bench/spike_latency.py [--trials 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from harness import control_plane, create_namespace, operator, save, wait
+from tests.e2e.peers import Prometheus
+from tests.e2e.sessions import create_pod, create_session, get_session, session_body, wait_running
+
+SOURCES = ("scrape", "prometheus", "metricsServer")
+CPU_QUERY = 'sum by (pod) (rate(process_cpu_seconds_total{namespace="$namespace"}[2s]))'
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return reply.read().decode().strip()
+
+
+def _trigger(source: str) -> dict[str, Any]:
+    trigger: dict[str, Any] = {"metricsSource": source, "interval": "1s"}
+    if source == "prometheus":
+        trigger["prometheus"] = {"cpuQuery": CPU_QUERY}
+    trigger["thresholds"] = [{"name": "hot", "metric": "cpu", "above": "300m"}]
+    return trigger
+
+
+def _metrics_flowing(api: Any, namespace: str) -> bool:
+    conditions = get_session(api, namespace, "bench").get("status", {}).get("conditions", [])
+    return any(
+        c["type"] == "MetricsAvailable"
+        and c["status"] == "True"
+        and "metrics for 1 of 1" in c["message"]
+        for c in conditions
+    )
+
+
+def trial(api: Any, namespace: str, source: str, prometheus: Prometheus) -> float:
+    create_namespace(api, namespace)
+    create_pod(api, namespace, "hot", {"app": "hot"}, cpu_limit="500m")
+    ips = wait_running(api, namespace, "app=hot", 1, wait)
+    ip = ips["hot"]
+    if source == "prometheus":
+        prometheus.namespace = namespace
+        prometheus.set_targets(ips)
+    spec = {
+        "selector": {"matchLabels": {"app": "hot"}},
+        "target": {"port": 7777},
+        "profiles": [{"type": "goroutine"}],
+        "trigger": _trigger(source),
+        "output": {"volume": {}},
+    }
+    create_session(api, namespace, session_body("bench", spec))
+    wait(lambda: _metrics_flowing(api, namespace), 60, f"{source} metrics")
+    time.sleep(2)  # a few calm evaluations, so the rule has seen the pod below the line
+    _get(f"http://{ip}:7777/control/reset")
+    t0 = time.time()
+    _get(f"http://{ip}:7777/control/burn?cores=1&seconds=60")
+    first = wait(
+        lambda: int(_get(f"http://{ip}:7777/control/first-pprof-request")), 60, "a profile request"
+    )
+    _get(f"http://{ip}:7777/control/reset")
+    return first / 1e9 - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=5)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="spikeprof-bench-"))
+    results: dict[str, Any] = {"trials": args.trials, "interval": "1s", "sources": {}}
+    namespaces = [f"{source.lower()}-{i}" for source in SOURCES for i in range(args.trials)]
+    with control_plane(workdir) as (plane, api):
+        prometheus = Prometheus(workdir / "prometheus", "none")
+        prometheus.start()
+        try:
+            env = {"SPIKEPROF_PROMETHEUS_URL": prometheus.url}
+            with operator(plane, workdir, namespaces, env):
+                for source in SOURCES:
+                    latencies = [
+                        trial(api, f"{source.lower()}-{i}", source, prometheus)
+                        for i in range(args.trials)
+                    ]
+                    results["sources"][source] = {
+                        "latencies_s": [round(x, 3) for x in latencies],
+                        "p50_s": round(statistics.median(latencies), 3),
+                        "max_s": round(max(latencies), 3),
+                    }
+                    each = ", ".join(f"{x:.2f}" for x in latencies)
+                    p50 = statistics.median(latencies)
+                    print(f"{source:14s} p50 {p50:6.2f}s  max {max(latencies):6.2f}s  ({each})")
+        finally:
+            prometheus.stop()
+    print(f"results: {save('spike_latency', results)}")
+
+
+if __name__ == "__main__":
+    main()
