@@ -78,9 +78,12 @@ demo: venv binaries ## One command: local cluster, a spiking pod, the operator c
 	$(PY) tools/demo/demo.py
 
 .PHONY: bench
-bench: venv binaries ## Benchmarks under bench/ (results in bench/results/).
-	$(PY) -m bench
+bench: venv binaries ## Benchmarks under bench/ (figures printed and kept in bench/results/).
+	$(PY) bench/spike_latency.py
+	$(PY) bench/alert_latency.py
+	$(PY) bench/evaluation_cost.py
+	$(PY) bench/pprof_analysis.py
 
 .PHONY: manifests
-manifests: ## Print the CRD (the single source in crds/).
-	@cat crds/spikeprof.io_profilingsessions.yaml
+manifests: ## Render deploy/ from charts/spikeprof (copies crds/ into the chart first).
+	tools/render-manifests.sh

@@ -69,6 +69,8 @@ def operator(
         SPIKEPROF_METRICS_PORT=str(free_port()),
         SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
         SPIKEPROF_POLL_SECONDS="0.5",
+        SPIKEPROF_ALERTS_PORT=str(free_port()),
+        SPIKEPROF_ALERTS_ADDRESS="127.0.0.1",
         **(env or {}),
     )
     args = [sys.executable, "-m", "spikeprof.cli", "run", "--liveness="]

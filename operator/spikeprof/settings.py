@@ -32,6 +32,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
+def _read_secret(path: Path | None, name: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        value = path.read_text().strip()
+    except OSError as error:
+        raise SettingsError(f"{name}={path}: {error}") from None
+    if not value:
+        raise SettingsError(f"{name}={path} is empty")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
 @dataclass(frozen=True)
 class Settings:
     artifact_root: Path
@@ -67,15 +83,28 @@ class Settings:
     """SPIKEPROF_PROMETHEUS_TOKEN_FILE: file holding a bearer token for Prometheus (read at
     start-up); unset sends no Authorization header."""
 
+    alerts_port: int = 9095
+    """SPIKEPROF_ALERTS_PORT: port of the Alertmanager webhook receiver (POST /alerts); 0 turns
+    it off. Default 9095."""
+
+    alerts_address: str = "0.0.0.0"
+    """SPIKEPROF_ALERTS_ADDRESS: address the receiver binds to. Default all interfaces."""
+
+    alerts_token_file: Path | None = None
+    """SPIKEPROF_ALERTS_TOKEN_FILE: file (a mounted Secret) holding the bearer token Alertmanager
+    must send (its http_config.authorization.credentials); unset accepts any caller."""
+
+    alerts_tls_cert: Path | None = None
+    """SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY: serve the receiver over TLS with
+    this certificate and key; unset serves plain HTTP."""
+
+    alerts_tls_key: Path | None = None
+
+    def alerts_token(self) -> str | None:
+        return _read_secret(self.alerts_token_file, "SPIKEPROF_ALERTS_TOKEN_FILE")
+
     def prometheus_token(self) -> str | None:
-        if self.prometheus_token_file is None:
-            return None
-        try:
-            return self.prometheus_token_file.read_text().strip()
-        except OSError as error:
-            raise SettingsError(
-                f"SPIKEPROF_PROMETHEUS_TOKEN_FILE={self.prometheus_token_file}: {error}"
-            ) from None
+        return _read_secret(self.prometheus_token_file, "SPIKEPROF_PROMETHEUS_TOKEN_FILE")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,12 +117,17 @@ class Settings:
             poll_seconds=_float(env, "SPIKEPROF_POLL_SECONDS", 1.0),
             kubeconfig=env.get("SPIKEPROF_KUBECONFIG") or env.get("KUBECONFIG") or None,
             prometheus_url=env.get("SPIKEPROF_PROMETHEUS_URL") or None,
-            prometheus_token_file=(
-                Path(env["SPIKEPROF_PROMETHEUS_TOKEN_FILE"])
-                if env.get("SPIKEPROF_PROMETHEUS_TOKEN_FILE")
-                else None
-            ),
+            prometheus_token_file=_path(env, "SPIKEPROF_PROMETHEUS_TOKEN_FILE"),
+            alerts_port=_int(env, "SPIKEPROF_ALERTS_PORT", 9095),
+            alerts_address=env.get("SPIKEPROF_ALERTS_ADDRESS", "0.0.0.0"),
+            alerts_token_file=_path(env, "SPIKEPROF_ALERTS_TOKEN_FILE"),
+            alerts_tls_cert=_path(env, "SPIKEPROF_ALERTS_TLS_CERT"),
+            alerts_tls_key=_path(env, "SPIKEPROF_ALERTS_TLS_KEY"),
         )
+        if (settings.alerts_tls_cert is None) != (settings.alerts_tls_key is None):
+            raise SettingsError(
+                "set both SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY, or neither"
+            )
         if not 0 <= settings.metrics_port <= 65535:
             raise SettingsError(f"SPIKEPROF_METRICS_PORT={settings.metrics_port} is not a port")
         if settings.max_concurrent_pods < 1:

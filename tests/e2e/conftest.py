@@ -124,6 +124,7 @@ class Operator:
         self.log_path = log_path
         self.namespace = namespace
         self.metrics_port = free_port()
+        self.alerts_port = free_port()
         self.env: dict[str, str] = {}  # extra settings, e.g. SPIKEPROF_PROMETHEUS_URL
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -135,6 +136,8 @@ class Operator:
             SPIKEPROF_METRICS_PORT=str(self.metrics_port),
             SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
             SPIKEPROF_POLL_SECONDS="0.5",
+            SPIKEPROF_ALERTS_PORT=str(self.alerts_port),
+            SPIKEPROF_ALERTS_ADDRESS="127.0.0.1",
         )
         env.update(self.env)
         self.process = spawn(

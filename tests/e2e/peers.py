@@ -62,8 +62,13 @@ class Prometheus:
         temp.write_text(json.dumps(groups))
         temp.rename(self.targets_file)
 
-    def start(self) -> None:
+    def start(self, rule_files: list[Path] | None = None, alertmanager: str | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if rule_files:
+            self.config["rule_files"] = [str(f) for f in rule_files]
+        if alertmanager:
+            host = alertmanager.removeprefix("http://")
+            self.config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
         if not self.targets_file.exists():
             self.set_targets({})
         config = self.workdir / "prometheus.yml"
@@ -78,19 +83,53 @@ class Prometheus:
             ],
             self.workdir / "prometheus.log",
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(
-            f"Prometheus did not become ready; see {self.workdir / 'prometheus.log'}"
-        )
+        _wait_ready(f"{self.url}/-/ready", self.workdir / "prometheus.log")
 
     def stop(self) -> None:
         if self.process is not None:
             stop_group(self.process.pid)
             self.process = None
+
+
+class Alertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager), clustering off."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "alertmanager.yml"
+        config.write_text(yaml.safe_dump(self.config))
+        self.process = spawn(
+            [
+                require_binary("prometheus-alertmanager"),
+                f"--config.file={config}",
+                f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            self.workdir / "alertmanager.log",
+        )
+        _wait_ready(f"{self.url}/-/ready", self.workdir / "alertmanager.log")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process.pid)
+            self.process = None
+
+
+def _wait_ready(url: str, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not become ready; see {log}")

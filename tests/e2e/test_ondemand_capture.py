@@ -126,5 +126,12 @@ def test_capture_now_annotation_captures_once_per_new_value(
     status = wait_captures(api, namespace, "checkout-now", 2, wait_for)
     assert status["captures"]["total"] == 2
     assert len(capture_dirs(operator.artifact_root)) == 6
-    reasons = [reason for _type, reason, _msg in session_events(api, namespace, "checkout-now")]
-    assert reasons.count("Captured") == 2
+    # kopf posts events in the background: wait for the second one rather than race it.
+    wait_for(
+        lambda: (
+            [r for _t, r, _m in session_events(api, namespace, "checkout-now")].count("Captured")
+            == 2
+        ),
+        30,
+        "two Captured events",
+    )

@@ -170,5 +170,6 @@ def test_the_valid_base_and_the_examples_are_accepted(
         "maxConcurrent": 4,
         "maxProfileBytes": "64Mi",
         "fetchTimeout": "30s",
+        "cooldown": "10m",
     }
-    assert applied["spec"]["trigger"] == {"immediate": False}
+    assert applied["spec"]["trigger"] == {"immediate": False, "metricsSource": "metricsServer"}

@@ -103,6 +103,7 @@ def main() -> int:
             KUBECONFIG=str(plane.kubeconfig),
             SPIKEPROF_ARTIFACT_ROOT=str(artifacts),
             SPIKEPROF_METRICS_PORT="0",
+            SPIKEPROF_ALERTS_PORT="0",
         )
         operator = spawn(
             [sys.executable, "-m", "spikeprof.cli", "run", "-n", NAMESPACE, "--liveness="],

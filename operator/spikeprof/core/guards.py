@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from spikeprof.core.quantities import format_duration
-from spikeprof.core.rules import Firing
+
+
+class Candidate(Protocol):
+    """Something that asks to capture a pod: a fired rule, or an alert naming the pod."""
+
+    @property
+    def pod(self) -> str: ...
+
+    @property
+    def rule(self) -> str: ...
+
+
+C = TypeVar("C", bound=Candidate)
 
 
 @dataclass(frozen=True)
@@ -19,8 +32,8 @@ class Suppression:
 
 
 @dataclass(frozen=True)
-class GuardDecision:
-    allowed: tuple[Firing, ...]
+class GuardDecision(Generic[C]):
+    allowed: tuple[C, ...]
     suppressed: tuple[Suppression, ...]
 
 
@@ -31,7 +44,7 @@ def expired(
 
 
 def apply_guards(
-    firings: Iterable[Firing],
+    firings: Iterable[C],
     *,
     now: datetime.datetime,
     last_capture_by_pod: Mapping[str, datetime.datetime],
@@ -39,9 +52,9 @@ def apply_guards(
     captures_so_far: int,
     max_captures: int | None,
     is_expired: bool,
-) -> GuardDecision:
+) -> GuardDecision[C]:
     """Which firings may capture now; the others with the guard that held them back and why."""
-    allowed: list[Firing] = []
+    allowed: list[C] = []
     suppressed: list[Suppression] = []
     for firing in firings:
         last = last_capture_by_pod.get(firing.pod)

@@ -26,6 +26,7 @@ class CaptureRequest:
     requested_at: datetime.datetime
     token: str | None = None  # the capture-now value it answers, if any
     pods: tuple[str, ...] | None = None  # the pods a rule fired on; None: every selected pod
+    alert_keys: tuple[str, ...] = ()  # the pending alerts this capture answers
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -38,6 +39,8 @@ class CaptureRequest:
             out["token"] = self.token
         if self.pods is not None:
             out["pods"] = list(self.pods)
+        if self.alert_keys:
+            out["alertKeys"] = list(self.alert_keys)
         return out
 
     @classmethod
@@ -49,6 +52,7 @@ class CaptureRequest:
             requested_at=parse_time(str(raw["requestedAt"])),
             token=raw.get("token"),
             pods=tuple(raw["pods"]) if raw.get("pods") is not None else None,
+            alert_keys=tuple(raw.get("alertKeys") or ()),
         )
 
 
@@ -122,6 +126,24 @@ def threshold_capture(firings: Sequence[Firing], now: datetime.datetime) -> Capt
         reason=reason,
         requested_at=now,
         pods=pods,
+    )
+
+
+def alert_capture(
+    pending: Mapping[str, Mapping[str, Any]],
+    allowed_pods: Sequence[str] | None,
+    now: datetime.datetime,
+) -> CaptureRequest:
+    """One capture answering every pending alert; `allowed_pods` None means all selected pods."""
+    names = sorted({str(entry.get("alert", "?")) for entry in pending.values()})
+    reason = f"alert {', '.join(names)} fired ({len(pending)} notification(s))"
+    return CaptureRequest(
+        id=capture_id(now, "alert"),
+        trigger="alert",
+        reason=reason,
+        requested_at=now,
+        pods=tuple(sorted(allowed_pods)) if allowed_pods is not None else None,
+        alert_keys=tuple(sorted(pending)),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast, get_args
 
+from spikeprof.core.alerts import AlertMatcher
 from spikeprof.core.quantities import parse_bytes, parse_duration, parse_quantity
 from spikeprof.core.rules import Metric, Threshold
 from spikeprof.core.selector import LabelSelector
@@ -97,6 +98,7 @@ class TriggerSpec:
     scrape_port: int | None = None
     scrape_path: str = "/metrics"
     queries: tuple[tuple[str, str], ...] = ()  # metric -> PromQL overriding the default
+    alerts: AlertMatcher | None = None  # Alertmanager alerts this session reacts to
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,18 @@ def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
     )
     scrape = raw.get("scrape") or {}
     queries = raw.get("prometheus") or {}
+    alerts = None
+    if raw.get("alerts") is not None:
+        try:
+            alerts = AlertMatcher.from_spec(raw["alerts"])
+        except ValueError as error:
+            raise SpecError(f"spec.trigger.alerts.{error}") from None
+        if not alerts.equal and not alerts.regex:
+            raise SpecError(
+                "spec.trigger.alerts needs at least one matchLabels or matchRegex entry"
+            )
     return TriggerSpec(
+        alerts=alerts,
         immediate=bool(raw.get("immediate", False)),
         source=source,
         interval=interval,

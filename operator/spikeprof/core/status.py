@@ -214,6 +214,20 @@ def suppression_patch(
     }
 
 
+HANDLED_ALERTS = 100  # alert keys remembered, so that Alertmanager's re-sends capture once
+
+
+def alerts_handled_patch(status: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Move alert keys from pendingAlerts to the bounded alertsHandled list."""
+    if not keys:
+        return {}
+    handled = [k for k in status.get("alertsHandled") or () if k not in keys]
+    return {
+        "pendingAlerts": {key: None for key in keys},
+        "alertsHandled": [*handled, *keys][-HANDLED_ALERTS:],
+    }
+
+
 def capture_done_patch(
     status: Mapping[str, Any],
     outcome: CaptureOutcome,
@@ -239,6 +253,7 @@ def capture_done_patch(
     for pod in outcome.pods:
         captured_at[pod.pod] = format_time(outcome.request.requested_at)
     return {
+        **alerts_handled_patch(status, outcome.request.alert_keys),
         "podLastCaptured": captured_at or None,
         "pendingCapture": None,
         "immediateDone": progress.immediate_done,

@@ -41,14 +41,16 @@ async def serve_session(
             body, type=type, reason=reason, message=message
         ),
         spikes=SpikeWatcher(memo.source_factory),
+        registry=memo.sessions,
     )
     memo.metrics.sessions.inc()
     try:
         while not stopped:
             captured = await worker.step(spec, meta, status, datetime.datetime.now(datetime.UTC))
             if not captured:
-                await stopped.wait(memo.config.poll_seconds)
+                await worker.idle(memo.config.poll_seconds)
     except SessionGoneError:
         logger.info("The session was deleted; its daemon stops.")
     finally:
+        worker.unregister()
         memo.metrics.sessions.dec()

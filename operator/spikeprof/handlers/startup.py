@@ -12,8 +12,10 @@ import kopf
 
 from spikeprof import __version__
 from spikeprof.adapters import kube
+from spikeprof.adapters.alert_receiver import AlertReceiver, tls_context
 from spikeprof.adapters.pod_http import ProfileFetcher
 from spikeprof.adapters.volume import VolumeStore
+from spikeprof.services.alerts import AlertIntake, SessionRegistry
 from spikeprof.services.capture import Capturer
 from spikeprof.services.sources import SourceFactory
 from spikeprof.settings import Settings
@@ -68,15 +70,33 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         prometheus_token=config.prometheus_token(),
     )
     memo.version = __version__
+    memo.sessions = SessionRegistry()
+    memo.alert_receiver = None
+    if config.alerts_port:
+        intake = AlertIntake(memo.sessions, memo.status_writer)
+        tls = None
+        if config.alerts_tls_cert is not None and config.alerts_tls_key is not None:
+            tls = tls_context(str(config.alerts_tls_cert), str(config.alerts_tls_key))
+        memo.alert_receiver = AlertReceiver(
+            intake.receive,
+            address=config.alerts_address,
+            port=config.alerts_port,
+            token=config.alerts_token(),
+            tls=tls,
+        )
+        await memo.alert_receiver.start()
     logger.info(
-        "spikeprof %s started; artifacts go to %s; metrics on :%s.",
+        "spikeprof %s started; artifacts go to %s; metrics on :%s; alerts on :%s.",
         __version__,
         config.artifact_root,
         config.metrics_port,
+        config.alerts_port,
     )
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    if memo.alert_receiver is not None:
+        await memo.alert_receiver.stop()
     await memo.http.aclose()
     await memo.api_client.close()

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from spikeprof.adapters.kube import SessionStatusWriter
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
-from spikeprof.core.guards import expired
+from spikeprof.core.guards import apply_guards, expired
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
+from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.capture import CaptureJob, Capturer
 from spikeprof.services.triggers import SpikeWatcher
+
+
+@dataclass(frozen=True)
+class AlertCandidate:
+    """A pod an alert asks to capture, as the guards see it."""
+
+    pod: str
+    rule: str
+
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -41,6 +54,7 @@ class SessionWorker:
         pods_in_namespace: Callable[[], Iterable[PodInfo]],
         post_event: PostEvent,
         spikes: SpikeWatcher,
+        registry: SessionRegistry,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -50,7 +64,11 @@ class SessionWorker:
         self.pods_in_namespace = pods_in_namespace
         self.post_event = post_event
         self.spikes = spikes
+        self.registry = registry
         self.finished: set[str] = set()
+        self.finished_alerts: set[str] = set()
+        self.alert_hints: dict[str, Any] = {}  # recorded by the receiver, maybe not yet watched
+        self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
 
     async def step(
@@ -91,6 +109,9 @@ class SessionWorker:
             now=now,
             is_expired=is_expired and progress.pending is None,
         )
+        self._register(parsed, stored)
+        if request is None and not is_expired:
+            request = self._alert_request(parsed, current, reachable, now, patch)
         if request is None and not is_expired:
             evaluation = await self.spikes.evaluate(
                 namespace=self.namespace,
@@ -116,6 +137,82 @@ class SessionWorker:
             reachable = [p for p in reachable if p.name in chosen]
         await self._capture(parsed, request, progress, reachable, current, generation)
         return True
+
+    def _register(self, parsed: SessionSpec, stored: Mapping[str, Any]) -> None:
+        """Let the alert receiver see this session as it is now."""
+
+        def selected() -> list[PodInfo]:
+            return [p for p in self.pods_in_namespace() if parsed.selector.matches(p.labels)]
+
+        self.registry.register(
+            SessionView(self.namespace, self.name, parsed, selected, lambda: stored, self._deliver)
+        )
+
+    def _deliver(self, entries: Mapping[str, Any]) -> None:
+        self.alert_hints.update(entries)
+        self.wakeup.set()
+
+    async def idle(self, seconds: float) -> None:
+        """Wait for the next look: `seconds`, or less when an alert arrives."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), seconds)
+        self.wakeup.clear()
+
+    def unregister(self) -> None:
+        self.registry.unregister(self.namespace, self.name)
+
+    def _alert_request(
+        self,
+        parsed: SessionSpec,
+        current: Mapping[str, Any],
+        reachable: list[PodInfo],
+        now: datetime.datetime,
+        patch: dict[str, Any],
+    ) -> planner.CaptureRequest | None:
+        """A capture for the alerts recorded as pending, with cooldowns and maxCaptures applied."""
+        recorded = {**self.alert_hints, **(current.get("pendingAlerts") or {})}
+        pending = {
+            key: entry
+            for key, entry in recorded.items()
+            if entry and key not in self.finished_alerts
+        }
+        self.alert_hints = {k: v for k, v in self.alert_hints.items() if k in pending}
+        if not pending:
+            return None
+        wanted: set[str] = set()
+        for entry in pending.values():
+            pods = entry.get("pods")
+            wanted.update(pods if pods is not None else (p.name for p in reachable))
+        names = ", ".join(sorted({str(e.get("alert")) for e in pending.values()}))
+        candidates = [AlertCandidate(pod, f"alert {names}") for pod in sorted(wanted)]
+        decision = apply_guards(
+            candidates,
+            now=now,
+            last_capture_by_pod={
+                pod: planner.parse_time(when)
+                for pod, when in (current.get("podLastCaptured") or {}).items()
+                if when
+            },
+            cooldown=parsed.limits.cooldown,
+            captures_so_far=int((current.get("captures") or {}).get("total", 0)),
+            max_captures=parsed.limits.max_captures,
+            is_expired=False,
+        )
+        for held in decision.suppressed:
+            self.post_event(
+                "Normal",
+                "CaptureSuppressed",
+                f"{held.rule.capitalize()} named pod {held.pod}, but no capture "
+                f"({held.guard}): {held.message}.",
+            )
+        if decision.suppressed:
+            patch.update(status_rules.suppression_patch(current, decision.suppressed, now))
+        if not decision.allowed:
+            # Nothing to capture: the alerts are answered (held back), not left pending.
+            patch.update(status_rules.alerts_handled_patch(current, sorted(pending)))
+            self.finished_alerts.update(pending)
+            return None
+        return planner.alert_capture(pending, [c.pod for c in decision.allowed], now)
 
     def _progress(self, current: Mapping[str, Any]) -> planner.Progress:
         stored = planner.progress_from_status(current)
@@ -167,6 +264,7 @@ class SessionWorker:
             ),
         )
         self.finished.add(request.id)
+        self.finished_alerts.update(request.alert_keys)
         self.local = done
         ok = outcome.result == "Succeeded"
         self.post_event(

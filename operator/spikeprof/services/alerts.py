@@ -1,0 +1,132 @@
+"""From an Alertmanager notification to captures recorded durably in the sessions' status.
+
+The receiver answers 2xx only after `AlertIntake.receive` returns, that is after every matched
+session's status holds the alert as pending: a crash right after the answer still captures,
+since the session's loop finds the pending alert when the operator comes back. When the API
+refuses the write, the receiver answers 5xx and Alertmanager retries.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from spikeprof.adapters.alert_receiver import RecordingFailedError
+from spikeprof.adapters.kube import KubeError, SessionGoneError
+from spikeprof.core.alerts import Notification, alert_pods
+from spikeprof.core.planner import format_time
+from spikeprof.core.pods import PodInfo
+from spikeprof.core.spec import SessionSpec
+
+RECENT_SECONDS = 3600.0  # keys recorded by this process, remembered beyond the watch's lag
+
+
+class StatusPatcher(Protocol):
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class SessionView:
+    """What the alert intake may see of a live session (kept current by its daemon)."""
+
+    namespace: str
+    name: str
+    spec: SessionSpec
+    pods: Callable[[], list[PodInfo]]  # the session's selected pods now
+    status: Callable[[], Mapping[str, Any]]
+    # Hands freshly recorded alerts to the session's loop and wakes it, so the capture does not
+    # wait for the watch to deliver the status patch and the loop's next look.
+    deliver: Callable[[Mapping[str, Any]], None]
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self._views: dict[tuple[str, str], SessionView] = {}
+
+    def register(self, view: SessionView) -> None:
+        self._views[(view.namespace, view.name)] = view
+
+    def unregister(self, namespace: str, name: str) -> None:
+        self._views.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> SessionView | None:
+        return self._views.get((namespace, name))
+
+    def views(self) -> list[SessionView]:
+        return list(self._views.values())
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    recorded: int  # (alert, session) pairs now pending
+    duplicates: int  # re-sends of alerts already pending or handled
+    unmatched: int  # firing alerts no session reacts to
+    resolved: int  # resolved alerts, which capture nothing
+
+    def __str__(self) -> str:
+        return (
+            f"recorded {self.recorded}, duplicates {self.duplicates}, "
+            f"unmatched {self.unmatched}, resolved {self.resolved}"
+        )
+
+
+class AlertIntake:
+    def __init__(self, registry: SessionRegistry, writer: StatusPatcher) -> None:
+        self.registry = registry
+        self.writer = writer
+        self._recent: dict[tuple[str, str, str], float] = {}
+
+    async def receive(self, notification: Notification) -> IntakeResult:
+        """Record each firing alert as pending in the sessions it matches (or raise)."""
+        now = time.monotonic()
+        self._recent = {k: t for k, t in self._recent.items() if now - t < RECENT_SECONDS}
+        writes: dict[tuple[str, str], dict[str, Any]] = {}
+        duplicates = unmatched = 0
+        received_at = format_time(datetime.datetime.now(datetime.UTC))
+        for alert in notification.firing:
+            matched = False
+            for view in self.registry.views():
+                matcher = view.spec.trigger.alerts
+                if matcher is None or not matcher.matches(alert.labels):
+                    continue
+                pods = alert_pods(alert, view.namespace, view.spec.selector, view.pods())
+                if pods == ():
+                    continue
+                matched = True
+                status = view.status()
+                seen = (view.namespace, view.name, alert.key)
+                if (
+                    alert.key in (status.get("pendingAlerts") or {})
+                    or alert.key in (status.get("alertsHandled") or ())
+                    or seen in self._recent
+                ):
+                    duplicates += 1
+                    continue
+                writes.setdefault((view.namespace, view.name), {})[alert.key] = {
+                    "alert": alert.name,
+                    "pods": list(pods) if pods is not None else None,
+                    "receivedAt": received_at,
+                    "startsAt": alert.starts_at,
+                }
+            unmatched += not matched
+        for (namespace, name), entries in writes.items():
+            try:
+                await self.writer.patch(namespace, name, {"pendingAlerts": entries})
+            except SessionGoneError:
+                continue  # deleted since it was matched: nothing is owed to it
+            except KubeError as error:
+                raise RecordingFailedError(str(error)) from None
+            for key in entries:
+                self._recent[(namespace, name, key)] = now
+            live = self.registry.get(namespace, name)
+            if live is not None:
+                live.deliver(entries)
+        return IntakeResult(
+            recorded=sum(len(e) for e in writes.values()),
+            duplicates=duplicates,
+            unmatched=unmatched,
+            resolved=len(notification.alerts) - len(notification.firing),
+        )

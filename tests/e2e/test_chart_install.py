@@ -1,0 +1,238 @@
+"""The Helm chart installed into the local control plane gives its ServiceAccount enough to run
+the operator, and no more: the operator, authenticated as that ServiceAccount, captures a session.
+
+The chart's Deployment is installed too; the pod stand-in "runs" its pod (as a pprof-target
+process, harmlessly). The operator under test runs here, as a process, with a token of the
+chart's ServiceAccount, so that every API call it makes goes through the chart's RBAC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client  # type: ignore[import-untyped]
+from localcluster.controlplane import ControlPlane
+from localcluster.processes import spawn
+
+from .conftest import CRD, REPO_ROOT, Operator
+from .sessions import (
+    PLURAL,
+    capture_dirs,
+    create_pod,
+    create_session,
+    read_metadata,
+    session_body,
+    session_events,
+    wait_captures,
+    wait_running,
+)
+
+pytestmark = pytest.mark.e2e
+
+CHART = REPO_ROOT / "charts" / "spikeprof"
+CRD_IN_CHART = CHART / "files" / "crds" / CRD.name
+CRD_NAME = "profilingsessions.spikeprof.io"
+# A denial by RBAC, as the API server words it; "forbidden" alone also covers namespaces that
+# are being deleted, which a cluster-wide operator may meet (other tests' leftovers).
+RBAC_DENIAL = re.compile(r'User \\?"system:serviceaccount:[^"\\]+\\?" cannot ')
+
+
+class ServiceAccountOperator(Operator):
+    """`spikeprof run` with a ServiceAccount's kubeconfig; cluster-wide when no namespace is given.
+
+    The environment is the harness's (conftest.Operator.start); only the command differs, since
+    the harness always passes one `-n`.
+    """
+
+    def __init__(
+        self, kubeconfig: Path, artifact_root: Path, log_path: Path, namespaces: list[str]
+    ) -> None:
+        super().__init__(kubeconfig, artifact_root, log_path, ",".join(namespaces))
+        self.namespaces = namespaces
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "SPIKEPROF_KUBECONFIG"}
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            SPIKEPROF_ARTIFACT_ROOT=str(self.artifact_root),
+            SPIKEPROF_METRICS_PORT=str(self.metrics_port),
+            SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
+            SPIKEPROF_POLL_SECONDS="0.5",
+            SPIKEPROF_ALERTS_PORT=str(self.alerts_port),
+            SPIKEPROF_ALERTS_ADDRESS="127.0.0.1",
+        )
+        env.update(self.env)
+        namespaces = [f"--namespace={namespace}" for namespace in self.namespaces]
+        self.process = spawn(
+            [sys.executable, "-m", "spikeprof.cli", "run", "--liveness=", *namespaces],
+            self.log_path,
+            env=env,
+        )
+
+
+@pytest.fixture
+def helm(
+    cluster: ControlPlane, bin_dir: Path, tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    # helm keeps caches and settings under these; the test's own directory keeps $HOME clean.
+    env = dict(os.environ)
+    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[name] = str(tmp_path / "helm" / name.lower())
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture
+def release_namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"spikeprof-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    with contextlib.suppress(Exception):
+        core.delete_namespace(name)
+
+
+def _can(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], user: str, *request: str
+) -> bool:
+    result = kubectl("auth", "can-i", *request, f"--as={user}", check=False)
+    return result.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_operator_running_as_the_charts_service_account_captures_a_session(
+    mode: str,
+    cluster: ControlPlane,
+    crd_installed: None,
+    namespace: str,
+    release_namespace: str,
+    api: client.ApiClient,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    helm: Callable[..., subprocess.CompletedProcess[str]],
+    wait_for: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    # helm takes over the CRD that crd_installed applied from crds/: the chart must hold the same.
+    assert CRD_IN_CHART.read_bytes() == CRD.read_bytes(), "chart CRD is stale: make manifests"
+    release = release_namespace  # contains "spikeprof": the objects are named after the release
+    scope = (
+        ["--set=watch.mode=namespaced", f"--set=watch.namespaces={{{namespace}}}"]
+        if mode == "namespaced"
+        else []
+    )
+    installed = helm(
+        "install",
+        release,
+        str(CHART),
+        f"--namespace={release_namespace}",
+        "--take-ownership",
+        *scope,
+    )
+    served = f"in: {namespace}\n" if mode == "namespaced" else "in every namespace"
+    assert served in installed.stdout, installed.stdout  # NOTES.txt
+    print(installed.stdout)
+    user = f"system:serviceaccount:{release_namespace}:{release}"
+    try:
+        # What the ServiceAccount may do: exactly the operator's work, where it serves.
+        assert _can(kubectl, user, "list", "pods", "-n", namespace)
+        assert _can(kubectl, user, "watch", f"{PLURAL}.spikeprof.io", "-n", namespace)
+        assert _can(kubectl, user, "patch", f"{PLURAL}.spikeprof.io/status", "-n", namespace)
+        assert _can(kubectl, user, "create", "events", "-n", namespace)
+        assert not _can(kubectl, user, "get", "pods", "-n", namespace)
+        assert not _can(kubectl, user, "patch", "pods", "-n", namespace)
+        assert not _can(kubectl, user, "patch", "events", "-n", namespace)
+        assert not _can(kubectl, user, "create", f"{PLURAL}.spikeprof.io", "-n", namespace)
+        assert not _can(kubectl, user, "create", "pods/portforward", "-n", namespace)
+        assert not _can(kubectl, user, "patch", "deployments.apps", "-n", namespace)
+        assert not _can(kubectl, user, "list", "secrets", "-n", namespace)
+        assert not _can(kubectl, user, "list", "namespaces")
+        assert not _can(kubectl, user, "list", "customresourcedefinitions")
+        assert _can(kubectl, user, "list", "pods", "-n", release_namespace) == (mode == "cluster")
+
+        kubeconfig = cluster.service_account_kubeconfig(
+            release_namespace, release, tmp_path / "service-account.kubeconfig"
+        )
+        operator = ServiceAccountOperator(
+            kubeconfig,
+            tmp_path / "artifacts",
+            tmp_path / "operator.log",
+            [namespace] if mode == "namespaced" else [],
+        )
+        operator.start()
+        try:
+            create_pod(api, namespace, "chart-0", {"app": "chart"})
+            wait_running(api, namespace, "app=chart", 1, wait_for)
+            spec = {
+                "selector": {"matchLabels": {"app": "chart"}},
+                "target": {"kind": "pprof", "port": 7777},
+                "profiles": [{"type": "heap"}, {"type": "goroutine"}],
+                "trigger": {"immediate": True},
+                "output": {"volume": {}},
+            }
+            create_session(api, namespace, session_body("via-chart", spec))
+            status = wait_captures(api, namespace, "via-chart", 1, wait_for)
+            assert status["captures"]["total"] == 1, operator.log()
+            assert status["captures"]["failed"] == 0
+            assert status["lastCapture"]["result"] == "Succeeded"
+            [directory] = capture_dirs(operator.artifact_root)
+            assert directory.parts[-4:-1] == (namespace, "via-chart", "chart-0")
+            files = {p["file"] for p in read_metadata(directory)["profiles"]}
+            assert files == {"heap.pb.gz", "goroutine.pb.gz"}
+            assert all((directory / name).stat().st_size > 0 for name in files)
+            # The operator's events were created with the ServiceAccount's rights (kopf posts
+            # them in the background, so they may follow the status by a moment).
+            wait_for(
+                lambda: (
+                    {"CaptureStarted", "Captured"}
+                    <= {reason for _, reason, _ in session_events(api, namespace, "via-chart")}
+                ),
+                30,
+                "events CaptureStarted and Captured",
+            )
+
+            # Deleting the session lets the operator remove its finalizer (patch).
+            client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                "spikeprof.io", "v1alpha1", namespace, PLURAL, "via-chart"
+            )
+            wait_for(
+                lambda: (
+                    kubectl("get", PLURAL, "via-chart", "-n", namespace, check=False).returncode
+                    != 0
+                ),
+                30,
+                "the session to be deleted",
+            )
+        finally:
+            operator.stop()
+            print(operator.log()[-20000:])  # pytest shows it when the test fails
+        log = operator.log()
+        assert not RBAC_DENIAL.findall(log), log
+        assert "Not enough permissions" not in log, log
+    finally:
+        helm("uninstall", release, f"--namespace={release_namespace}", check=False)
+
+    # crds.keep: the CRD, and every session in the cluster, outlive the release.
+    assert kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
+    roles = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    assert f"{release}-controller" not in roles

@@ -1,0 +1,506 @@
+"""The Helm chart and deploy/: they lint, render for every documented values combination, grant
+exactly the rights the operator uses, ship the CRD of crds/ unchanged, and stay in step."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "spikeprof"
+CRD_SOURCE = REPO_ROOT / "crds" / "spikeprof.io_profilingsessions.yaml"
+CRD_IN_CHART = CHART / "files" / "crds" / "spikeprof.io_profilingsessions.yaml"
+# The repository's helm has no version stamps, so its default (1.20) fails the chart's kubeVersion.
+KUBE_VERSION = "--kube-version=1.37.2"
+
+# What the operator does today, and nothing else (see "spikeprof.rules" in _helpers.tpl).
+OPERATOR_RULES = [
+    {
+        "apiGroups": ["spikeprof.io"],
+        "resources": ["profilingsessions"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {
+        "apiGroups": ["spikeprof.io"],
+        "resources": ["profilingsessions/status"],
+        "verbs": ["get", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # On by default (rbac.podMetrics): metricsServer is the default source of threshold triggers.
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]},
+]
+PORT_FORWARD_RULE = {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]}
+WORKLOAD_PATCHING_RULE = {
+    "apiGroups": ["apps"],
+    "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"],
+    "verbs": ["get", "patch"],
+}
+POD_METRICS_RULE = {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]}
+
+BASE_KINDS = {"ServiceAccount": 1, "Service": 2, "Deployment": 1}  # metrics + alert receiver
+CLUSTER_KINDS = {**BASE_KINDS, "ClusterRole": 1, "ClusterRoleBinding": 1}
+CRD_KIND = {"CustomResourceDefinition": 1}
+
+# Each documented values combination, with the kinds (and counts) it must render.
+COMBINATIONS: dict[str, tuple[list[str], dict[str, int]]] = {
+    "default": ([], {**CLUSTER_KINDS, **CRD_KIND}),
+    "namespaced mode with two namespaces": (
+        ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a,team-b}"],
+        {**BASE_KINDS, **CRD_KIND, "Role": 2, "RoleBinding": 2},
+    ),
+    "persistent artifacts": (
+        ["--set=artifacts.persistence.enabled=true"],
+        {**CLUSTER_KINDS, **CRD_KIND, "PersistentVolumeClaim": 1},
+    ),
+    "persistent artifacts on an existing claim": (
+        [
+            "--set=artifacts.persistence.enabled=true",
+            "--set=artifacts.persistence.existingClaim=mine",
+        ],
+        {**CLUSTER_KINDS, **CRD_KIND},
+    ),
+    "ServiceMonitor": (
+        ["--set=metrics.serviceMonitor.enabled=true"],
+        {**CLUSTER_KINDS, **CRD_KIND, "ServiceMonitor": 1},
+    ),
+    "port-forward rights": (["--set=rbac.portForward=true"], {**CLUSTER_KINDS, **CRD_KIND}),
+    "workload patching rights": (
+        ["--set=rbac.workloadPatching=true"],
+        {**CLUSTER_KINDS, **CRD_KIND},
+    ),
+    "PodMetrics rights": (["--set=rbac.podMetrics=true"], {**CLUSTER_KINDS, **CRD_KIND}),
+    "CRD managed elsewhere": (["--set=crds.install=false"], CLUSTER_KINDS),
+    "object-store secret": (
+        ["--set=objectStore.existingSecret=s3-creds"],
+        {**CLUSTER_KINDS, **CRD_KIND},
+    ),
+    "metrics off": (
+        ["--set=metrics.enabled=false"],
+        {**CLUSTER_KINDS, **CRD_KIND, "Service": 1},  # the alert receiver's only
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    """The repository's helm (built once from its Go module, then cached)."""
+    from localcluster.controlplane import build_binaries
+
+    return build_binaries("helm") / "helm"
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def render(helm: Path, *args: str, release: str = "spikeprof") -> list[dict[str, Any]]:
+    result = run_helm(
+        helm, "template", release, str(CHART), "--namespace=spikeprof-system", KUBE_VERSION, *args
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+
+
+def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind}(s) rendered"
+    return found[0]
+
+
+def controller(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = only(objects, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return container
+
+
+def load_renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "render_manifests", REPO_ROOT / "tools" / "render_manifests.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- lint and render ------------------------------------------------------------------------
+
+
+def test_helm_lint_passes_in_strict_mode(helm: Path) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_each_documented_values_combination_renders_valid_objects_of_the_expected_kinds(
+    helm: Path, combination: str
+) -> None:
+    args, kinds = COMBINATIONS[combination]
+    objects = render(helm, *args)
+    assert dict(collections.Counter(obj["kind"] for obj in objects)) == kinds
+    for obj in objects:
+        assert obj["apiVersion"] and obj["metadata"]["name"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "spikeprof"
+
+
+def test_namespaced_mode_serves_each_namespace_with_a_role_and_nothing_cluster_wide(
+    helm: Path,
+) -> None:
+    args, _ = COMBINATIONS["namespaced mode with two namespaces"]
+    objects = render(helm, *args)
+    roles = {obj["metadata"]["namespace"]: obj for obj in objects if obj["kind"] == "Role"}
+    bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]
+    assert set(roles) == {"team-a", "team-b"}
+    assert all(role["rules"] == OPERATOR_RULES for role in roles.values())
+    assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b"}
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "spikeprof-controller",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "spikeprof", "namespace": "spikeprof-system"}
+        ]
+    assert controller(objects)["args"] == [
+        "run",
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set=watch.mode=namespaced"],
+            "watch.mode=namespaced needs at least one namespace in watch.namespaces",
+        ),
+        (
+            ["--set=watch.namespaces={team-a}"],
+            "watch.namespaces is only used with watch.mode=namespaced",
+        ),
+        (
+            ["--set=metrics.serviceMonitor.enabled=true", "--set=metrics.service.enabled=false"],
+            "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled",
+        ),
+    ],
+)
+def test_contradictory_values_fail_the_render_with_a_sentence(
+    helm: Path, args: list[str], message: str
+) -> None:
+    result = run_helm(helm, "template", "spikeprof", str(CHART), KUBE_VERSION, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set=replicas=two"], "at '/replicas': got string, want integer"),
+        (["--set=replicas=2"], "at '/replicas': maximum"),
+        (["--set=watch.mode=everywhere"], "at '/watch/mode': value must be one of"),
+        (["--set=watch.namespaces={Not_A_Namespace}"], "at '/watch/namespaces/0'"),
+        (["--set=image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set=metrics.port=99999"], "at '/metrics/port'"),
+        (["--set=replica=1"], "additional properties 'replica' not allowed"),
+    ],
+)
+def test_values_schema_rejects_a_bad_value_with_helms_error(
+    helm: Path, args: list[str], message: str
+) -> None:
+    result = run_helm(helm, "template", "spikeprof", str(CHART), KUBE_VERSION, *args)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema(s)" in result.stderr
+    assert message in result.stderr
+
+
+# -- RBAC -----------------------------------------------------------------------------------
+
+
+def test_default_rbac_is_exactly_the_rules_the_operator_uses(helm: Path) -> None:
+    objects = render(helm)
+    assert only(objects, "ClusterRole")["rules"] == OPERATOR_RULES
+    binding = only(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == only(objects, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "spikeprof", "namespace": "spikeprof-system"}
+    ]
+    assert not [obj for obj in objects if obj["kind"] in ("Role", "RoleBinding")]
+
+
+@pytest.mark.parametrize(
+    ("flag", "rule"),
+    [
+        ("rbac.portForward", PORT_FORWARD_RULE),
+        ("rbac.workloadPatching", WORKLOAD_PATCHING_RULE),
+    ],
+)
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_an_optional_rule_appears_only_with_its_flag(
+    helm: Path, flag: str, rule: dict[str, Any], mode: str
+) -> None:
+    scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
+    kind = "Role" if mode == "namespaced" else "ClusterRole"
+    args = scope if mode == "namespaced" else []
+    without = only(render(helm, *args), kind)["rules"]
+    with_flag = only(render(helm, *args, f"--set={flag}=true"), kind)["rules"]
+    assert without == OPERATOR_RULES
+    assert with_flag == [*OPERATOR_RULES, rule]
+
+
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_pod_metrics_rights_go_with_rbac_pod_metrics_false(helm: Path, mode: str) -> None:
+    scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
+    kind = "Role" if mode == "namespaced" else "ClusterRole"
+    args = scope if mode == "namespaced" else []
+    rules = only(render(helm, *args, "--set=rbac.podMetrics=false"), kind)["rules"]
+    assert POD_METRICS_RULE not in rules
+    assert [*rules, POD_METRICS_RULE] == OPERATOR_RULES
+
+
+def test_rbac_create_false_renders_no_roles(helm: Path) -> None:
+    kinds = {obj["kind"] for obj in render(helm, "--set=rbac.create=false")}
+    assert kinds.isdisjoint({"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"})
+
+
+# -- the operator's pod ---------------------------------------------------------------------
+
+
+def test_default_deployment_runs_one_locked_down_operator_with_probes(helm: Path) -> None:
+    objects = render(helm)
+    deployment = only(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = controller(objects)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["serviceAccountName"] == "spikeprof"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["image"] == "ghcr.io/spikeprof/spikeprof:0.1.0"
+    assert container["command"] == ["spikeprof"]
+    assert container["args"] == ["run", "--liveness=http://0.0.0.0:8081/healthz"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"health": 8081, "metrics": 8080, "alerts": 9095}
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert env["SPIKEPROF_ARTIFACT_ROOT"] == "/var/lib/spikeprof"
+    assert env["SPIKEPROF_METRICS_PORT"] == "8080"
+    assert env["SPIKEPROF_METRICS_ADDRESS"] == "0.0.0.0"
+    assert env["SPIKEPROF_MAX_CONCURRENT_PODS"] == "32"
+    assert float(env["SPIKEPROF_POLL_SECONDS"]) == 1.0
+    assert env["SPIKEPROF_ALERTS_PORT"] == "9095"
+    assert "SPIKEPROF_ALERTS_TOKEN_FILE" not in env
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert "emptyDir" in volumes[mounts["/var/lib/spikeprof"]]
+    assert "envFrom" not in container
+
+
+def test_persistence_mounts_the_claim_at_the_artifact_root(helm: Path) -> None:
+    objects = render(helm, "--set=artifacts.persistence.enabled=true", "--set=artifacts.root=/data")
+    claim = only(objects, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in controller(objects)["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes[mounts["/data"]]["persistentVolumeClaim"] == {
+        "claimName": claim["metadata"]["name"]
+    }
+    env = {var["name"]: var["value"] for var in controller(objects)["env"]}
+    assert env["SPIKEPROF_ARTIFACT_ROOT"] == "/data"
+
+
+def test_service_monitor_scrapes_the_metrics_service(helm: Path) -> None:
+    objects = render(helm, "--set=metrics.serviceMonitor.enabled=true")
+    monitor = only(objects, "ServiceMonitor")
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-metrics")
+    ]
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+
+
+def test_object_store_secret_is_exposed_as_environment_only_when_named(helm: Path) -> None:
+    container = controller(render(helm, "--set=objectStore.existingSecret=s3-creds"))
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+def test_metrics_off_sets_the_metrics_port_to_zero(helm: Path) -> None:
+    container = controller(render(helm, "--set=metrics.enabled=false"))
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert env["SPIKEPROF_METRICS_PORT"] == "0"
+    assert [port["name"] for port in container["ports"]] == ["health", "alerts"]
+
+
+def test_the_alert_receiver_gets_its_token_tls_and_service_from_values(helm: Path) -> None:
+    objects = render(
+        helm,
+        "--set=alerts.tokenSecret=am-token",
+        "--set=alerts.tlsSecret=am-tls",
+        "--set=prometheus.url=http://prom:9090",
+        "--set=prometheus.tokenSecret=prom-token",
+    )
+    container = controller(objects)
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert env["SPIKEPROF_ALERTS_TOKEN_FILE"] == "/etc/spikeprof/alerts-token/token"
+    assert env["SPIKEPROF_ALERTS_TLS_CERT"] == "/etc/spikeprof/alerts-tls/tls.crt"
+    assert env["SPIKEPROF_PROMETHEUS_URL"] == "http://prom:9090"
+    assert env["SPIKEPROF_PROMETHEUS_TOKEN_FILE"] == "/etc/spikeprof/prometheus-token/token"
+    volumes = {
+        v["name"]: v["secret"]["secretName"]
+        for v in only(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
+    assert volumes == {
+        "alerts-token": "am-token",
+        "alerts-tls": "am-tls",
+        "prometheus-token": "prom-token",
+    }
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "spikeprof"
+    ]
+    assert service["spec"]["ports"] == [
+        {"name": "alerts", "port": 9095, "targetPort": "alerts", "protocol": "TCP"}
+    ]
+
+
+def test_alerts_off_runs_no_receiver(helm: Path) -> None:
+    objects = render(helm, "--set=alerts.enabled=false")
+    env = {var["name"]: var["value"] for var in controller(objects)["env"]}
+    assert env["SPIKEPROF_ALERTS_PORT"] == "0"
+    assert not [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "spikeprof"
+    ]
+
+
+# -- the CRD --------------------------------------------------------------------------------
+
+
+def test_the_charts_crd_file_is_a_byte_for_byte_copy_of_crds() -> None:
+    assert CRD_IN_CHART.read_bytes() == CRD_SOURCE.read_bytes(), (
+        "charts/spikeprof/files/crds/ differs from crds/: run `make manifests`"
+    )
+
+
+def test_rendered_crd_equals_the_source_with_only_release_labels_and_keep_added(
+    helm: Path,
+) -> None:
+    crd = only(render(helm), "CustomResourceDefinition")
+    labels = crd["metadata"].pop("labels")
+    annotations = crd["metadata"].pop("annotations")
+    assert crd == yaml.safe_load(CRD_SOURCE.read_text())
+    assert labels["app.kubernetes.io/name"] == "spikeprof"
+    assert annotations == {"helm.sh/resource-policy": "keep"}
+
+
+def test_crds_keep_false_drops_the_keep_annotation(helm: Path) -> None:
+    crd = only(render(helm, "--set=crds.keep=false"), "CustomResourceDefinition")
+    assert "annotations" not in crd["metadata"]
+
+
+def test_rendered_crd_has_its_yaml_anchors_expanded(helm: Path) -> None:
+    result = run_helm(
+        helm,
+        "template",
+        "spikeprof",
+        str(CHART),
+        KUBE_VERSION,
+        "--show-only=templates/crd-profilingsessions.yaml",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "&capture" in CRD_SOURCE.read_text()
+    assert not re.search(r"[&*]capture\b", result.stdout)
+    crd = yaml.safe_load(result.stdout)
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["properties"]["recentCaptures"]["items"] == status["properties"]["lastCapture"]
+
+
+# -- deploy/ --------------------------------------------------------------------------------
+
+
+def test_deploy_directory_is_identical_to_a_fresh_render_of_the_chart(helm: Path) -> None:
+    renderer = load_renderer()
+    found = renderer.differences(renderer.render(helm), REPO_ROOT / "deploy")
+    assert found == [], f"deploy/ drifted from the chart ({found}): run `make manifests`"
+
+
+def test_install_yaml_creates_the_namespace_first_and_holds_one_object_per_file() -> None:
+    documents = list(yaml.safe_load_all((REPO_ROOT / "deploy" / "install.yaml").read_text()))
+    assert documents[0]["kind"] == "Namespace"
+    assert documents[0]["metadata"]["name"] == "spikeprof-system"
+    files = sorted((REPO_ROOT / "deploy" / "spikeprof").glob("*.yaml"))
+    assert [yaml.safe_load(path.read_text()) for path in files] == documents
+    for path, document in zip(files, documents, strict=True):
+        assert document["kind"].lower() in path.name
+        assert document.get("metadata", {}).get("namespace", "spikeprof-system") == (
+            "spikeprof-system"
+        )
+
+
+# -- values, image and versions -------------------------------------------------------------
+
+
+def test_every_key_in_values_yaml_has_a_comment_above_it() -> None:
+    undocumented, previous = [], ""
+    for number, line in enumerate((CHART / "values.yaml").read_text().splitlines(), 1):
+        if re.match(r"^\s*[A-Za-z0-9_./-]+:", line) and not previous.lstrip().startswith("#"):
+            undocumented.append(f"{number}: {line.strip()}")
+        if line.strip():
+            previous = line
+    assert undocumented == []
+
+
+def test_values_schema_describes_every_top_level_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+    assert all(prop.get("description") for prop in schema["properties"].values())
+
+
+def test_chart_app_version_is_the_operators_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+
+
+def test_dockerfile_runs_spikeprof_as_the_non_root_user_the_chart_expects() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    uid = values["podSecurityContext"]["runAsUser"]
+    assert re.search(
+        rf"^USER {uid}:{values['podSecurityContext']['runAsGroup']}$", dockerfile, re.M
+    )
+    assert 'ENTRYPOINT ["spikeprof"]' in dockerfile
+    assert 'CMD ["run"]' in dockerfile
+    assert dockerfile.count("FROM ") == 2
