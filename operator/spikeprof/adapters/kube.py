@@ -6,7 +6,11 @@ daemons (where kopf's own `patch` is not applied) and maps API errors to the ope
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -16,9 +20,11 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
-from spikeprof.core.pods import PodInfo
+from spikeprof.core.pods import PodInfo, pod_info
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Metric, Observation
+
+log = logging.getLogger("spikeprof.kube")
 
 GROUP = "spikeprof.io"
 VERSION = "v1alpha1"
@@ -120,3 +126,102 @@ def _timestamp(text: Any) -> float:
     if not text:
         return time.time()
     return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+
+
+class PodCache:
+    """The pods of the namespaces that have sessions, kept current by one watch per namespace.
+
+    kopf's own index handles each pod as an object of its own (a worker and a start-up toggle per
+    pod), which takes minutes to settle at 10,000 pods; a plain list-then-watch costs one JSON
+    decode per event. Nothing is ever written to a pod. Pods are decoded straight from the JSON
+    (not into generated models) for the same reason.
+    """
+
+    def __init__(self, api_client: Any) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self._watches: dict[str, _NamespacePods] = {}
+
+    async def acquire(self, namespace: str, wait_seconds: float = 60.0) -> None:
+        """Start watching the namespace (once for all its sessions); wait for the first list."""
+        watch = self._watches.get(namespace)
+        if watch is None:
+            watch = self._watches[namespace] = _NamespacePods(self.core, namespace)
+        watch.refs += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch.ready.wait(), wait_seconds)
+
+    def release(self, namespace: str) -> None:
+        watch = self._watches.get(namespace)
+        if watch is None:
+            return
+        watch.refs -= 1
+        if watch.refs <= 0:
+            watch.task.cancel()
+            del self._watches[namespace]
+
+    def pods(self, namespace: str) -> list[PodInfo]:
+        watch = self._watches.get(namespace)
+        return list(watch.pods.values()) if watch is not None else []
+
+    async def close(self) -> None:
+        for watch in self._watches.values():
+            watch.task.cancel()
+        self._watches.clear()
+
+
+WATCH_SECONDS = 300  # the API server ends a watch after this; we list again and go on
+RETRY_SECONDS = 2.0
+
+
+class _NamespacePods:
+    def __init__(self, core: Any, namespace: str) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.pods: dict[str, PodInfo] = {}
+        self.ready = asyncio.Event()
+        self.refs = 0
+        self.task = asyncio.create_task(self._run(), name=f"pod watch {namespace}")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                version = await self._list()
+                self.ready.set()
+                await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a broken watch must heal, not end the operator's view
+                log.warning("Watching pods in %s failed (%r); retrying.", self.namespace, error)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _list(self) -> str:
+        reply = await self.core.list_namespaced_pod(self.namespace, _preload_content=False)
+        data = json.loads(await reply.read())
+        self.pods = {item["metadata"]["name"]: pod_info(item) for item in data.get("items") or ()}
+        return str(data["metadata"]["resourceVersion"])
+
+    async def _watch(self, version: str) -> None:
+        reply = await self.core.list_namespaced_pod(
+            self.namespace,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _preload_content=False,
+            _request_timeout=WATCH_SECONDS + 30,
+        )
+        async with reply:
+            async for line in reply.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    return  # typically 410 Gone: the version is too old; list again
+                if kind == "BOOKMARK":
+                    continue
+                name = str((obj.get("metadata") or {}).get("name", ""))
+                if kind == "DELETED":
+                    self.pods.pop(name, None)
+                elif name:
+                    self.pods[name] = pod_info(obj)

@@ -1,5 +1,5 @@
 """kopf registration, kept thin: importing this package registers every handler."""
 
-from spikeprof.handlers import pods, sessions, startup
+from spikeprof.handlers import sessions, startup
 
-__all__ = ["pods", "sessions", "startup"]
+__all__ = ["sessions", "startup"]

@@ -7,8 +7,7 @@ from typing import Any
 
 import kopf
 
-from spikeprof.adapters.kube import SessionGoneError
-from spikeprof.core.pods import PodInfo
+from spikeprof.adapters.kube import PodCache, SessionGoneError
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
 
@@ -24,11 +23,10 @@ async def serve_session(
     status: kopf.Status,
     memo: Any,
     logger: kopf.Logger,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
     namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
-    # kopf passes each index by its handler's name; the daemon protocol cannot declare it.
-    pods_by_namespace: kopf.Index[str, PodInfo] = kwargs["pods_by_namespace"]
+    pod_cache: PodCache = memo.pod_cache
     # body, meta, spec and status are kopf's live views: each look sees the latest watch event.
     worker = SessionWorker(
         namespace=namespace,
@@ -36,7 +34,7 @@ async def serve_session(
         writer=memo.status_writer,
         capturer=memo.capturer,
         version=memo.version,
-        pods_in_namespace=lambda: pods_by_namespace.get(namespace, ()),
+        pods_in_namespace=lambda: pod_cache.pods(namespace),
         post_event=lambda type, reason, message: kopf.event(
             body, type=type, reason=reason, message=message
         ),
@@ -44,6 +42,7 @@ async def serve_session(
         registry=memo.sessions,
     )
     memo.metrics.sessions.inc()
+    await pod_cache.acquire(namespace)
     try:
         while not stopped:
             captured = await worker.step(spec, meta, status, datetime.datetime.now(datetime.UTC))
@@ -52,5 +51,6 @@ async def serve_session(
     except SessionGoneError:
         logger.info("The session was deleted; its daemon stops.")
     finally:
+        pod_cache.release(namespace)
         worker.unregister()
         memo.metrics.sessions.dec()

@@ -57,6 +57,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     memo.api_client = api_client
     memo.http = http
     memo.status_writer = kube.SessionStatusWriter(api_client)
+    memo.pod_cache = kube.PodCache(api_client)
     memo.capturer = Capturer(
         store=VolumeStore(config.artifact_root),
         fetcher=ProfileFetcher(http),
@@ -98,5 +99,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
 async def stop(memo: Any, **_: Any) -> None:
     if memo.alert_receiver is not None:
         await memo.alert_receiver.stop()
+    await memo.pod_cache.close()
     await memo.http.aclose()
     await memo.api_client.close()

@@ -1,0 +1,138 @@
+"""Our summaries of real profiles say what `go tool pprof -top` says about the same files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from spikeprof.pprof.profile import decode_file
+from spikeprof.pprof.summary import render_top, summarize
+
+PROFILE_NAMES = (
+    "cpu",
+    "heap",
+    "allocs",
+    "goroutine",
+    "threadcreate",
+    "block",
+    "synth-cpu",
+    "synth-heap",
+)
+
+# -unit values that make pprof print whole numbers of the sample unit, so its figures are exact:
+# "ns" and "B" are spelt out; count units are printed whole by default.
+EXACT_UNITS = {"nanoseconds": "ns", "bytes": "B"}
+
+# "      flat  flat%   sum%        cum   cum%" then rows "%10s %s %s %10s %s  %s%s".
+ROW = re.compile(r"^ *(\S+) +(\S+)% +(\S+)% +(\S+) +(\S+)%  (.*?)(?: \((?:partial-)?inline\))?$")
+
+
+@pytest.fixture(scope="module")
+def profiles(target_profiles: dict[str, Path], synth_profiles: dict[str, Path]) -> dict[str, Path]:
+    return {**target_profiles, **synth_profiles}
+
+
+def pprof_rows(
+    go_tool_pprof: Callable[..., str], path: Path, sample_type: str, unit: str
+) -> list[tuple[str, int, str, int, str]]:
+    """(function, flat, flat%, cum, cum%) of every function, as -top prints them, untrimmed."""
+    args = ["-top", "-nodefraction=0", f"-sample_index={sample_type}"]
+    suffix = EXACT_UNITS.get(unit, "")
+    if suffix:
+        args.append(f"-unit={suffix}")
+    lines = go_tool_pprof(*args, str(path)).splitlines()
+    header = next(
+        n
+        for n, line in enumerate(lines)
+        if line.split() == ["flat", "flat%", "sum%", "cum", "cum%"]
+    )
+    rows = []
+    for line in lines[header + 1 :]:
+        match = ROW.match(line)
+        assert match, f"unexpected -top line {line!r}"
+        flat, flat_percent, _, cum, cum_percent, name = match.groups()
+        rows.append(
+            (
+                name,
+                int(flat.removesuffix(suffix)),
+                flat_percent,
+                int(cum.removesuffix(suffix)),
+                cum_percent,
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_every_function_has_go_tool_pprofs_flat_and_cum_for_every_sample_type(
+    profiles: dict[str, Path], go_tool_pprof: Callable[..., str], name: str
+) -> None:
+    path = profiles[name]
+    summary = summarize(decode_file(path))
+    for by_type in summary.sample_types:
+        expected = pprof_rows(
+            go_tool_pprof, path, by_type.sample_type.type, by_type.sample_type.unit
+        )
+        assert expected or name == "block", f"pprof shows no function of {by_type.sample_type.type}"
+        ours = [(row.function, row.flat, row.cum) for row in by_type.functions]
+        assert ours == [(function, flat, cum) for function, flat, _, cum, _ in expected]
+
+        rows = by_type.to_json(top=None)["functions"]
+        for row, (_, _, flat_percent, _, cum_percent) in zip(rows, expected, strict=True):
+            for ours_percent, printed in (
+                (row["flatPercent"], flat_percent),
+                (row["cumPercent"], cum_percent),
+            ):
+                if printed.strip() == "100":
+                    assert 99.95 <= ours_percent <= 100.05  # pprof's rule for printing "100%"
+                elif float(printed) >= 1:
+                    # Both round the same double to two decimals: the same digits.
+                    assert f"{ours_percent:.2f}" == printed.strip()
+                else:
+                    # pprof prints two significant digits under 1% ("0.014"), we keep two
+                    # decimals (0.01): each is within half its last digit of the true value.
+                    assert abs(ours_percent - float(printed)) <= 0.01
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_the_default_sample_type_is_the_one_go_tool_pprof_shows(
+    profiles: dict[str, Path], go_tool_pprof: Callable[..., str], name: str
+) -> None:
+    shown = go_tool_pprof("-top", "-nodecount=1", str(profiles[name]))
+    type_line = next(line for line in shown.splitlines() if line.startswith("Type: "))
+    assert summarize(
+        decode_file(profiles[name])
+    ).default.sample_type.type == type_line.removeprefix("Type: ")
+
+
+def test_a_burning_process_has_burn_cpu_on_top_of_its_cpu_profile(
+    profiles: dict[str, Path],
+) -> None:
+    cpu = summarize(decode_file(profiles["cpu"])).default
+    burn = next(row for row in cpu.functions if row.function == "main.burnCPU")
+    assert cpu.percent(burn.cum) > 50
+    heap = summarize(decode_file(profiles["heap"])).default
+    assert heap.sample_type.type == "inuse_space"
+    assert heap.functions[0].function == "main.holdMemory"
+    goroutines = summarize(decode_file(profiles["goroutine"])).default
+    park = next(row for row in goroutines.functions if row.function == "main.parkGoroutine")
+    assert park.cum >= 500
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_our_text_report_is_go_tool_pprofs_byte_for_byte(
+    profiles: dict[str, Path], go_tool_pprof: Callable[..., str], name: str
+) -> None:
+    path = profiles[name]
+    profile = decode_file(path)
+    assert render_top(profile) == go_tool_pprof("-top", "-nodefraction=0", str(path))
+    assert render_top(profile, top=10) == go_tool_pprof(
+        "-top", "-nodefraction=0", "-nodecount=10", str(path)
+    )
+    first = profile.sample_types[0].type
+    assert render_top(profile, sample_type=first) == go_tool_pprof(
+        "-top", "-nodefraction=0", f"-sample_index={first}", str(path)
+    )

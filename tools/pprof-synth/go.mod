@@ -1,0 +1,6 @@
+// pprof-synth: writes large, realistic pprof profiles for spikeprof's benchmark and decoder tests.
+module spikeprof.local/tools/pprof-synth
+
+go 1.26.0
+
+require github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
