@@ -61,17 +61,30 @@ def test_example_session_captures_every_pod_with_readable_artifacts(
         assert meta["operatorVersion"]
         assert {p["parameters"]["type"] for p in meta["profiles"]} == wanted
         for profile in meta["profiles"]:
+            kind = profile["parameters"]["type"]
+            # People read the summary and the flame graph; go tool pprof reads the raw file.
+            default = profile["summary"]["defaultSampleType"]
+            top = next(t for t in profile["summary"]["sampleTypes"] if t["type"] == default)
+            # An idle pod's CPU profile may hold no sample at all; the others always have stacks.
+            assert top["functions"] or kind == "cpu", f"{kind}: a summary with its top functions"
+            if kind in ("cpu", "heap", "allocs"):
+                page = (directory / profile["flamegraph"]).read_text()
+                assert page.lstrip().lower().startswith("<!doctype html>")
+                if top["functions"]:
+                    assert top["functions"][0]["function"] in page
+            else:
+                assert "flamegraph" not in profile
             data = (directory / profile["file"]).read_bytes()
             assert profile["bytes"] == len(data)
             assert profile["sha256"] == hashlib.sha256(data).hexdigest()
-            top = subprocess.run(
+            go_top = subprocess.run(
                 ["go", "tool", "pprof", "-top", str(directory / profile["file"])],
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
-            assert top.returncode == 0, f"{profile['file']}: {top.stderr}"
-            assert "Showing nodes" in top.stdout
+            assert go_top.returncode == 0, f"{profile['file']}: {go_top.stderr}"
+            assert "Showing nodes" in go_top.stdout
         assert not list(directory.parent.glob(".*")), "no staging leftovers"
 
     table = kubectl("get", "profilingsessions", "-n", namespace).stdout

@@ -51,6 +51,12 @@ def build_metadata(
         entry: dict[str, Any] = {"parameters": req.parameters()}
         if outcome.failure is None:
             entry.update(file=outcome.file, bytes=outcome.bytes, sha256=outcome.sha256)
+            if outcome.summary is not None:
+                entry["summary"] = outcome.summary
+            if outcome.flamegraph is not None:
+                entry["flamegraph"] = outcome.flamegraph
+            if outcome.analysis_error is not None:
+                entry["analysisError"] = outcome.analysis_error
         else:
             entry.update(
                 failed={"reason": str(outcome.failure.reason), "message": outcome.failure.message}

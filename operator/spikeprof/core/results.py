@@ -56,6 +56,9 @@ class ProfileOutcome:
     sha256: str | None = None
     failure: ProfileFailure | None = None
     seconds_taken: float = 0.0
+    summary: dict[str, Any] | None = None  # top functions per sample type, as go tool pprof -top
+    flamegraph: str | None = None  # file name of the flame graph page next to the profile
+    analysis_error: str | None = None  # why no summary, though the profile itself is kept
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
 from spikeprof.adapters.volume import StagedCapture, VolumeStore
@@ -24,9 +25,14 @@ from spikeprof.core.results import (
 )
 from spikeprof.core.spec import ProfileRequest, SessionSpec
 from spikeprof.pprof.check import NotAProfileError, check_file
+from spikeprof.pprof.flamegraph import render_flamegraph
+from spikeprof.pprof.profile import ProfileDecodeError, decode_file
+from spikeprof.pprof.summary import summarize
 from spikeprof.telemetry import Metrics
 
 # Failures after which a pod that has disappeared is the better explanation.
+SUMMARY_TOP = 20  # functions per sample type kept in metadata.json
+FLAMEGRAPH_TYPES = frozenset({"cpu", "heap", "allocs"})  # where a flame graph answers a question
 # Seconds to wait for the pod watch to report a deletion after a pod stopped answering.
 POD_GONE_GRACE = 2.0
 _GONE_HINTS = {FailureReason.CONNECTION_REFUSED, FailureReason.TIMEOUT, FailureReason.UNREACHABLE}
@@ -118,6 +124,9 @@ class Capturer:
         started = time.monotonic()
         try:
             fetched = await self._fetch_checked(job, endpoint, staged, request)
+            readable = await asyncio.to_thread(
+                _make_readable, staged, request, f"{pod.name} {request.type} ({job.request.id})"
+            )
         except ProfileFailure as failure:
             reported = failure
             if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
@@ -134,6 +143,9 @@ class Capturer:
             bytes=fetched.bytes,
             sha256=fetched.sha256,
             seconds_taken=time.monotonic() - started,
+            summary=readable.summary,
+            flamegraph=readable.flamegraph,
+            analysis_error=readable.error,
         )
 
     async def _fetch_checked(
@@ -164,6 +176,39 @@ class Capturer:
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
         return fetched
+
+
+@dataclass(frozen=True)
+class Readable:
+    summary: dict[str, Any] | None = None
+    flamegraph: str | None = None
+    error: str | None = None
+
+
+def _make_readable(staged: StagedCapture, request: ProfileRequest, title: str) -> Readable:
+    """Top functions for metadata.json and a flame graph page, next to a kept profile.
+
+    Runs in a worker thread. A profile that decodes badly keeps its raw file; only the summary
+    is missing, and metadata.json says why.
+    """
+    if request.type == "trace":
+        return Readable()  # an execution trace is read with go tool trace, not summarised
+    path = staged.staging / request.file_name
+    try:
+        profile = decode_file(path)
+        summary = summarize(profile).to_json(top=SUMMARY_TOP)
+    except ProfileDecodeError as error:
+        return Readable(error=str(error))
+    if request.type not in FLAMEGRAPH_TYPES:
+        return Readable(summary=summary)
+    page = f"{request.type}.flamegraph.html"
+    try:
+        staged.temp_path(page).write_text(render_flamegraph(profile, title=title), encoding="utf-8")
+        staged.keep(page)
+    except OSError as error:
+        staged.drop(page)
+        return Readable(summary=summary, error=f"writing the flame graph failed: {error}")
+    return Readable(summary=summary, flamegraph=page)
 
 
 async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:
