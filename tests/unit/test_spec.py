@@ -70,3 +70,76 @@ def test_problems_are_named_by_field(changes: dict[str, Any], message: str) -> N
     with pytest.raises(SpecError) as error:
         parse_spec(spec(**changes))
     assert message in str(error.value)
+
+
+def test_threshold_rules_are_read_in_their_units() -> None:
+    parsed = parse_spec(
+        spec(
+            trigger={
+                "metricsSource": "scrape",
+                "thresholds": [
+                    {"name": "hot", "metric": "cpu", "above": "80%", "of": "limit", "for": "30s"},
+                    {"metric": "memory", "above": "1Gi"},
+                    {
+                        "metric": "cpu",
+                        "spike": {"increasePercent": 50, "baselineWindow": "2m", "minimum": "100m"},
+                    },
+                    {"metric": "goroutines", "above": "5000"},
+                ],
+                "alerts": {"matchLabels": {"alertname": "HighCPU"}},
+            },
+            limits={"cooldown": "5m", "maxCaptures": 3, "expiresAfter": "24h"},
+        )
+    )
+    hot, memory, jump, goroutines = parsed.trigger.thresholds
+    assert (hot.percent, hot.of, hot.sustain) == (80.0, "limit", 30.0)
+    assert (memory.name, memory.above) == ("memory-1", 2**30)
+    assert (jump.spike_percent, jump.baseline_window, jump.warmup, jump.minimum) == (
+        50.0,
+        120.0,
+        120.0,
+        0.1,
+    )
+    assert goroutines.above == 5000
+    assert parsed.trigger.interval == 5.0  # scrape's default
+    assert parsed.trigger.alerts is not None
+    assert (parsed.limits.cooldown, parsed.limits.max_captures, parsed.limits.expires_after) == (
+        300.0,
+        3,
+        86400.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        ({"thresholds": [{"metric": "cpu"}]}, "needs exactly one of above or spike"),
+        ({"thresholds": [{"metric": "cpu", "above": "80%"}]}, "needs of: limit or of: request"),
+        (
+            {
+                "thresholds": [{"metric": "goroutines", "above": "50%", "of": "limit"}],
+                "metricsSource": "scrape",
+            },
+            "a percentage applies to cpu and memory only",
+        ),
+        (
+            {"thresholds": [{"metric": "heap", "above": "1Gi"}]},
+            "metricsServer reports cpu and memory only",
+        ),
+        (
+            {
+                "thresholds": [
+                    {"name": "a", "metric": "cpu", "above": "1"},
+                    {"name": "a", "metric": "cpu", "above": "2"},
+                ]
+            },
+            "rule names must be unique",
+        ),
+        ({"alerts": {}}, "needs at least one matchLabels or matchRegex entry"),
+        ({"alerts": {"matchRegex": {"severity": "(crit"}}}, "matchRegex.severity"),
+    ],
+)
+def test_bad_triggers_are_named_by_field(trigger: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec(trigger=trigger))
+    assert message in str(error.value)
