@@ -1,4 +1,5 @@
-"""`make demo`, the README's first command, catches a real spike and shows what was hot."""
+"""`make demo`, the README's first command: the operator, as the chart's ServiceAccount, catches a
+real CPU spike through a threshold and shows what was hot."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def test_demo_captures_the_spiking_pod_and_prints_its_hottest_functions() -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "Starting the spikeprof operator as that ServiceAccount" in out
     assert "checkout-spike   Armed   3/3       1          0" in out
-    assert "Succeeded, 6 profile(s) from 3 pod(s)" in out
-    assert "Type: cpu" in out
+    assert "Succeeded, 2 profile(s) from 1 pod(s)" in out
+    assert "cpu-hot: cpu " in out and "above 300m (60% of limit 500m) for 3s" in out
     assert "main.burnCPU" in out
-    assert "cpu.pb.gz" in out and "metadata.json" in out
+    assert "flame graph: " in out and "cpu.flamegraph.html" in out

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster" / "py"))
 
@@ -50,8 +52,11 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def main() -> int:
     started = time.monotonic()
-    step("Building (or reusing) etcd, kube-apiserver, controller-manager, kubectl, pprof-target")
-    bin_dir = build_binaries()
+    step(
+        "Building (or reusing) etcd, kube-apiserver, controller-manager, kubectl, helm, "
+        "pprof-target"
+    )
+    bin_dir = build_binaries("etcd", "k8s", "helm", "pprof-target")
     workdir = Path(tempfile.mkdtemp(prefix="spikeprof-demo-"))
     plane = ControlPlane(workdir / "cluster", bin_dir)
     operator = None
@@ -96,11 +101,41 @@ def main() -> int:
         for name, ip in sorted(pods.items()):
             print(f"    {name} at {ip}")
 
+        step("Installing the chart's ServiceAccount and RBAC (helm template charts/spikeprof)")
+        rendered = subprocess.run(
+            [
+                str(bin_dir / "helm"),
+                "template",
+                "spikeprof",
+                str(REPO / "charts" / "spikeprof"),
+                "--namespace",
+                "spikeprof-system",
+                "--kube-version=1.37.2",
+                "--set=crds.install=false",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rbac = [
+            doc
+            for doc in yaml.safe_load_all(rendered)
+            if doc and doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+        ]
+        kubectl("create", "namespace", "spikeprof-system")
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+        operator_kubeconfig = plane.service_account_kubeconfig(
+            "spikeprof-system", "spikeprof", workdir / "operator.kubeconfig"
+        )
+        rules = next(doc for doc in rbac if doc["kind"] == "ClusterRole")["rules"]
+        for rule in rules:
+            print(f"    {','.join(rule['resources'])}: {','.join(rule['verbs'])}")
+
         artifacts = workdir / "artifacts"
-        step("Starting the spikeprof operator")
+        step("Starting the spikeprof operator as that ServiceAccount")
         env = dict(
             os.environ,
-            KUBECONFIG=str(plane.kubeconfig),
+            KUBECONFIG=str(operator_kubeconfig),
             SPIKEPROF_ARTIFACT_ROOT=str(artifacts),
             SPIKEPROF_METRICS_PORT="0",
             SPIKEPROF_ALERTS_PORT="0",
@@ -111,40 +146,54 @@ def main() -> int:
             env=env,
         )
 
+        step(
+            f"Applying ProfilingSession {SESSION}: "
+            "capture a pod whose CPU stays above 60% of its limit for 3s"
+        )
+        kubectl("apply", "-n", NAMESPACE, "-f", "-", input=_session())
+        wait(lambda: _watching(kubectl), 60, "the session to read pod metrics")
+        print(
+            "    "
+            + kubectl("get", "profilingsessions", "-n", NAMESPACE).replace("\n", "\n    ").rstrip()
+        )
+
         hot, hot_ip = sorted(pods.items())[0]
-        step(f"Making {hot} spike: burning 1 CPU core")
+        step(f"Making {hot} spike: burning 1 CPU core (its limit is 500m)")
         with urllib.request.urlopen(
             f"http://{hot_ip}:7777/control/burn?cores=1&seconds=60", timeout=5
         ):
             pass
-
-        step(
-            f"Applying ProfilingSession {SESSION}: "
-            "a 5s CPU profile and a heap profile of every checkout pod"
+        status = wait(lambda: _captured(kubectl), 120, "the capture")
+        print(
+            "    "
+            + kubectl("get", "profilingsessions", "-n", NAMESPACE).replace("\n", "\n    ").rstrip()
         )
-        kubectl("apply", "-n", NAMESPACE, "-f", "-", input=_session())
-        status = wait(lambda: _captured(kubectl), 90, "the capture")
-        print(kubectl("get", "profilingsessions", "-n", NAMESPACE))
         last = status["lastCapture"]
         print(
             f"    capture {last['id']}: {last['result']}, "
             f"{last['profiles']['succeeded']} profile(s) from {last['pods']} pod(s)"
         )
+        print(f"    why: {last['reason']}")
 
-        capture_dir = artifacts / next(a for a in last["artifacts"] if f"/{hot}/" in a)
-        step(f"Top CPU functions of {hot} (go tool pprof -top {capture_dir / 'cpu.pb.gz'})")
-        top = subprocess.run(
-            ["go", "tool", "pprof", "-top", "-nodecount=8", str(capture_dir / "cpu.pb.gz")],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        capture_dir = artifacts / last["artifacts"][0]
+        metadata = json.loads((capture_dir / "metadata.json").read_text())
+        cpu = next(p for p in metadata["profiles"] if p["parameters"]["type"] == "cpu")
+        summary = next(
+            t
+            for t in cpu["summary"]["sampleTypes"]
+            if t["type"] == cpu["summary"]["defaultSampleType"]
         )
-        print(top.stdout or top.stderr)
-        print("    artifacts:")
-        for path in sorted(capture_dir.iterdir()):
-            print(f"      {path} ({path.stat().st_size} bytes)")
-        if "main.burnCPU" not in top.stdout:
-            raise SystemExit("demo failed: the spiking function is not in the CPU profile")
+        step(
+            f"Top CPU functions of {metadata['pod']} "
+            "(from metadata.json; go tool pprof -top agrees)"
+        )
+        print(f"    {'flat%':>7} {'cum%':>7}  function")
+        for row in summary["functions"][:8]:
+            print(f"    {row['flatPercent']:6.2f}% {row['cumPercent']:6.2f}%  {row['function']}")
+        print(f"    flame graph: {capture_dir / cpu['flamegraph']}")
+        print(f"    raw profile: {capture_dir / cpu['file']}  (go tool pprof -http=: ...)")
+        if not any(row["function"] == "main.burnCPU" for row in summary["functions"][:8]):
+            raise SystemExit("demo failed: the spiking function is not among the top CPU functions")
         step(
             f"Done in {time.monotonic() - started:.0f}s; stopping the cluster "
             f"(artifacts stay in {artifacts})"
@@ -178,6 +227,15 @@ def _captured(kubectl: Callable[..., str]) -> dict[str, Any] | None:
     )
 
 
+def _watching(kubectl: Callable[..., str]) -> bool:
+    session = json.loads(kubectl("get", "profilingsession", SESSION, "-n", NAMESPACE, "-o", "json"))
+    conditions = (session.get("status") or {}).get("conditions") or []
+    return any(
+        c["type"] == "MetricsAvailable" and c["status"] == "True" and "3 of 3" in c["message"]
+        for c in conditions
+    )
+
+
 def _session() -> str:
     return json.dumps(
         {
@@ -188,7 +246,20 @@ def _session() -> str:
                 "selector": {"matchLabels": {"app": "checkout"}},
                 "target": {"port": 7777},
                 "profiles": [{"type": "cpu", "duration": "5s"}, {"type": "heap"}],
-                "trigger": {"immediate": True},
+                "trigger": {
+                    "metricsSource": "scrape",
+                    "interval": "1s",
+                    "thresholds": [
+                        {
+                            "name": "cpu-hot",
+                            "metric": "cpu",
+                            "above": "60%",
+                            "of": "limit",
+                            "for": "3s",
+                        }
+                    ],
+                },
+                "limits": {"cooldown": "10m"},
                 "output": {"volume": {}},
             },
         }
