@@ -72,6 +72,7 @@ def crd_installed(kubectl: Callable[..., Any]) -> None:
                 "crd/profilingsessions.spikeprof.io",
                 "-o",
                 "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,  # jsonpath fails while there are no conditions at all yet
             ).stdout
         ),
         60,
@@ -117,19 +118,20 @@ class Operator:
     """The operator as a real process, with its own artifact root and metrics port."""
 
     def __init__(
-        self, kubeconfig: Path, artifact_root: Path, log_path: Path, namespace: str
+        self, kubeconfig: Path, artifact_root: Path, log_path: Path, namespaces: list[str]
     ) -> None:
         self.kubeconfig = kubeconfig
         self.artifact_root = artifact_root
         self.log_path = log_path
-        self.namespace = namespace
+        self.namespaces = namespaces  # empty: cluster-wide
         self.metrics_port = free_port()
         self.alerts_port = free_port()
         self.env: dict[str, str] = {}  # extra settings, e.g. SPIKEPROF_PROMETHEUS_URL
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ)
+        # The harness's own settings never leak in; KUBECONFIG alone says who the operator is.
+        env = {k: v for k, v in os.environ.items() if k != "SPIKEPROF_KUBECONFIG"}
         env.update(
             KUBECONFIG=str(self.kubeconfig),
             SPIKEPROF_ARTIFACT_ROOT=str(self.artifact_root),
@@ -141,7 +143,14 @@ class Operator:
         )
         env.update(self.env)
         self.process = spawn(
-            [sys.executable, "-m", "spikeprof.cli", "run", "-n", self.namespace, "--liveness="],
+            [
+                sys.executable,
+                "-m",
+                "spikeprof.cli",
+                "run",
+                "--liveness=",
+                *(f"--namespace={namespace}" for namespace in self.namespaces),
+            ],
             self.log_path,
             env=env,
         )
@@ -166,7 +175,9 @@ def operator_process(
     cluster: ControlPlane, crd_installed: None, namespace: str, tmp_path: Path
 ) -> Iterator[Operator]:
     """The operator, not started yet: for tests that set its environment first."""
-    op = Operator(cluster.kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", namespace)
+    op = Operator(
+        cluster.kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", [namespace]
+    )
     yield op
     op.stop()
 

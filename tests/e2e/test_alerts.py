@@ -83,6 +83,29 @@ def _notification(
     }
 
 
+def _armed(
+    api: client.ApiClient,
+    namespace: str,
+    wait_for: Callable[..., Any],
+    pods: list[str],
+    session: dict[str, Any],
+) -> dict[str, str]:
+    """Running `checkout` pods and the session, once it reports Armed; pod name -> IP."""
+    for name in pods:
+        create_pod(api, namespace, name, {"app": "checkout"})
+    ips: dict[str, str] = wait_running(api, namespace, "app=checkout", len(pods), wait_for)
+    create_session(api, namespace, session)
+    wait_for(
+        lambda: (
+            get_session(api, namespace, "checkout-on-alert").get("status", {}).get("phase")
+            == "Armed"
+        ),
+        30,
+        "Armed",
+    )
+    return ips
+
+
 def _start_with_token(operator_process: Operator, tmp_path: Path) -> Operator:
     token_file = tmp_path / "alerts-token"
     token_file.write_text(TOKEN + "\n")
@@ -170,17 +193,7 @@ def test_bad_payloads_are_refused_with_their_reason_and_change_nothing(
     tmp_path: Path,
 ) -> None:
     operator = _start_with_token(operator_process, tmp_path)
-    create_pod(api, namespace, "checkout-1", {"app": "checkout"})
-    wait_running(api, namespace, "app=checkout", 1, wait_for)
-    create_session(api, namespace, _example_session())
-    wait_for(
-        lambda: (
-            get_session(api, namespace, "checkout-on-alert").get("status", {}).get("phase")
-            == "Armed"
-        ),
-        30,
-        "Armed",
-    )
+    _armed(api, namespace, wait_for, ["checkout-1"], _example_session())
     for what, body, token, code, message in BAD:
         status, reply = _post(operator, body, token)
         assert (status, message in reply.get("error", "")) == (code, True), (
@@ -205,18 +218,7 @@ def test_re_sends_capture_once_and_resolved_alerts_capture_nothing(
     tmp_path: Path,
 ) -> None:
     operator = _start_with_token(operator_process, tmp_path)
-    for name in ("checkout-1", "checkout-2"):
-        create_pod(api, namespace, name, {"app": "checkout"})
-    wait_running(api, namespace, "app=checkout", 2, wait_for)
-    create_session(api, namespace, _example_session())
-    wait_for(
-        lambda: (
-            get_session(api, namespace, "checkout-on-alert").get("status", {}).get("phase")
-            == "Armed"
-        ),
-        30,
-        "Armed",
-    )
+    _armed(api, namespace, wait_for, ["checkout-1", "checkout-2"], _example_session())
 
     code, reply = _post(operator, _notification(namespace, "checkout-1"))
     assert (code, reply["result"]) == (200, "recorded 1, duplicates 0, unmatched 0, resolved 0")
@@ -262,19 +264,9 @@ def test_an_operator_killed_right_after_answering_still_captures_once(
     tmp_path: Path,
 ) -> None:
     operator = _start_with_token(operator_process, tmp_path)
-    create_pod(api, namespace, "checkout-1", {"app": "checkout"})
-    wait_running(api, namespace, "app=checkout", 1, wait_for)
     session = _example_session()
     session["spec"]["profiles"] = [{"type": "cpu", "duration": "3s"}]
-    create_session(api, namespace, session)
-    wait_for(
-        lambda: (
-            get_session(api, namespace, "checkout-on-alert").get("status", {}).get("phase")
-            == "Armed"
-        ),
-        30,
-        "Armed",
-    )
+    _armed(api, namespace, wait_for, ["checkout-1"], session)
 
     code, _ = _post(operator, _notification(namespace, "checkout-1"))
     operator.kill()  # right after the 2xx: the capture cannot have finished (3s CPU profile)

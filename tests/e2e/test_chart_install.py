@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-from localcluster.processes import spawn
 
 from .conftest import CRD, REPO_ROOT, Operator
 from .sessions import (
@@ -44,39 +42,6 @@ CRD_NAME = "profilingsessions.spikeprof.io"
 # A denial by RBAC, as the API server words it; "forbidden" alone also covers namespaces that
 # are being deleted, which a cluster-wide operator may meet (other tests' leftovers).
 RBAC_DENIAL = re.compile(r'User \\?"system:serviceaccount:[^"\\]+\\?" cannot ')
-
-
-class ServiceAccountOperator(Operator):
-    """`spikeprof run` with a ServiceAccount's kubeconfig; cluster-wide when no namespace is given.
-
-    The environment is the harness's (conftest.Operator.start); only the command differs, since
-    the harness always passes one `-n`.
-    """
-
-    def __init__(
-        self, kubeconfig: Path, artifact_root: Path, log_path: Path, namespaces: list[str]
-    ) -> None:
-        super().__init__(kubeconfig, artifact_root, log_path, ",".join(namespaces))
-        self.namespaces = namespaces
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "SPIKEPROF_KUBECONFIG"}
-        env.update(
-            KUBECONFIG=str(self.kubeconfig),
-            SPIKEPROF_ARTIFACT_ROOT=str(self.artifact_root),
-            SPIKEPROF_METRICS_PORT=str(self.metrics_port),
-            SPIKEPROF_METRICS_ADDRESS="127.0.0.1",
-            SPIKEPROF_POLL_SECONDS="0.5",
-            SPIKEPROF_ALERTS_PORT=str(self.alerts_port),
-            SPIKEPROF_ALERTS_ADDRESS="127.0.0.1",
-        )
-        env.update(self.env)
-        namespaces = [f"--namespace={namespace}" for namespace in self.namespaces]
-        self.process = spawn(
-            [sys.executable, "-m", "spikeprof.cli", "run", "--liveness=", *namespaces],
-            self.log_path,
-            env=env,
-        )
 
 
 @pytest.fixture
@@ -173,7 +138,7 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         kubeconfig = cluster.service_account_kubeconfig(
             release_namespace, release, tmp_path / "service-account.kubeconfig"
         )
-        operator = ServiceAccountOperator(
+        operator = Operator(
             kubeconfig,
             tmp_path / "artifacts",
             tmp_path / "operator.log",

@@ -29,6 +29,7 @@ modules=(
   "cluster/k8s|$k8s_ldflags|k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl"
   "cluster/helm|-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0|helm.sh/helm/v3/cmd/helm"
   "pprof-target|-s -w|."
+  "cluster/minio|-s -w|github.com/minio/minio"
 )
 
 want=("$@")

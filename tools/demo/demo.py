@@ -79,15 +79,14 @@ def main() -> int:
 
         step("Installing the ProfilingSession CRD")
         kubectl("apply", "-f", str(REPO / "crds" / "spikeprof.io_profilingsessions.yaml"))
+        # Right after apply the CRD has no conditions yet; read them as JSON, not with jsonpath.
         wait(
-            lambda: (
-                "True"
-                in kubectl(
-                    "get",
-                    "crd/profilingsessions.spikeprof.io",
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                )
+            lambda: any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in json.loads(
+                    kubectl("get", "crd/profilingsessions.spikeprof.io", "-o", "json")
+                )["status"].get("conditions")
+                or ()
             ),
             60,
             "the CRD to be established",

@@ -1,0 +1,249 @@
+"""The uploader moves spooled captures to a real MinIO, once each, and applies retention there."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+from pathlib import Path
+
+import pytest
+from localcluster.processes import free_port
+
+from spikeprof.adapters.object_store import ObjectStore, StoreOptions
+from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.planner import capture_id
+from spikeprof.core.retention import RetentionPolicy
+from spikeprof.services.uploader import (
+    PROGRESS_FILE,
+    UPLOADED_MARKER,
+    SpoolFullError,
+    Uploader,
+)
+
+from .conftest import BUCKET, MinioServer, make_capture, sha256_of
+
+MiB = 1 << 20
+NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
+PROFILES = {"cpu.pb.gz": 3 * MiB, "heap.pb.gz": 512 * 1024, "goroutine.pb.gz": 2000}
+
+
+def key(pod: str = "web-1", hours_ago: float = 1, session: str = "checkout") -> ArtifactKey:
+    moment = NOW - datetime.timedelta(hours=hours_ago)
+    return ArtifactKey("shop", session, pod, capture_id(moment, "threshold"))
+
+
+def spool_files(spool: Path) -> list[str]:
+    return sorted(
+        str(Path(root, name).relative_to(spool))
+        for root, _, names in os.walk(spool)
+        for name in names
+    )
+
+
+async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_and_leaves_the_spool(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    capture = key()
+    hashes = make_capture(spool, capture, PROFILES)
+    sizes = {
+        **PROFILES,
+        METADATA_FILE: spool.joinpath(*capture.parts, METADATA_FILE).stat().st_size,
+    }
+    uploader = Uploader(spool, minio.store(prefix), clock=lambda: NOW)
+
+    done = await uploader.upload_pending()
+
+    assert done.uploaded == (capture,)
+    assert done.state.pending_captures == 0 and done.state.pending_bytes == 0
+    assert done.state.last_error is None and done.state.last_upload == NOW
+    assert done.state.message() == "Every capture is in the object store."
+    assert spool_files(spool) == []  # uploaded captures leave the spool
+
+    await minio.settle_audit()
+    base = f"{prefix}/{capture.relative_path}/"
+    assert minio.audit.writes(base) == [
+        base + name for name in ["cpu.pb.gz", "goroutine.pb.gz", "heap.pb.gz", METADATA_FILE]
+    ]
+    listed = {o.key: o.size for o in await uploader.store.list_objects(capture.relative_path)}
+    assert listed == {f"{capture.relative_path}/{name}": size for name, size in sizes.items()}
+    for name, digest in hashes.items():
+        copy = tmp_path / "copy" / name
+        copy.parent.mkdir(exist_ok=True)
+        await uploader.store.download_file(f"{capture.relative_path}/{name}", copy)
+        assert sha256_of(copy) == digest
+
+
+async def test_an_uploaded_capture_is_never_uploaded_again(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    first, second = key("web-1"), key("web-2")
+    make_capture(spool, first, {"cpu.pb.gz": 1000})
+    uploader = Uploader(spool, minio.store(prefix), keep_uploaded=True)
+    assert (await uploader.upload_pending()).uploaded == (first,)
+    times = {o.key: o.last_modified for o in await uploader.store.list_objects()}
+
+    # A new capture lands; a restarted operator (a new Uploader) looks at the same spool.
+    make_capture(spool, second, {"cpu.pb.gz": 1000})
+    restarted = Uploader(spool, minio.store(prefix), keep_uploaded=True)
+    assert (await restarted.upload_pending()).uploaded == (second,)
+    assert (await restarted.upload_pending()).uploaded == ()
+
+    await minio.settle_audit()
+    writes = minio.audit.writes(prefix + "/")
+    assert len(writes) == len(set(writes)) == 4  # two files of each capture, each written once
+    after = {o.key: o.last_modified for o in await uploader.store.list_objects()}
+    assert {k: after[k] for k in times} == times
+    # Kept in the spool, marked, and not counted as waiting.
+    marker = json.loads(spool.joinpath(*first.parts, UPLOADED_MARKER).read_text())
+    assert marker["uploadedTo"] == f"s3://{BUCKET}/{prefix}/{first.relative_path}"
+    assert restarted.state.pending_captures == 0
+
+
+async def test_a_capture_cut_short_goes_on_with_only_the_files_still_missing(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    capture = key()
+    make_capture(spool, capture, {"cpu.pb.gz": 1000, "heap.pb.gz": 1000})
+    # A pass uploaded cpu.pb.gz, then the operator was killed.
+    directory = spool.joinpath(*capture.parts)
+    store = minio.store(prefix)
+    await store.upload_file(f"{capture.relative_path}/cpu.pb.gz", directory / "cpu.pb.gz")
+    (directory / PROGRESS_FILE).write_text("cpu.pb.gz\n")
+
+    assert (await Uploader(spool, store).upload_pending()).uploaded == (capture,)
+
+    await minio.settle_audit()
+    base = f"{prefix}/{capture.relative_path}/"
+    assert minio.audit.writes(base) == [
+        base + "cpu.pb.gz",
+        base + "heap.pb.gz",
+        base + METADATA_FILE,
+    ]
+
+
+async def test_captures_still_being_written_are_left_alone(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    complete = key("web-1")
+    make_capture(spool, complete, {"cpu.pb.gz": 1000})
+    # The volume store's staging directory, and a directory without metadata.json yet.
+    staging = spool / "shop" / "checkout" / "web-2" / f".{key('web-2').capture_id}.partial"
+    staging.mkdir(parents=True)
+    (staging / "cpu.pb.gz").write_bytes(b"half")
+    unfinished = spool.joinpath(*key("web-3").parts)
+    unfinished.mkdir(parents=True)
+    (unfinished / "cpu.pb.gz").write_bytes(b"no metadata yet")
+
+    done = await Uploader(spool, minio.store(prefix)).upload_pending()
+
+    assert done.uploaded == (complete,)
+    assert [o.key for o in await minio.store(prefix).list_objects()] == [
+        f"{complete.relative_path}/cpu.pb.gz",
+        f"{complete.relative_path}/{METADATA_FILE}",
+    ]
+    assert (staging / "cpu.pb.gz").exists() and (unfinished / "cpu.pb.gz").exists()
+
+
+async def test_an_uploader_of_one_session_leaves_the_others_captures_alone(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    mine, theirs = key(session="checkout"), key(session="search")
+    make_capture(spool, mine, {"cpu.pb.gz": 10})
+    make_capture(spool, theirs, {"cpu.pb.gz": 10})
+    uploader = Uploader(spool, minio.store(prefix), only_session=("shop", "checkout"))
+
+    assert (await uploader.upload_pending()).uploaded == (mine,)
+    assert spool.joinpath(*theirs.parts, METADATA_FILE).exists()
+
+
+async def test_a_full_spool_refuses_new_captures_keeps_the_old_ones_and_says_why(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"
+    old = key(hours_ago=2)
+    make_capture(spool, old, {"cpu.pb.gz": 2 * MiB})
+    nowhere = ObjectStore.from_url(
+        "s3://spikeprof-test/p",
+        options=StoreOptions(
+            endpoint=f"http://127.0.0.1:{free_port()}", allow_http=True, max_retries=0
+        ),
+        credentials={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+    )
+    uploader = Uploader(spool, nowhere, max_bytes=2 * MiB)
+
+    failed = await uploader.upload_pending()
+    assert failed.uploaded == ()
+    with pytest.raises(SpoolFullError) as caught:
+        await uploader.ensure_room()
+
+    assert str(caught.value).startswith(
+        "The spool holds 2Mi in 1 capture(s) waiting for s3://spikeprof-test/p, its limit is "
+        "2Mi; new captures are refused until the store takes some. The store's last error: "
+        "Could not upload cpu.pb.gz to s3://spikeprof-test/p/shop/checkout/web-1/"
+    )
+    state = uploader.state
+    assert (state.pending_captures, state.refused_captures, state.full) == (1, 1, True)
+    assert state.message().endswith(
+        "did not answer (connection refused). 1 capture(s) were refused because the spool was full."
+    )
+    assert spool.joinpath(*old.parts, "cpu.pb.gz").exists()  # nothing was dropped
+
+
+async def test_retention_deletes_exactly_the_captures_the_policy_lets_go(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    # Five captures of checkout (two pods in the newest), one of search, 1 h to 400 h old.
+    checkout = [
+        key("web-1", 1),
+        key("web-2", 1),
+        key("web-1", 10),
+        key("web-1", 20),
+        key("web-2", 30),
+        key("web-1", 400),
+    ]
+    search = [key("api-1", 400, session="search")]
+    for capture in [*checkout, *search]:
+        make_capture(spool, capture, {"cpu.pb.gz": 100, "heap.pb.gz": 100})
+    uploader = Uploader(spool, minio.store(prefix), clock=lambda: NOW)
+    await uploader.upload_pending()
+
+    policy = RetentionPolicy(max_age_seconds=168 * 3600, max_count=3)
+    deleted = await uploader.apply_retention("shop", "checkout", policy)
+
+    assert deleted == (checkout[5], checkout[4])  # 400 h (too old), 30 h (fourth newest)
+    remaining = {o.key.rsplit("/", 1)[0] for o in await uploader.store.list_objects()}
+    assert remaining == {c.relative_path for c in [*checkout[:4], *search]}
+    # Done again, nothing more goes: the policy is already met.
+    assert await uploader.apply_retention("shop", "checkout", policy) == ()
+
+
+async def test_the_background_loop_uploads_when_woken_and_stops_when_cancelled(
+    minio: MinioServer, prefix: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    uploader = Uploader(spool, minio.store(prefix))
+    loop = asyncio.create_task(uploader.run_forever(interval=3600))
+    await asyncio.sleep(0.2)  # its first pass finds an empty spool
+
+    capture = key()
+    make_capture(spool, capture, {"cpu.pb.gz": 1000})
+    uploader.wake()  # as the capture flow does when a capture lands
+    for _ in range(200):
+        if uploader.state.last_upload is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the loop did not upload within 10 s of being woken")
+
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert len(await uploader.store.list_objects(capture.relative_path)) == 2
