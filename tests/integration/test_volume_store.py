@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from spikeprof.adapters.volume import VolumeStore
-from spikeprof.core.artifacts import ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
 
 KEY = ArtifactKey("shop", "checkout", "web-1", "20261126T010203.000Z-immediate")
 

@@ -250,6 +250,7 @@ def test_default_rbac_is_exactly_the_rules_the_operator_uses(helm: Path) -> None
     [
         ("rbac.portForward", PORT_FORWARD_RULE),
         ("rbac.workloadPatching", WORKLOAD_PATCHING_RULE),
+        ("rbac.secrets", {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}),
     ],
 )
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])

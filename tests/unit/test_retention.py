@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from spikeprof.core.artifacts import ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.planner import capture_id
 from spikeprof.core.retention import (
     RetentionPolicy,

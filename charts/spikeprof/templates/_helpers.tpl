@@ -139,6 +139,11 @@ Flag-gated, off by default, for features still to come:
   resources: ["deployments", "statefulsets", "daemonsets", "replicasets"]
   verbs: ["get", "patch"]
 {{- end }}
+{{- if .Values.rbac.secrets }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -7,6 +7,7 @@ daemons (where kopf's own `patch` is not applied) and maps API errors to the ope
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import json
@@ -225,3 +226,27 @@ class _NamespacePods:
                     self.pods.pop(name, None)
                 elif name:
                     self.pods[name] = pod_info(obj)
+
+
+class SecretReader:
+    """Reads the Secret a session names for its object-store credentials."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.core = client.CoreV1Api(api_client)
+
+    async def read(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise KubeError(f"Secret {namespace}/{name} does not exist") from None
+            if error.status == 403:
+                raise KubeError(
+                    f"the operator may not read Secret {namespace}/{name} "
+                    "(the chart grants it with rbac.secrets=true)"
+                ) from None
+            raise KubeError(f"reading Secret {namespace}/{name}: HTTP {error.status}") from None
+        return {
+            key: base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in (secret.data or {}).items()
+        }

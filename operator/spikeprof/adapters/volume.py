@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE
 
 STAGING_SUFFIX = ".partial"
 
@@ -76,6 +77,21 @@ class VolumeStore:
 
     def is_complete(self, key: ArtifactKey) -> bool:
         return (self.final_path(key) / METADATA_FILE).is_file()
+
+    def published(self, namespace: str, session: str) -> list[ArtifactKey]:
+        """The session's complete pod captures (those with metadata.json), in no order."""
+        found = []
+        for metadata in self.root.joinpath(namespace, session).glob(f"*/*/{METADATA_FILE}"):
+            capture = metadata.parent
+            if not capture.name.startswith("."):
+                found.append(ArtifactKey(namespace, session, capture.parent.name, capture.name))
+        return found
+
+    def delete(self, key: ArtifactKey) -> None:
+        """Remove one pod's capture; metadata.json first, so it never looks complete half-gone."""
+        final = self.final_path(key)
+        (final / METADATA_FILE).unlink(missing_ok=True)
+        shutil.rmtree(final, ignore_errors=True)
 
     def stage(self, key: ArtifactKey) -> StagedCapture:
         final = self.final_path(key)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from typing import Any
 
+from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.planner import CaptureRequest, format_time
 from spikeprof.core.pods import Endpoint, PodInfo
 from spikeprof.core.results import ProfileOutcome
@@ -13,24 +13,6 @@ from spikeprof.core.spec import ProfileRequest
 
 METADATA_FILE = "metadata.json"
 METADATA_SCHEMA = "spikeprof.io/capture-metadata/v1"
-
-
-@dataclass(frozen=True)
-class ArtifactKey:
-    """Identifies one pod's artifacts of one capture: <ns>/<session>/<pod>/<capture id>/."""
-
-    namespace: str
-    session: str
-    pod: str
-    capture_id: str
-
-    @property
-    def parts(self) -> tuple[str, str, str, str]:
-        return (self.namespace, self.session, self.pod, self.capture_id)
-
-    @property
-    def relative_path(self) -> str:
-        return "/".join(self.parts)
 
 
 def build_metadata(

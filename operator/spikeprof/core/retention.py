@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from spikeprof.core.artifacts import ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
 
 # `20261126T010457.951Z-immediate`: what core.planner.capture_id writes.
 _CAPTURE_ID_TIME = re.compile(r"^(\d{8}T\d{6})\.(\d{3})Z(?:-|$)")

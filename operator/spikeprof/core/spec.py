@@ -7,12 +7,14 @@ instead of a KeyError deep in a capture.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast, get_args
 
 from spikeprof.core.alerts import AlertMatcher
 from spikeprof.core.quantities import parse_bytes, parse_duration, parse_quantity
+from spikeprof.core.retention import RetentionPolicy
 from spikeprof.core.rules import Metric, Threshold
 from spikeprof.core.selector import LabelSelector
 
@@ -102,6 +104,16 @@ class TriggerSpec:
 
 
 @dataclass(frozen=True)
+class ObjectStoreSpec:
+    url: str
+    secret_name: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    virtual_hosted_style: bool = False
+    allow_http: bool = False
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     selector: LabelSelector
     target: TargetSpec
@@ -109,6 +121,8 @@ class SessionSpec:
     trigger: TriggerSpec
     limits: Limits
     volume_output: bool
+    object_store: ObjectStoreSpec | None = None
+    retention: RetentionPolicy | None = None
 
     @property
     def immediate(self) -> bool:
@@ -297,8 +311,12 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     output = _field(spec, "output")
     volume = output.get("volume")
     volume_output = isinstance(volume, Mapping) and bool(volume.get("enabled", True))
-    if not volume_output:
-        raise SpecError("spec.output must say where artifacts go: set output.volume")
+    object_store = _parse_object_store(output.get("objectStore"))
+    if not volume_output and object_store is None:
+        raise SpecError(
+            "spec.output must say where artifacts go: set output.volume or output.objectStore"
+        )
+    retention = _parse_retention(output.get("retention"))
 
     return SessionSpec(
         selector=selector,
@@ -313,4 +331,41 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
         trigger=_parse_trigger(_field(spec, "trigger")),
         limits=_parse_limits(_field(spec, "limits")),
         volume_output=volume_output,
+        object_store=object_store,
+        retention=retention,
     )
+
+
+STORE_URL = re.compile(r"^(s3|gs|az)://[^/]+(/.*)?$")
+
+
+def _parse_object_store(raw: Any) -> ObjectStoreSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.output.objectStore must be an object")
+    url = str(raw.get("url", ""))
+    if not STORE_URL.match(url):
+        raise SpecError(
+            f"spec.output.objectStore.url {url!r} is not s3://bucket/prefix, gs://... or az://..."
+        )
+    secret = raw.get("secretRef") or {}
+    return ObjectStoreSpec(
+        url=url,
+        secret_name=secret.get("name"),
+        endpoint=raw.get("endpoint"),
+        region=raw.get("region"),
+        virtual_hosted_style=bool(raw.get("virtualHostedStyle", False)),
+        allow_http=bool(raw.get("allowHttp", False)),
+    )
+
+
+def _parse_retention(raw: Any) -> RetentionPolicy | None:
+    if not raw:
+        return None
+    max_age = _duration("spec.output.retention.maxAge", raw["maxAge"]) if "maxAge" in raw else None
+    max_count = int(raw["maxCount"]) if raw.get("maxCount") is not None else None
+    try:
+        return RetentionPolicy(max_age_seconds=max_age, max_count=max_count)
+    except ValueError as error:
+        raise SpecError(f"spec.output.retention: {error}") from None

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from spikeprof.adapters.kube import PodCache, SessionGoneError
+from spikeprof.services.outputs import SessionOutputs
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
 
@@ -40,6 +41,7 @@ async def serve_session(
         ),
         spikes=SpikeWatcher(memo.source_factory),
         registry=memo.sessions,
+        outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
     )
     memo.metrics.sessions.inc()
     await pod_cache.acquire(namespace)

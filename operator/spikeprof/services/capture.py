@@ -13,7 +13,8 @@ from typing import Any
 
 from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
 from spikeprof.adapters.volume import StagedCapture, VolumeStore
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey, build_metadata
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE, build_metadata
 from spikeprof.core.planner import CaptureRequest
 from spikeprof.core.pods import Endpoint, EndpointProblem, PodInfo, resolve_endpoint
 from spikeprof.core.results import (

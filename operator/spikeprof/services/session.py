@@ -18,6 +18,7 @@ from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.capture import CaptureJob, Capturer
+from spikeprof.services.outputs import TICK_SECONDS, SessionOutputs
 from spikeprof.services.triggers import SpikeWatcher
 
 
@@ -55,6 +56,7 @@ class SessionWorker:
         post_event: PostEvent,
         spikes: SpikeWatcher,
         registry: SessionRegistry,
+        outputs: SessionOutputs,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -65,6 +67,8 @@ class SessionWorker:
         self.post_event = post_event
         self.spikes = spikes
         self.registry = registry
+        self.outputs = outputs
+        self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
         self.alert_hints: dict[str, Any] = {}  # recorded by the receiver, maybe not yet watched
@@ -127,6 +131,9 @@ class SessionWorker:
                 for event in evaluation.events:
                     self.post_event(*event)
                 request = evaluation.request
+        if time.monotonic() >= self.outputs_due:
+            self.outputs_due = time.monotonic() + TICK_SECONDS
+            patch.update(await self.outputs.settle(parsed, {**current, **patch}, generation, now))
         if _changed(current, patch):
             await self.writer.patch(self.namespace, self.name, patch)
             current.update(patch)
@@ -266,6 +273,7 @@ class SessionWorker:
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
+        self.outputs_due = 0.0  # upload the new capture at the next look
         ok = outcome.result == "Succeeded"
         self.post_event(
             "Normal" if ok else "Warning",

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeprof.adapters.object_store import ObjectStore, ObjectStoreError
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import format_time
 from spikeprof.core.quantities import format_bytes
 from spikeprof.core.retention import RetentionPolicy, StoredCapture, capture_time

@@ -26,7 +26,8 @@ import pytest
 from localcluster.processes import free_port, spawn, stop_group
 
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "cluster" / "build.sh"

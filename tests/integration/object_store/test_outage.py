@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spikeprof.adapters.object_store import ObjectStore
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import capture_id
 from spikeprof.core.quantities import format_bytes
 from spikeprof.services.uploader import PROGRESS_FILE, Uploader

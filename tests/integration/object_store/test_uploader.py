@@ -12,7 +12,8 @@ import pytest
 from localcluster.processes import free_port
 
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
-from spikeprof.core.artifacts import METADATA_FILE, ArtifactKey
+from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import capture_id
 from spikeprof.core.retention import RetentionPolicy
 from spikeprof.services.uploader import (

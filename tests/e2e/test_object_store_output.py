@@ -1,0 +1,141 @@
+"""Sessions that upload to a real S3 server (MinIO): upload, retention, and an outage that loses
+nothing and uploads nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client  # type: ignore[import-untyped]
+
+from tests.integration.object_store.conftest import (  # the MinIO fixtures, shared
+    ACCESS_KEY,
+    BUCKET,
+    SECRET_KEY,
+    MinioServer,
+    minio_binary,
+    minio_factory,
+)
+
+from .conftest import Operator
+from .sessions import (
+    annotate_session,
+    capture_dirs,
+    create_pod,
+    create_session,
+    get_session,
+    session_body,
+    wait_captures,
+    wait_running,
+)
+
+pytestmark = pytest.mark.e2e
+__all__ = ["minio_binary", "minio_factory"]  # fixtures, imported so pytest finds them here
+
+
+def _objects(minio: MinioServer, prefix: str) -> list[str]:
+    return sorted(o.key for o in asyncio.run(minio.store(prefix).list_objects("")))
+
+
+def _condition(api: client.ApiClient, namespace: str, kind: str) -> dict[str, Any] | None:
+    conditions = get_session(api, namespace, "to-s3").get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind), None)
+
+
+def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
+    namespace: str,
+    api: client.ApiClient,
+    operator: Operator,
+    wait_for: Callable[..., Any],
+    minio_factory: Callable[[], MinioServer],
+) -> None:
+    minio = minio_factory()
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s3-creds"},
+            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        },
+    )
+    create_pod(api, namespace, "web-1", {"app": "web"})
+    wait_running(api, namespace, "app=web", 1, wait_for)
+    prefix = f"e2e/{namespace}"
+    spec = {
+        "selector": {"matchLabels": {"app": "web"}},
+        "target": {"port": 7777},
+        "profiles": [{"type": "heap"}, {"type": "goroutine"}],
+        "trigger": {"immediate": True},
+        "output": {
+            "objectStore": {
+                "url": f"s3://{BUCKET}/{prefix}",
+                "secretRef": {"name": "s3-creds"},
+                "endpoint": minio.endpoint,
+                "allowHttp": True,
+            },
+            "retention": {"maxCount": 2},
+        },
+    }
+    create_session(api, namespace, session_body("to-s3", spec))
+    wait_captures(api, namespace, "to-s3", 1, wait_for)
+    uploaded = wait_for(
+        lambda: (
+            (c := _condition(api, namespace, "ArtifactsUploaded")) and c["status"] == "True" and c
+        ),
+        60,
+        "ArtifactsUploaded",
+    )
+    assert uploaded["reason"] == "Uploaded"
+    first = _objects(minio, prefix)
+    assert [k.rsplit("/", 1)[1] for k in first] == [
+        "goroutine.pb.gz",
+        "heap.flamegraph.html",
+        "heap.pb.gz",
+        "metadata.json",
+    ]
+    assert all(k.startswith(f"{namespace}/to-s3/web-1/") for k in first)
+    # Without output.volume, the operator's volume only spools: the capture left it.
+    assert capture_dirs(operator.artifact_root) == []
+
+    # Outage: the store goes away; a capture is still taken, kept, and reported as waiting.
+    minio.stop()
+    annotate_session(api, namespace, "to-s3", "spikeprof.io/capture-now", "during-outage")
+    wait_captures(api, namespace, "to-s3", 2, wait_for)
+    waiting = wait_for(
+        lambda: (
+            (c := _condition(api, namespace, "ArtifactsUploaded")) and c["status"] == "False" and c
+        ),
+        60,
+        "ArtifactsUploaded=False",
+    )
+    assert waiting["reason"] in ("StoreUnreachable", "Spooling")
+    assert "1 capture" in waiting["message"] or "waiting" in waiting["message"]
+    assert len(capture_dirs(operator.artifact_root)) == 1, "spooled on the volume"
+
+    minio.start()
+    writes_before = len(minio.audit.writes(prefix))
+    wait_for(
+        lambda: (c := _condition(api, namespace, "ArtifactsUploaded")) and c["status"] == "True",
+        60,
+        "the upload after the outage",
+    )
+    keys = _objects(minio, prefix)
+    captures = sorted({k.split("/")[3] for k in keys})
+    assert len(captures) == 2 and captures[1].endswith("-capture-now")
+    assert capture_dirs(operator.artifact_root) == []
+    time.sleep(2)
+    asyncio.run(minio.settle_audit())
+    # Each file of the spooled capture was written once: 4 objects, no second PUT.
+    assert len(minio.audit.writes(prefix)) - writes_before == 4
+
+    # Retention keeps the newest 2: a third capture pushes out the first.
+    annotate_session(api, namespace, "to-s3", "spikeprof.io/capture-now", "third")
+    wait_captures(api, namespace, "to-s3", 3, wait_for)
+
+    def two_newest() -> list[str] | None:
+        ids = sorted({k.split("/")[3] for k in _objects(minio, prefix)})
+        return ids if len(ids) == 2 and ids[0] == captures[1] else None
+
+    assert wait_for(two_newest, 60, "retention to keep the newest 2")[1].endswith("-capture-now")
