@@ -164,6 +164,11 @@ class PodCache:
         watch = self._watches.get(namespace)
         return list(watch.pods.values()) if watch is not None else []
 
+    def version(self, namespace: str) -> int:
+        """Changes whenever a pod of the namespace changes: callers cache what they derive."""
+        watch = self._watches.get(namespace)
+        return watch.version if watch is not None else -1
+
     async def close(self) -> None:
         for watch in self._watches.values():
             watch.task.cancel()
@@ -179,6 +184,7 @@ class _NamespacePods:
         self.core = core
         self.namespace = namespace
         self.pods: dict[str, PodInfo] = {}
+        self.version = 0
         self.ready = asyncio.Event()
         self.refs = 0
         self.task = asyncio.create_task(self._run(), name=f"pod watch {namespace}")
@@ -199,6 +205,7 @@ class _NamespacePods:
         reply = await self.core.list_namespaced_pod(self.namespace, _preload_content=False)
         data = json.loads(await reply.read())
         self.pods = {item["metadata"]["name"]: pod_info(item) for item in data.get("items") or ()}
+        self.version += 1
         return str(data["metadata"]["resourceVersion"])
 
     async def _watch(self, version: str) -> None:
@@ -226,6 +233,7 @@ class _NamespacePods:
                     self.pods.pop(name, None)
                 elif name:
                     self.pods[name] = pod_info(obj)
+                self.version += 1
 
 
 class SecretReader:

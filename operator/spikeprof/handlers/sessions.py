@@ -36,6 +36,7 @@ async def serve_session(
         capturer=memo.capturer,
         version=memo.version,
         pods_in_namespace=lambda: pod_cache.pods(namespace),
+        pods_version=lambda: pod_cache.version(namespace),
         post_event=lambda type, reason, message: kopf.event(
             body, type=type, reason=reason, message=message
         ),

@@ -15,6 +15,7 @@ from spikeprof.core import planner
 from spikeprof.core import status as status_rules
 from spikeprof.core.guards import apply_guards, expired
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.selector import LabelSelector
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.capture import CaptureJob, Capturer
@@ -53,6 +54,7 @@ class SessionWorker:
         capturer: Capturer,
         version: str,
         pods_in_namespace: Callable[[], Iterable[PodInfo]],
+        pods_version: Callable[[], int],
         post_event: PostEvent,
         spikes: SpikeWatcher,
         registry: SessionRegistry,
@@ -64,6 +66,12 @@ class SessionWorker:
         self.capturer = capturer
         self.version = version
         self.pods_in_namespace = pods_in_namespace
+        self.pods_version = pods_version
+        # (pods version, selector) -> (selected, reachable): at 10,000 pods, matching every
+        # selector on every look costs more than the rest of the loop together.
+        self._selection: tuple[tuple[int, LabelSelector], list[PodInfo], list[PodInfo]] | None = (
+            None
+        )
         self.post_event = post_event
         self.spikes = spikes
         self.registry = registry
@@ -94,8 +102,7 @@ class SessionWorker:
                 self.post_event("Warning", "InvalidSpec", str(error))
             return False
 
-        pods = [p for p in self.pods_in_namespace() if parsed.selector.matches(p.labels)]
-        reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
+        pods, reachable = self._select(parsed.selector)
         created = planner.parse_time(str(meta.get("creationTimestamp") or planner.format_time(now)))
         is_expired = expired(created, parsed.limits.expires_after, now)
         progress = self._progress(current)
@@ -145,11 +152,20 @@ class SessionWorker:
         await self._capture(parsed, request, progress, reachable, current, generation)
         return True
 
+    def _select(self, selector: LabelSelector) -> tuple[list[PodInfo], list[PodInfo]]:
+        """The selected pods and, sorted by name, those reachable; cached per pods version."""
+        key = (self.pods_version(), selector)
+        if self._selection is None or self._selection[0] != key:
+            pods = [p for p in self.pods_in_namespace() if selector.matches(p.labels)]
+            reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
+            self._selection = (key, pods, reachable)
+        return self._selection[1], list(self._selection[2])
+
     def _register(self, parsed: SessionSpec, stored: Mapping[str, Any]) -> None:
         """Let the alert receiver see this session as it is now."""
 
         def selected() -> list[PodInfo]:
-            return [p for p in self.pods_in_namespace() if parsed.selector.matches(p.labels)]
+            return self._select(parsed.selector)[0]
 
         self.registry.register(
             SessionView(self.namespace, self.name, parsed, selected, lambda: stored, self._deliver)
