@@ -1,4 +1,4 @@
-"""The `spikeprof` command: `spikeprof run` starts the operator."""
+"""The `spikeprof` command: `run` starts the operator, `captures` reads what it wrote."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import kopf
 
-from spikeprof import __version__
+from spikeprof import __version__, captures
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         help="liveness probe endpoint (empty to disable); default %(default)s",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    captures.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "captures":
+        return captures.run(args)
     return 2
 
 
