@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from spikeprof.core.arming import WorkloadRef
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
 from spikeprof.core.pods import PodInfo, pod_info
 from spikeprof.core.quantities import parse_quantity
@@ -258,3 +259,68 @@ class SecretReader:
             key: base64.b64decode(value).decode("utf-8", "replace")
             for key, value in (secret.data or {}).items()
         }
+
+
+class WorkloadApi:
+    """Finds the workload that owns a pod, and patches its pod template (for arming)."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.apps = client.AppsV1Api(api_client)
+        self._deployment_of: dict[tuple[str, str], str | None] = {}  # ReplicaSet -> Deployment
+
+    async def owner_workload(self, namespace: str, pod: PodInfo) -> WorkloadRef | None:
+        """Deployment (through its ReplicaSet), StatefulSet or DaemonSet; None for bare pods."""
+        if pod.owner is None:
+            return None
+        kind, name = pod.owner
+        if kind in ("StatefulSet", "DaemonSet"):
+            return WorkloadRef(kind, namespace, name)
+        if kind != "ReplicaSet":
+            return None
+        if (namespace, name) not in self._deployment_of:
+            try:
+                replica_set = await self.apps.read_namespaced_replica_set(name, namespace)
+            except ApiException as error:
+                raise KubeError(
+                    f"reading ReplicaSet {namespace}/{name}: HTTP {error.status}"
+                ) from None
+            owners = replica_set.metadata.owner_references or ()
+            self._deployment_of[(namespace, name)] = next(
+                (o.name for o in owners if o.controller and o.kind == "Deployment"), None
+            )
+        deployment = self._deployment_of[(namespace, name)]
+        return WorkloadRef("Deployment", namespace, deployment) if deployment else None
+
+    async def annotations(self, ref: WorkloadRef) -> tuple[dict[str, str], dict[str, str]]:
+        """(pod template annotations, workload annotations)."""
+        try:
+            workload = await self._call("read", ref)
+        except ApiException as error:
+            raise KubeError(f"reading {ref}: HTTP {error.status} {error.reason}") from None
+        template = (
+            workload.spec.template.metadata.annotations if workload.spec.template.metadata else None
+        ) or {}
+        return dict(template), dict(workload.metadata.annotations or {})
+
+    async def patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None:
+        try:
+            await self._call("patch", ref, body)
+        except ApiException as error:
+            if error.status == 404:
+                return  # gone: nothing left to arm or restore
+            raise KubeError(f"patching {ref}: HTTP {error.status} {error.reason}") from None
+
+    async def _call(
+        self, verb: str, ref: WorkloadRef, body: Mapping[str, Any] | None = None
+    ) -> Any:
+        suffix = {
+            "Deployment": "deployment",
+            "StatefulSet": "stateful_set",
+            "DaemonSet": "daemon_set",
+        }[ref.kind]
+        method = getattr(self.apps, f"{verb}_namespaced_{suffix}")
+        if verb == "read":
+            return await method(ref.name, ref.namespace)
+        return await method(
+            ref.name, ref.namespace, dict(body or {}), _content_type="application/merge-patch+json"
+        )

@@ -28,6 +28,7 @@ class PodInfo:
     deleting: bool
     containers: tuple[str, ...]
     resources: Resources = field(default_factory=Resources)
+    owner: tuple[str, str] | None = None  # (kind, name) of the controller that made the pod
 
     @property
     def reachable(self) -> bool:
@@ -56,6 +57,14 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         deleting=meta.get("deletionTimestamp") is not None,
         containers=tuple(c.get("name", "") for c in spec.get("containers") or ()),
         resources=_resources(spec.get("containers") or ()),
+        owner=next(
+            (
+                (str(o.get("kind")), str(o.get("name")))
+                for o in meta.get("ownerReferences") or ()
+                if o.get("controller")
+            ),
+            None,
+        ),
     )
 
 

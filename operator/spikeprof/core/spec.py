@@ -79,6 +79,8 @@ class TargetSpec:
     path_prefix: str
     container: str | None
     access: Literal["direct"]
+    enable_profiling: bool = False  # patch the owning workloads to turn profiling on (Dapr)
+    dry_run: bool = False  # with enable_profiling: report what would be patched, patch nothing
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,9 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     port = target.get("port")
     if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
         raise SpecError("spec.target.port must be a TCP port between 1 and 65535")
+    enable_profiling = bool(target.get("enableProfiling", False))
+    if enable_profiling and kind != "dapr":
+        raise SpecError("spec.target.enableProfiling turns on Dapr's profiling: it needs kind dapr")
 
     output = _field(spec, "output")
     volume = output.get("volume")
@@ -326,6 +331,8 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
             path_prefix=str(target.get("pathPrefix", "/debug/pprof")).rstrip("/") or "",
             container=target.get("container"),
             access="direct",
+            enable_profiling=enable_profiling,
+            dry_run=bool(target.get("dryRun", False)),
         ),
         profiles=profiles,
         trigger=_parse_trigger(_field(spec, "trigger")),

@@ -7,7 +7,9 @@ from typing import Any
 
 import kopf
 
-from spikeprof.adapters.kube import PodCache, SessionGoneError
+from spikeprof.adapters.kube import KubeError, PodCache, SessionGoneError
+from spikeprof.core.arming import parse_workload
+from spikeprof.services.arming import Armer
 from spikeprof.services.outputs import SessionOutputs
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
@@ -42,6 +44,7 @@ async def serve_session(
         ),
         spikes=SpikeWatcher(memo.source_factory),
         registry=memo.sessions,
+        armer=Armer(namespace, name, memo.workloads),
         outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
     )
     memo.metrics.sessions.inc()
@@ -57,3 +60,21 @@ async def serve_session(
         pod_cache.release(namespace)
         worker.unregister()
         memo.metrics.sessions.dec()
+
+
+@kopf.on.delete("spikeprof.io", "v1alpha1", "profilingsessions")
+async def disarm_session(
+    name: str, namespace: str | None, status: kopf.Status, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
+    """Before a session goes, the workloads it armed get their pod templates back."""
+    namespace = namespace or ""
+    recorded = [parse_workload(r, namespace) for r in status.get("armedWorkloads") or ()]
+    if not recorded:
+        return
+    try:
+        restored = await Armer(namespace, name, memo.workloads).disarm(recorded)
+    except KubeError as error:
+        raise kopf.TemporaryError(
+            f"Could not restore the armed workloads: {error}", delay=10
+        ) from None
+    logger.info("Restored %s as they were; disarmed %s.", restored, recorded)

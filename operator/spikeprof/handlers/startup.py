@@ -59,6 +59,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     memo.status_writer = kube.SessionStatusWriter(api_client)
     memo.pod_cache = kube.PodCache(api_client)
     memo.secret_reader = kube.SecretReader(api_client)
+    memo.workloads = kube.WorkloadApi(api_client)
     memo.capturer = Capturer(
         store=VolumeStore(config.artifact_root),
         fetcher=ProfileFetcher(http),

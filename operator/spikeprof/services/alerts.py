@@ -8,10 +8,12 @@ refuses the write, the receiver answers 5xx and Alertmanager retries.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spikeprof.adapters.alert_receiver import RecordingFailedError
@@ -40,6 +42,18 @@ class SessionView:
     # Hands freshly recorded alerts to the session's loop and wakes it, so the capture does not
     # wait for the watch to deliver the status patch and the loop's next look.
     deliver: Callable[[Mapping[str, Any]], None]
+
+
+@dataclass
+class _Batch:
+    """Entries waiting for one status write; `done` settles when it is written (or failed)."""
+
+    entries: dict[str, Any] = field(default_factory=dict)
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    started: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class SessionRegistry:
@@ -78,6 +92,43 @@ class AlertIntake:
         self.registry = registry
         self.writer = writer
         self._recent: dict[tuple[str, str, str], float] = {}
+        self._batches: dict[tuple[str, str], _Batch] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    async def _record(self, namespace: str, name: str, entries: dict[str, Any]) -> None:
+        """Write entries to the session's status, together with those of concurrent requests.
+
+        Group commit: while one patch of a session is in flight, the entries of the requests that
+        arrive meanwhile gather into the next one, so a burst of notifications costs the API
+        server one write per round trip, not one per alert. Each request returns (or raises)
+        with the write that carried its entries.
+        """
+        key = (namespace, name)
+        batch = self._batches.get(key)
+        if batch is None or batch.started:
+            batch = self._batches[key] = _Batch()
+            batch.task = asyncio.create_task(self._flush(key, batch))
+        batch.entries.update(entries)
+        await asyncio.shield(batch.done)
+
+    async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
+        previous = self._inflight.get(key)
+        self._inflight[key] = batch.done
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)  # one write of a session at a time, in order
+        batch.started = True
+        if self._batches.get(key) is batch:
+            del self._batches[key]
+        try:
+            await self.writer.patch(key[0], key[1], {"pendingAlerts": dict(batch.entries)})
+        except Exception as error:  # handed to every request of the batch, which decides
+            batch.done.set_exception(error)
+        else:
+            batch.done.set_result(None)
+        finally:
+            if self._inflight.get(key) is batch.done:
+                del self._inflight[key]
 
     async def receive(self, notification: Notification) -> IntakeResult:
         """Record each firing alert as pending in the sessions it matches (or raise)."""
@@ -114,7 +165,7 @@ class AlertIntake:
             unmatched += not matched
         for (namespace, name), entries in writes.items():
             try:
-                await self.writer.patch(namespace, name, {"pendingAlerts": entries})
+                await self._record(namespace, name, entries)
             except SessionGoneError:
                 continue  # deleted since it was matched: nothing is owed to it
             except KubeError as error:

@@ -13,11 +13,13 @@ from typing import Any
 from spikeprof.adapters.kube import SessionStatusWriter
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
+from spikeprof.core.arming import parse_workload
 from spikeprof.core.guards import apply_guards, expired
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.selector import LabelSelector
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.alerts import SessionRegistry, SessionView
+from spikeprof.services.arming import Armer, ArmingReport
 from spikeprof.services.capture import CaptureJob, Capturer
 from spikeprof.services.outputs import TICK_SECONDS, SessionOutputs
 from spikeprof.services.triggers import SpikeWatcher
@@ -59,6 +61,7 @@ class SessionWorker:
         spikes: SpikeWatcher,
         registry: SessionRegistry,
         outputs: SessionOutputs,
+        armer: Armer,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -76,6 +79,8 @@ class SessionWorker:
         self.spikes = spikes
         self.registry = registry
         self.outputs = outputs
+        self.armer = armer
+        self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
         self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
@@ -106,8 +111,12 @@ class SessionWorker:
         created = planner.parse_time(str(meta.get("creationTimestamp") or planner.format_time(now)))
         is_expired = expired(created, parsed.limits.expires_after, now)
         progress = self._progress(current)
+        arming_patch, ready = await self._arm(parsed, pods, current, is_expired, generation, now)
+        # Until armed, triggers wait (a capture would meet no endpoint); a capture already
+        # decided before a restart still finishes.
+        waiting = is_expired or not ready
         request = None
-        if not is_expired or progress.pending is not None:
+        if not waiting or progress.pending is not None:
             request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
 
         patch = status_rules.observation_patch(
@@ -120,10 +129,13 @@ class SessionWorker:
             now=now,
             is_expired=is_expired and progress.pending is None,
         )
+        patch.update(arming_patch)
+        if not ready and not is_expired and request is None:
+            patch["phase"] = "Arming"
         self._register(parsed, stored)
-        if request is None and not is_expired:
+        if request is None and not waiting:
             request = self._alert_request(parsed, current, reachable, now, patch)
-        if request is None and not is_expired:
+        if request is None and not waiting:
             evaluation = await self.spikes.evaluate(
                 namespace=self.namespace,
                 spec=parsed,
@@ -151,6 +163,49 @@ class SessionWorker:
             reachable = [p for p in reachable if p.name in chosen]
         await self._capture(parsed, request, progress, reachable, current, generation)
         return True
+
+    async def _arm(
+        self,
+        parsed: SessionSpec,
+        pods: list[PodInfo],
+        current: Mapping[str, Any],
+        is_expired: bool,
+        generation: int,
+        now: datetime.datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """Arm (or, once expired, disarm) the session's workloads: (status patch, ready)."""
+        recorded = [parse_workload(r, self.namespace) for r in current.get("armedWorkloads") or ()]
+        if is_expired or not parsed.target.enable_profiling:
+            if not recorded:
+                return {}, True
+            # Expired, or arming turned off in the spec: put the workloads back now.
+            restored = await self.armer.disarm(recorded)
+            if restored:
+                self.post_event(
+                    "Normal", "Disarmed", f"Restored {', '.join(map(str, restored))} as they were."
+                )
+            return {"armedWorkloads": None}, True
+        key = (self.pods_version(), parsed.target.dry_run)
+        if self._arming is None or self._arming[0] != key or time.monotonic() > self._arming[2]:
+            report = await self.armer.reconcile(pods, parsed.target.dry_run)
+            self._arming = (key, report, time.monotonic() + TICK_SECONDS)
+        report = self._arming[1]
+        patch: dict[str, Any] = {
+            "conditions": status_rules.set_condition(
+                current.get("conditions") or (),
+                type="ProfilingEnabled",
+                status=report.armed,
+                reason=report.reason,
+                message=report.message,
+                generation=generation,
+                now=now,
+            )
+        }
+        if not parsed.target.dry_run:
+            known = sorted({*map(str, recorded), *map(str, report.workloads)})
+            if known != sorted(current.get("armedWorkloads") or ()):
+                patch["armedWorkloads"] = known
+        return patch, report.armed
 
     def _select(self, selector: LabelSelector) -> tuple[list[PodInfo], list[PodInfo]]:
         """The selected pods and, sorted by name, those reachable; cached per pods version."""

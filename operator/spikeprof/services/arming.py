@@ -1,0 +1,100 @@
+"""Arming a session: profiling turned on in the workloads of its pods, ahead of the spike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from spikeprof.adapters.kube import KubeError, WorkloadApi
+from spikeprof.core.arming import (
+    WorkloadRef,
+    arm_patch,
+    bare_pods,
+    disarm_patch,
+    profiling_on,
+)
+from spikeprof.core.pods import PodInfo
+
+
+@dataclass(frozen=True)
+class ArmingReport:
+    armed: bool
+    reason: str  # Armed | Arming | DryRun | BarePods | NoPods | PatchFailed
+    message: str
+    workloads: tuple[WorkloadRef, ...] = field(default_factory=tuple)  # armed (or would be)
+
+
+class Armer:
+    def __init__(self, namespace: str, name: str, workloads: WorkloadApi) -> None:
+        self.namespace = namespace
+        self.session = f"{namespace}/{name}"
+        self.workloads = workloads
+
+    async def reconcile(self, pods: Sequence[PodInfo], dry_run: bool) -> ArmingReport:
+        """Arm every workload owning a selected pod; say whether every pod serves profiling."""
+        if not pods:
+            return ArmingReport(False, "NoPods", "No selected pod yet: nothing to arm.")
+        try:
+            refs = sorted(
+                {
+                    ref
+                    for pod in pods
+                    if (ref := await self.workloads.owner_workload(self.namespace, pod))
+                }
+            )
+            patched: list[WorkloadRef] = []
+            for ref in refs:
+                template, annotations = await self.workloads.annotations(ref)
+                body = arm_patch(template, annotations, self.session)
+                if body is not None:
+                    patched.append(ref)
+                    if not dry_run:
+                        await self.workloads.patch(ref, body)
+        except KubeError as error:
+            return ArmingReport(False, "PatchFailed", f"Arming failed: {error}.")
+        names = ", ".join(str(r) for r in refs) or "no workload"
+        if dry_run:
+            would = ", ".join(str(r) for r in patched) or "nothing (already armed)"
+            return ArmingReport(
+                False,
+                "DryRun",
+                f"Dry run: would set dapr.io/enable-profiling on {would}; nothing changed.",
+                tuple(refs),
+            )
+        bare = [name for name in bare_pods(pods) if not profiling_on(_annotations(pods, name))]
+        if bare:
+            return ArmingReport(
+                False,
+                "BarePods",
+                f"Pod(s) {', '.join(bare)} have no Deployment, StatefulSet or DaemonSet to patch; "
+                're-create them with dapr.io/enable-profiling: "true".',
+                tuple(refs),
+            )
+        waiting = sorted(p.name for p in pods if not (profiling_on(p.annotations) and p.reachable))
+        if waiting:
+            return ArmingReport(
+                False,
+                "Arming",
+                f"Profiling is set on {names}; waiting for {len(waiting)} pod(s) to be re-created "
+                f"with it: {', '.join(waiting[:5])}{' ...' if len(waiting) > 5 else ''}.",
+                tuple(refs),
+            )
+        return ArmingReport(
+            True, "Armed", f"Profiling is on in every selected pod ({names}).", tuple(refs)
+        )
+
+    async def disarm(self, refs: Sequence[WorkloadRef]) -> list[WorkloadRef]:
+        """Drop this session from each workload; the last session restores it. Returns those."""
+        restored = []
+        for ref in refs:
+            _, annotations = await self.workloads.annotations(ref)
+            body = disarm_patch(annotations, self.session)
+            if body is not None:
+                await self.workloads.patch(ref, body)
+                if "spec" in body:
+                    restored.append(ref)
+        return restored
+
+
+def _annotations(pods: Sequence[PodInfo], name: str) -> dict[str, str]:
+    return next((dict(p.annotations) for p in pods if p.name == name), {})
