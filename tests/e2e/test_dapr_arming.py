@@ -50,10 +50,11 @@ def _deployment(name: str, replicas: int = 2) -> dict[str, Any]:
 
 
 def _session(name: str, app: str, **target: Any) -> dict[str, Any]:
+    # Deployments and the StatefulSet are selected by label; the Dapr app id narrows it further.
     return session_body(
         name,
         {
-            "selector": {"matchLabels": {"app": app}},
+            "selector": {"matchLabels": {"app": app}, "daprAppID": "checkout"},
             "target": {"kind": "dapr", "enableProfiling": True, **target},
             "profiles": [{"type": "heap"}, {"type": "goroutine"}],
             "trigger": {"immediate": True},

@@ -45,7 +45,7 @@ INVALID = [
     (
         "empty selector",
         _with("spec.selector", {}),
-        "selector must have at least one matchLabels entry or matchExpressions term",
+        "selector must have at least one matchLabels entry, matchExpressions term or daprAppID",
     ),
     (
         "In without values",

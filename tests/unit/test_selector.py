@@ -35,3 +35,12 @@ def test_an_empty_selector_matches_no_pod() -> None:
     selector = LabelSelector.from_spec({})
     assert selector.is_empty
     assert not selector.matches({"app": "web"})
+
+
+def test_a_dapr_app_id_selects_by_the_pods_annotation() -> None:
+    selector = LabelSelector.from_spec({"daprAppID": "checkout"})
+    assert not selector.is_empty
+    assert selector.matches({}, {"dapr.io/app-id": "checkout"})
+    assert not selector.matches({}, {"dapr.io/app-id": "cart"})
+    assert not selector.matches({"dapr.io/app-id": "checkout"}, {})  # an annotation, not a label
+    assert selector.describe() == "Dapr app id checkout"

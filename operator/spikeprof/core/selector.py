@@ -26,10 +26,16 @@ class Requirement:
         raise ValueError(f"unknown selector operator {self.operator!r}")
 
 
+DAPR_APP_ID = "dapr.io/app-id"  # the annotation Dapr's injector reads the app id from
+
+
 @dataclass(frozen=True)
 class LabelSelector:
+    """A label selector, plus selection by Dapr app id (an annotation, not a label)."""
+
     match_labels: tuple[tuple[str, str], ...]
     requirements: tuple[Requirement, ...]
+    dapr_app_id: str | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> LabelSelector:
@@ -38,15 +44,19 @@ class LabelSelector:
             Requirement(e["key"], e["operator"], frozenset(e.get("values") or ()))
             for e in spec.get("matchExpressions") or ()
         )
-        return cls(labels, requirements)
+        return cls(labels, requirements, spec.get("daprAppID") or None)
 
     @property
     def is_empty(self) -> bool:
-        return not self.match_labels and not self.requirements
+        return not self.match_labels and not self.requirements and not self.dapr_app_id
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
+    def matches(
+        self, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None
+    ) -> bool:
         if self.is_empty:
             return False  # an empty selector selects nothing here, never everything
+        if self.dapr_app_id and (annotations or {}).get(DAPR_APP_ID) != self.dapr_app_id:
+            return False
         return all(labels.get(k) == v for k, v in self.match_labels) and all(
             r.matches(labels) for r in self.requirements
         )
@@ -59,4 +69,6 @@ class LabelSelector:
             else:
                 values = ",".join(sorted(r.values))
                 parts.append(f"{r.key} {r.operator.lower()} ({values})")
+        if self.dapr_app_id:
+            parts.append(f"Dapr app id {self.dapr_app_id}")
         return ",".join(parts)

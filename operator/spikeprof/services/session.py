@@ -211,7 +211,9 @@ class SessionWorker:
         """The selected pods and, sorted by name, those reachable; cached per pods version."""
         key = (self.pods_version(), selector)
         if self._selection is None or self._selection[0] != key:
-            pods = [p for p in self.pods_in_namespace() if selector.matches(p.labels)]
+            pods = [
+                p for p in self.pods_in_namespace() if selector.matches(p.labels, p.annotations)
+            ]
             reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
             self._selection = (key, pods, reachable)
         return self._selection[1], list(self._selection[2])
