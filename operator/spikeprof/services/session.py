@@ -14,7 +14,7 @@ from spikeprof.adapters.kube import SessionStatusWriter
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
 from spikeprof.core.arming import parse_workload
-from spikeprof.core.guards import apply_guards, expired
+from spikeprof.core.guards import apply_session_guards, expired
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.selector import LabelSelector
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
@@ -265,19 +265,7 @@ class SessionWorker:
             wanted.update(pods if pods is not None else (p.name for p in reachable))
         names = ", ".join(sorted({str(e.get("alert")) for e in pending.values()}))
         candidates = [AlertCandidate(pod, f"alert {names}") for pod in sorted(wanted)]
-        decision = apply_guards(
-            candidates,
-            now=now,
-            last_capture_by_pod={
-                pod: planner.parse_time(when)
-                for pod, when in (current.get("podLastCaptured") or {}).items()
-                if when
-            },
-            cooldown=parsed.limits.cooldown,
-            captures_so_far=int((current.get("captures") or {}).get("total", 0)),
-            max_captures=parsed.limits.max_captures,
-            is_expired=False,
-        )
+        decision = apply_session_guards(candidates, limits=parsed.limits, status=current, now=now)
         for held in decision.suppressed:
             self.post_event(
                 "Normal",

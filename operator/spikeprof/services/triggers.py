@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
-from spikeprof.core.guards import apply_guards
+from spikeprof.core.guards import apply_session_guards
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.rules import Metric, RuleEngine
@@ -89,20 +89,7 @@ class SpikeWatcher:
         )
         if not firings:
             return Evaluation(None, patch)
-        captured = {
-            pod: planner.parse_time(when)
-            for pod, when in (current.get("podLastCaptured") or {}).items()
-            if when
-        }
-        decision = apply_guards(
-            firings,
-            now=now,
-            last_capture_by_pod=captured,
-            cooldown=spec.limits.cooldown,
-            captures_so_far=int((current.get("captures") or {}).get("total", 0)),
-            max_captures=spec.limits.max_captures,
-            is_expired=False,
-        )
+        decision = apply_session_guards(firings, limits=spec.limits, status=current, now=now)
         events: list[Event] = []
         if decision.suppressed:
             patch.update(status_rules.suppression_patch(current, decision.suppressed, now))
