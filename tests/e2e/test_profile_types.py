@@ -12,7 +12,9 @@ from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import Operator
 from .sessions import (
+    annotate_session,
     capture_dirs,
+    control,
     create_pod,
     create_session,
     read_metadata,
@@ -79,3 +81,35 @@ def test_block_mutex_threadcreate_and_trace_are_captured_and_readable(
         assert f'spikeprof_profiles_total{{result="succeeded",type="{kind}"}} 1.0' in metrics
     assert 'spikeprof_captures_total{result="Succeeded",trigger="immediate"} 1.0' in metrics
     assert "spikeprof_sessions_active 1.0" in metrics
+
+
+def test_a_baseline_is_taken_first_and_later_captures_are_diffed_against_it(
+    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    create_pod(api, namespace, "calm-then-hot", {"app": "baseline"})
+    ips = wait_running(api, namespace, "app=baseline", 1, wait_for)
+    spec = {
+        "selector": {"matchLabels": {"app": "baseline"}},
+        "target": {"port": 7777},
+        "profiles": [{"type": "cpu", "duration": "2s"}, {"type": "goroutine"}],
+        "trigger": {"baseline": True},
+        "output": {"volume": {}},
+    }
+    create_session(api, namespace, session_body("diffed", spec))
+    status = wait_captures(api, namespace, "diffed", 1, wait_for)
+    assert status["lastCapture"]["trigger"] == "baseline"
+    assert status["baselineCapture"] == status["lastCapture"]["id"]
+
+    control(ips["calm-then-hot"], "burn?cores=1&seconds=30")
+    annotate_session(api, namespace, "diffed", "spikeprof.io/capture-now", "hot")
+    status = wait_captures(api, namespace, "diffed", 2, wait_for)
+    spike = next(
+        d for d in capture_dirs(operator.artifact_root) if d.name == status["lastCapture"]["id"]
+    )
+    cpu = next(p for p in read_metadata(spike)["profiles"] if p["parameters"]["type"] == "cpu")
+    versus = cpu["versusBaseline"]
+    assert versus["baseline"] == status["baselineCapture"]
+    gainers = [row["function"] for row in versus["gainers"][:5]]
+    assert "main.burnCPU" in gainers
+    page = (spike / versus["flamegraph"]).read_text()
+    assert "main.burnCPU" in page

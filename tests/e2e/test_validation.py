@@ -172,4 +172,8 @@ def test_the_valid_base_and_the_examples_are_accepted(
         "fetchTimeout": "30s",
         "cooldown": "10m",
     }
-    assert applied["spec"]["trigger"] == {"immediate": False, "metricsSource": "metricsServer"}
+    assert applied["spec"]["trigger"] == {
+        "immediate": False,
+        "baseline": False,
+        "metricsSource": "metricsServer",
+    }

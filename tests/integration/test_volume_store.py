@@ -46,3 +46,39 @@ def test_discard_leaves_no_trace(tmp_path: Path) -> None:
     staged.temp_path("heap.pb.gz").write_bytes(b"x")
     staged.discard()
     assert list(store.final_path(KEY).parent.iterdir()) == []
+
+
+def test_volume_retention_keeps_the_newest_captures_whole(tmp_path: Path) -> None:
+    import asyncio
+    import datetime
+
+    from spikeprof.core.spec import parse_spec
+    from spikeprof.services.outputs import SessionOutputs
+
+    store = VolumeStore(tmp_path)
+    ids = [
+        "20261126T010000.000Z-immediate",
+        "20261126T020000.000Z-threshold",
+        "20261126T030000.000Z-alert",
+    ]
+    for capture_id in ids:
+        for pod in ("web-1", "web-2"):
+            staged = store.stage(ArtifactKey("shop", "checkout", pod, capture_id))
+            staged.commit({"captureId": capture_id})
+    spec = parse_spec(
+        {
+            "selector": {"matchLabels": {"app": "web"}},
+            "profiles": [{"type": "heap"}],
+            "output": {"volume": {}, "retention": {"maxCount": 2}},
+        }
+    )
+
+    async def no_secret(namespace: str, name: str) -> dict[str, str]:
+        raise AssertionError("no object store, no secret")
+
+    outputs = SessionOutputs("shop", "checkout", tmp_path, no_secret)
+    now = datetime.datetime(2026, 11, 26, 4, 0, tzinfo=datetime.UTC)
+    assert asyncio.run(outputs.settle(spec, {}, 1, now)) == {}
+    kept = sorted(k.capture_id for k in store.published("shop", "checkout"))
+    assert kept == [ids[1], ids[1], ids[2], ids[2]], "both pods of the two newest captures"
+    assert sorted(p.name for p in (tmp_path / "shop" / "checkout" / "web-1").iterdir()) == ids[1:]

@@ -39,6 +39,8 @@ def build_metadata(
                 entry["flamegraph"] = outcome.flamegraph
             if outcome.analysis_error is not None:
                 entry["analysisError"] = outcome.analysis_error
+            if outcome.versus_baseline is not None:
+                entry["versusBaseline"] = outcome.versus_baseline
         else:
             entry.update(
                 failed={"reason": str(outcome.failure.reason), "message": outcome.failure.message}

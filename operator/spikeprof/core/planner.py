@@ -63,6 +63,7 @@ class Progress:
     immediate_done: bool
     capture_now_handled: str | None
     pending: CaptureRequest | None
+    baseline_done: bool = False
 
 
 def format_time(moment: datetime.datetime) -> str:
@@ -85,6 +86,7 @@ def progress_from_status(status: Mapping[str, Any]) -> Progress:
         immediate_done=bool(status.get("immediateDone", False)),
         capture_now_handled=status.get("captureNowHandled"),
         pending=CaptureRequest.from_status(pending) if pending else None,
+        baseline_done=bool(status.get("baselineCapture")),
     )
 
 
@@ -97,6 +99,14 @@ def next_capture(
     """The capture to run now, if any: a pending one first, then immediate, then capture-now."""
     if progress.pending is not None:
         return progress.pending
+    if spec.trigger.baseline and not progress.baseline_done:
+        # First, while calm: the picture later captures are compared with.
+        return CaptureRequest(
+            id=capture_id(now, "baseline"),
+            trigger="baseline",
+            reason="spec.trigger.baseline: the calm state, for later captures to be diffed against",
+            requested_at=now,
+        )
     if spec.immediate and not progress.immediate_done:
         return CaptureRequest(
             id=capture_id(now, "immediate"),
@@ -155,4 +165,5 @@ def progress_after(progress: Progress, request: CaptureRequest) -> Progress:
         if request.token is not None
         else progress.capture_now_handled,
         pending=None,
+        baseline_done=progress.baseline_done or request.trigger == "baseline",
     )

@@ -59,6 +59,7 @@ class ProfileOutcome:
     summary: dict[str, Any] | None = None  # top functions per sample type, as go tool pprof -top
     flamegraph: str | None = None  # file name of the flame graph page next to the profile
     analysis_error: str | None = None  # why no summary, though the profile itself is kept
+    versus_baseline: dict[str, Any] | None = None  # the change against the session's baseline
 
     @property
     def ok(self) -> bool:

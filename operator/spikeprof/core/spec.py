@@ -96,6 +96,7 @@ class Limits:
 @dataclass(frozen=True)
 class TriggerSpec:
     immediate: bool = False
+    baseline: bool = False  # a calm capture once armed, which later captures are diffed against
     source: str = "metricsServer"
     interval: float = 15.0
     thresholds: tuple[Threshold, ...] = ()
@@ -251,6 +252,7 @@ def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
     return TriggerSpec(
         alerts=alerts,
         immediate=bool(raw.get("immediate", False)),
+        baseline=bool(raw.get("baseline", False)),
         source=source,
         interval=interval,
         thresholds=thresholds,

@@ -252,7 +252,11 @@ def capture_done_patch(
     }
     for pod in outcome.pods:
         captured_at[pod.pod] = format_time(outcome.request.requested_at)
+    baseline = {}
+    if outcome.request.trigger == "baseline":
+        baseline = {"baselineCapture": outcome.request.id}
     return {
+        **baseline,
         **alerts_handled_patch(status, outcome.request.alert_keys),
         "podLastCaptured": captured_at or None,
         "pendingCapture": None,

@@ -26,8 +26,9 @@ from spikeprof.core.results import (
 )
 from spikeprof.core.spec import ProfileRequest, SessionSpec
 from spikeprof.pprof.check import NotAProfileError, check_file
+from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles, render_diff_flamegraph
 from spikeprof.pprof.flamegraph import render_flamegraph
-from spikeprof.pprof.profile import ProfileDecodeError, decode_file
+from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
 from spikeprof.telemetry import Metrics
 
@@ -47,6 +48,7 @@ class CaptureJob:
     request: CaptureRequest
     operator_version: str
     pod_exists: Callable[[PodInfo], bool]  # asked when a pod stops answering mid-capture
+    baseline_id: str | None = None  # the session's baseline capture, to diff against
 
 
 @dataclass
@@ -125,8 +127,16 @@ class Capturer:
         started = time.monotonic()
         try:
             fetched = await self._fetch_checked(job, endpoint, staged, request)
+            baseline = None
+            if job.baseline_id is not None:
+                key = ArtifactKey(job.namespace, job.session, pod.name, job.baseline_id)
+                baseline = self.store.final_path(key) / request.file_name
             readable = await asyncio.to_thread(
-                _make_readable, staged, request, f"{pod.name} {request.type} ({job.request.id})"
+                _make_readable,
+                staged,
+                request,
+                f"{pod.name} {request.type} ({job.request.id})",
+                baseline,
             )
         except ProfileFailure as failure:
             reported = failure
@@ -147,6 +157,7 @@ class Capturer:
             summary=readable.summary,
             flamegraph=readable.flamegraph,
             analysis_error=readable.error,
+            versus_baseline=readable.versus_baseline,
         )
 
     async def _fetch_checked(
@@ -184,9 +195,12 @@ class Readable:
     summary: dict[str, Any] | None = None
     flamegraph: str | None = None
     error: str | None = None
+    versus_baseline: dict[str, Any] | None = None  # top gainers and the diff flame graph
 
 
-def _make_readable(staged: StagedCapture, request: ProfileRequest, title: str) -> Readable:
+def _make_readable(
+    staged: StagedCapture, request: ProfileRequest, title: str, baseline: Path | None = None
+) -> Readable:
     """Top functions for metadata.json and a flame graph page, next to a kept profile.
 
     Runs in a worker thread. A profile that decodes badly keeps its raw file; only the summary
@@ -209,7 +223,32 @@ def _make_readable(staged: StagedCapture, request: ProfileRequest, title: str) -
     except OSError as error:
         staged.drop(page)
         return Readable(summary=summary, error=f"writing the flame graph failed: {error}")
-    return Readable(summary=summary, flamegraph=page)
+    versus = _versus_baseline(staged, request, profile, title, baseline)
+    return Readable(summary=summary, flamegraph=page, versus_baseline=versus)
+
+
+def _versus_baseline(
+    staged: StagedCapture,
+    request: ProfileRequest,
+    profile: Profile,
+    title: str,
+    baseline: Path | None,
+) -> dict[str, Any] | None:
+    """What changed against the session's calm baseline of the same pod: top gainers, and a
+    differential flame graph page. None when there is no baseline of this pod to compare with."""
+    if baseline is None or not baseline.is_file():
+        return None
+    try:
+        base = decode_file(baseline)
+        diff = diff_profiles(base, profile)
+        page = f"{request.type}.vs-baseline.html"
+        staged.temp_path(page).write_text(
+            render_diff_flamegraph(base, profile, title=f"{title} vs baseline"), encoding="utf-8"
+        )
+        staged.keep(page)
+    except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
+        return {"baseline": baseline.parent.name, "error": str(error)}
+    return {"baseline": baseline.parent.name, "flamegraph": page, **diff.to_json(top=SUMMARY_TOP)}
 
 
 async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:

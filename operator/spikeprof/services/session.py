@@ -292,6 +292,7 @@ class SessionWorker:
             immediate_done=stored.immediate_done or self.local.immediate_done,
             capture_now_handled=self.local.capture_now_handled or stored.capture_now_handled,
             pending=None,
+            baseline_done=stored.baseline_done or self.local.baseline_done,
         )
 
     def _pod_exists(self, pod: PodInfo) -> bool:
@@ -320,7 +321,15 @@ class SessionWorker:
                 "CaptureResumed",
                 f"Capture {request.id} resumed after an operator restart.",
             )
-        job = CaptureJob(self.namespace, self.name, parsed, request, self.version, self._pod_exists)
+        job = CaptureJob(
+            self.namespace,
+            self.name,
+            parsed,
+            request,
+            self.version,
+            self._pod_exists,
+            baseline_id=current.get("baselineCapture") if request.trigger != "baseline" else None,
+        )
         outcome = await self.capturer.run(job, reachable)
         done = planner.progress_after(progress, request)
         now = datetime.datetime.now(datetime.UTC)
