@@ -109,6 +109,8 @@ def test_a_deployment_is_armed_then_captured_then_restored_exactly(
     status = wait_captures(api, namespace, "arm", 1, wait_for, timeout=120)
     assert status["phase"] == "Armed"
     assert status["armedWorkloads"] == ["Deployment/checkout"]
+    kinds = {c["type"]: c["status"] for c in status["conditions"]}
+    assert kinds["TargetsReachable"] == kinds["Ready"] == kinds["ProfilingEnabled"] == "True"
     condition = _condition(api, namespace, "arm")
     assert (condition["status"], condition["reason"]) == ("True", "Armed")
     assert "Deployment/checkout" in condition["message"]

@@ -72,6 +72,8 @@ def _burn_and_expect_capture(
     assert last["reason"].startswith("hot-a: cpu-hot: cpu ")
     assert "above 300m (60% of limit 500m) for " in last["reason"]
     assert [d.parent.name for d in capture_dirs(operator.artifact_root)] == ["hot-a"]
+    kinds = {c["type"]: c["status"] for c in status["conditions"]}
+    assert kinds["TargetsReachable"] == kinds["RulesApplicable"] == "True"
     condition = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")
     assert condition["message"].startswith(f"{source}: metrics for ")
     return status

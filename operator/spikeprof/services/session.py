@@ -119,8 +119,9 @@ class SessionWorker:
         if not waiting or progress.pending is not None:
             request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
 
+        # Each part of the patch builds on the parts before it: they share `conditions`.
         patch = status_rules.observation_patch(
-            current,
+            {**current, **arming_patch},
             matched=len(pods),
             reachable=len(reachable),
             capturing=request is not None,
@@ -129,7 +130,8 @@ class SessionWorker:
             now=now,
             is_expired=is_expired and progress.pending is None,
         )
-        patch.update(arming_patch)
+        if "armedWorkloads" in arming_patch:
+            patch["armedWorkloads"] = arming_patch["armedWorkloads"]
         if not ready and not is_expired and request is None:
             patch["phase"] = "Arming"
         self._register(parsed, stored)
@@ -140,7 +142,7 @@ class SessionWorker:
                 namespace=self.namespace,
                 spec=parsed,
                 reachable=reachable,
-                current=current,
+                current={**current, **patch},
                 generation=generation,
                 now=now,
                 monotonic=time.monotonic(),
