@@ -165,6 +165,8 @@ def test_the_valid_base_and_the_examples_are_accepted(
         "kind": "pprof",
         "pathPrefix": "/debug/pprof",
         "access": "direct",
+        "enableProfiling": False,
+        "dryRun": False,
     }
     assert applied["spec"]["limits"] == {
         "maxConcurrent": 4,
