@@ -16,6 +16,7 @@ from spikeprof.core.results import FailureReason, ProfileFailure
 from spikeprof.core.spec import ProfileRequest
 
 CHUNK = 1 << 16
+PROBE_SECONDS = 2.0  # a pprof index answers at once; longer means it is not there yet
 # Go's net/http/pprof says this when another CPU profile is running in the same process.
 IN_USE_MARKERS = ("already in use", "profiling already")
 
@@ -54,6 +55,14 @@ class ProfileFetcher:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+
+    async def serves(self, base_url: str) -> bool:
+        """Whether the pprof index answers: the endpoint exists (e.g. profiling is armed)."""
+        try:
+            reply = await self.client.get(f"{base_url}/", timeout=PROBE_SECONDS)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code == 200
 
     async def fetch(
         self,

@@ -30,6 +30,7 @@ async def serve_session(
 ) -> None:
     namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
     pod_cache: PodCache = memo.pod_cache
+
     # body, meta, spec and status are kopf's live views: each look sees the latest watch event.
     worker = SessionWorker(
         namespace=namespace,
@@ -44,7 +45,7 @@ async def serve_session(
         ),
         spikes=SpikeWatcher(memo.source_factory),
         registry=memo.sessions,
-        armer=Armer(namespace, name, memo.workloads),
+        armer=Armer(namespace, name, memo.workloads, memo.capturer.fetcher),
         outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
     )
     memo.metrics.sessions.inc()
@@ -71,8 +72,10 @@ async def disarm_session(
     recorded = [parse_workload(r, namespace) for r in status.get("armedWorkloads") or ()]
     if not recorded:
         return
+
     try:
-        restored = await Armer(namespace, name, memo.workloads).disarm(recorded)
+        armer = Armer(namespace, name, memo.workloads, memo.capturer.fetcher)
+        restored = await armer.disarm(recorded)
     except KubeError as error:
         raise kopf.TemporaryError(
             f"Could not restore the armed workloads: {error}", delay=10

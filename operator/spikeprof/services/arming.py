@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from spikeprof.adapters.kube import KubeError, WorkloadApi
+from spikeprof.adapters.pod_http import ProfileFetcher
 from spikeprof.core.arming import (
     WorkloadRef,
     arm_patch,
@@ -13,7 +14,8 @@ from spikeprof.core.arming import (
     disarm_patch,
     profiling_on,
 )
-from spikeprof.core.pods import PodInfo
+from spikeprof.core.pods import EndpointProblem, PodInfo, resolve_endpoint
+from spikeprof.core.spec import TargetSpec
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,22 @@ class ArmingReport:
 
 
 class Armer:
-    def __init__(self, namespace: str, name: str, workloads: WorkloadApi) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        workloads: WorkloadApi,
+        fetcher: ProfileFetcher,
+    ) -> None:
         self.namespace = namespace
         self.session = f"{namespace}/{name}"
         self.workloads = workloads
+        self.fetcher = fetcher
+        self._serving: set[str] = set()  # pod uids seen serving; a pod does not stop by itself
 
-    async def reconcile(self, pods: Sequence[PodInfo], dry_run: bool) -> ArmingReport:
+    async def reconcile(
+        self, pods: Sequence[PodInfo], target: TargetSpec, dry_run: bool
+    ) -> ArmingReport:
         """Arm every workload owning a selected pod; say whether every pod serves profiling."""
         if not pods:
             return ArmingReport(False, "NoPods", "No selected pod yet: nothing to arm.")
@@ -70,7 +82,7 @@ class Armer:
                 're-create them with dapr.io/enable-profiling: "true".',
                 tuple(refs),
             )
-        waiting = sorted(p.name for p in pods if not (profiling_on(p.annotations) and p.reachable))
+        waiting = [p.name for p in pods if not await self._serving_profiles(p, target)]
         if waiting:
             return ArmingReport(
                 False,
@@ -82,6 +94,19 @@ class Armer:
         return ArmingReport(
             True, "Armed", f"Profiling is on in every selected pod ({names}).", tuple(refs)
         )
+
+    async def _serving_profiles(self, pod: PodInfo, target: TargetSpec) -> bool:
+        """Created with profiling on, ready, and its endpoint answers (probed until it does)."""
+        if not (profiling_on(pod.annotations) and pod.reachable):
+            return False
+        if pod.uid not in self._serving:
+            try:
+                endpoint = resolve_endpoint(pod, target)
+            except EndpointProblem:
+                return False
+            if await self.fetcher.serves(endpoint.base_url):
+                self._serving.add(pod.uid)
+        return pod.uid in self._serving
 
     async def disarm(self, refs: Sequence[WorkloadRef]) -> list[WorkloadRef]:
         """Drop this session from each workload; the last session restores it. Returns those."""

@@ -189,7 +189,7 @@ class SessionWorker:
             return {"armedWorkloads": None}, True
         key = (self.pods_version(), parsed.target.dry_run)
         if self._arming is None or self._arming[0] != key or time.monotonic() > self._arming[2]:
-            report = await self.armer.reconcile(pods, parsed.target.dry_run)
+            report = await self.armer.reconcile(pods, parsed.target, parsed.target.dry_run)
             self._arming = (key, report, time.monotonic() + TICK_SECONDS)
         report = self._arming[1]
         patch: dict[str, Any] = {
@@ -335,13 +335,12 @@ class SessionWorker:
         outcome = await self.capturer.run(job, reachable)
         done = planner.progress_after(progress, request)
         now = datetime.datetime.now(datetime.UTC)
-        await self.writer.patch(
-            self.namespace,
-            self.name,
-            status_rules.capture_done_patch(
-                current, outcome, done, generation, now, parsed.limits.cooldown
-            ),
+        finished = status_rules.capture_done_patch(
+            current, outcome, done, generation, now, parsed.limits.cooldown
         )
+        # Out of Capturing in the same write that ends the capture, never after it.
+        finished["phase"] = status_rules.phase_for(capturing=False, reachable=len(reachable))
+        await self.writer.patch(self.namespace, self.name, finished)
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
