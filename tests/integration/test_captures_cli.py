@@ -209,7 +209,11 @@ def _now_is_before_fixtures() -> bool:
 def test_show_prints_the_trigger_and_the_hottest_function_first(
     volume: Volume, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out, err = run_cli(capsys, "show", "--root", str(volume.root), SPIKE_REF)
+    # Every function (a burning core spreads its flat time over sha256 internals, so how far
+    # down main.burnCPU's own flat time ranks depends on the machine; its presence does not).
+    status, out, err = run_cli(
+        capsys, "show", "--root", str(volume.root), SPIKE_REF, "--top", "100"
+    )
     assert status == 0, err
     assert f"Capture:   {NS}/{SESSION}/{POD}/{SPIKE_ID}" in out
     assert "cpu-hot: cpu 959m above 400m" in out
