@@ -26,5 +26,5 @@ def test_demo_captures_the_spiking_pod_and_prints_its_hottest_functions() -> Non
     assert "checkout-spike   Armed   3/3       1          0" in out
     assert "Succeeded, 2 profile(s) from 1 pod(s)" in out
     assert "cpu-hot: cpu " in out and "above 300m (60% of limit 500m) for 3s" in out
-    assert "main.burnCPU" in out
+    assert "spiking code: main.burnCPU (" in out
     assert "flame graph: " in out and "cpu.flamegraph.html" in out

@@ -189,10 +189,20 @@ def main() -> int:
         print(f"    {'flat%':>7} {'cum%':>7}  function")
         for row in summary["functions"][:8]:
             print(f"    {row['flatPercent']:6.2f}% {row['cumPercent']:6.2f}%  {row['function']}")
+        # The spike's own code: the burning loop holds most of the profile cumulatively, however
+        # its flat time ranks against the hashing it calls.
+        burner = max(
+            summary["functions"],
+            key=lambda row: row["cumPercent"] if row["function"].startswith("main.") else -1,
+        )
+        print(
+            f"    spiking code: {burner['function']} "
+            f"({burner['cumPercent']:.2f}% of CPU, cumulative)"
+        )
         print(f"    flame graph: {capture_dir / cpu['flamegraph']}")
         print(f"    raw profile: {capture_dir / cpu['file']}  (go tool pprof -http=: ...)")
-        if not any(row["function"] == "main.burnCPU" for row in summary["functions"][:8]):
-            raise SystemExit("demo failed: the spiking function is not among the top CPU functions")
+        if burner["function"] != "main.burnCPU" or burner["cumPercent"] < 50:
+            raise SystemExit("demo failed: the spiking function does not hold the CPU profile")
         step(
             f"Done in {time.monotonic() - started:.0f}s; stopping the cluster "
             f"(artifacts stay in {artifacts})"
