@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from spikeprof.core.quantities import format_duration
+from spikeprof.core.quantities import format_bytes, format_duration
 from spikeprof.core.results import FailureReason, ProfileFailure
 from spikeprof.core.spec import ProfileRequest
 
@@ -26,13 +26,6 @@ class Fetched:
     bytes: int
     sha256: str
     seconds: float
-
-
-def _format_bytes(n: int) -> str:
-    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n} bytes"
 
 
 def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
@@ -129,7 +122,7 @@ class ProfileFetcher:
                     if size > max_bytes:
                         raise ProfileFailure(
                             FailureReason.TOO_LARGE,
-                            f"the profile exceeded maxProfileBytes ({_format_bytes(max_bytes)}); "
+                            f"the profile exceeded maxProfileBytes ({format_bytes(max_bytes)}); "
                             "reading stopped there and nothing was kept",
                         )
                     digest.update(chunk)

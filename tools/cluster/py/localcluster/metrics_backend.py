@@ -26,6 +26,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WINDOW = 1.0  # seconds between the two /proc reads a CPU rate is computed from
 
+NOT_FOUND = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "reason": "NotFound",
+    "code": 404,
+}
 GROUP = {
     "kind": "APIGroup",
     "apiVersion": "v1",
@@ -164,16 +171,7 @@ def make_handler(api: Any, usage: Usage) -> type[BaseHTTPRequestHandler]:
             ):
                 self._pods(parts[5], parts[7] if len(parts) == 8 else None)
             else:
-                self._send(
-                    404,
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "status": "Failure",
-                        "reason": "NotFound",
-                        "code": 404,
-                    },
-                )
+                self._send(404, NOT_FOUND)
 
         def _pods(self, namespace: str, name: str | None) -> None:
             # Raw JSON: deserialising thousands of V1Pods would dominate the answer time.
@@ -215,16 +213,7 @@ def make_handler(api: Any, usage: Usage) -> type[BaseHTTPRequestHandler]:
                         {"kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1", **items[0]},
                     )
                 else:
-                    self._send(
-                        404,
-                        {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "status": "Failure",
-                            "reason": "NotFound",
-                            "code": 404,
-                        },
-                    )
+                    self._send(404, NOT_FOUND)
                 return
             self._send(
                 200,
