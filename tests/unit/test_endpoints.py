@@ -6,8 +6,16 @@ from typing import Any
 
 import pytest
 
-from spikeprof.core.pods import EndpointProblem, pod_info, resolve_endpoint
+from spikeprof.core.pods import (
+    EndpointProblem,
+    pod_info,
+    pod_of_port_forward_host,
+    port_forward_host,
+    pprof_port,
+    resolve_endpoint,
+)
 from spikeprof.core.spec import TargetSpec
+from spikeprof.services.routes import EndpointRouter
 
 
 def pod(annotations: dict[str, str] | None = None, ip: str | None = "10.0.0.7") -> Any:
@@ -79,3 +87,67 @@ def test_a_missing_endpoint_is_explained(annotations: dict[str, str], message: s
 def test_pod_readiness_comes_from_phase_condition_ip_and_deletion() -> None:
     assert pod().reachable
     assert not pod(ip=None).reachable
+
+
+def test_port_forward_endpoints_name_the_pod_under_a_domain_that_never_resolves() -> None:
+    endpoint = resolve_endpoint(pod(ip=None), target(kind="dapr"), "portForward")
+    assert endpoint.base_url == "http://p.n.port-forward.invalid:7777/debug/pprof"
+    assert endpoint.access == "portForward"
+
+
+def test_direct_endpoints_need_an_ip_and_port_forward_ones_do_not() -> None:
+    with pytest.raises(EndpointProblem, match="no IP"):
+        resolve_endpoint(pod(ip=None), target(port=1))
+    assert resolve_endpoint(pod(ip=None), target(port=1), "portForward").base_url.startswith(
+        "http://p.n.port-forward.invalid:1/"
+    )
+
+
+@pytest.mark.parametrize("name", ["web-0", "web.v2.blue", "a"])
+def test_port_forward_hosts_give_back_namespace_and_pod(name: str) -> None:
+    assert pod_of_port_forward_host(port_forward_host("shop", name)) == ("shop", name)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.7", "port-forward.invalid", "x.port-forward.invalid"])
+def test_other_hosts_are_not_port_forward_hosts(host: str) -> None:
+    assert pod_of_port_forward_host(host) is None
+
+
+def test_an_annotated_port_out_of_range_is_refused() -> None:
+    with pytest.raises(EndpointProblem, match="not a TCP port"):
+        pprof_port(pod({"spikeprof.io/pprof-port": "70000"}), target())
+
+
+class Dialer:
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.dialed: list[tuple[str, int]] = []
+
+    async def __call__(self, ip: str, port: int) -> bool:
+        self.dialed.append((ip, port))
+        return self.answers
+
+
+@pytest.mark.parametrize(("answers", "access"), [(True, "direct"), (False, "portForward")])
+async def test_auto_dials_the_pod_ip_once_and_keeps_the_answer(answers: bool, access: str) -> None:
+    dialer = Dialer(answers)
+    router = EndpointRouter(dialer)
+    for _ in range(3):
+        endpoint = await router.endpoint(pod(), target(kind="dapr", access="auto"))
+        assert endpoint.access == access
+    assert dialer.dialed == [("10.0.0.7", 7777)]
+
+
+async def test_auto_without_a_pod_ip_goes_through_the_api_server() -> None:
+    dialer = Dialer(True)
+    endpoint = await EndpointRouter(dialer).endpoint(pod(ip=None), target(port=6060, access="auto"))
+    assert endpoint.access == "portForward"
+    assert dialer.dialed == []
+
+
+@pytest.mark.parametrize("access", ["direct", "portForward"])
+async def test_fixed_access_modes_never_probe(access: str) -> None:
+    dialer = Dialer(False)
+    endpoint = await EndpointRouter(dialer).endpoint(pod(), target(port=6060, access=access))
+    assert endpoint.access == access
+    assert dialer.dialed == []

@@ -59,6 +59,7 @@ def test_durations_and_quantities_are_read_as_written() -> None:
         ({"profiles": [{"type": "cpu"}, {"type": "cpu"}]}, "more than once"),
         ({"target": {"kind": "java"}}, "spec.target.kind 'java'"),
         ({"target": {"port": 0}}, "spec.target.port must be a TCP port"),
+        ({"target": {"access": "ssh"}}, "spec.target.access 'ssh' is not one of direct, "),
         (
             {"limits": {"maxProfileBytes": "lots"}},
             "spec.limits.maxProfileBytes: 'lots' is not a byte quantity",
@@ -143,3 +144,8 @@ def test_bad_triggers_are_named_by_field(trigger: dict[str, Any], message: str) 
     with pytest.raises(SpecError) as error:
         parse_spec(spec(trigger=trigger))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("access", ["direct", "portForward", "auto"])
+def test_every_access_mode_is_read(access: str) -> None:
+    assert parse_spec(spec(target={"access": access})).target.access == access

@@ -105,8 +105,8 @@ The operator's RBAC rules, the same in its ClusterRole (cluster mode) and in eac
 - profilingsessions/status get/patch: the operator writes phase, conditions and captures to status.
 - pods list/watch: kopf's pod index (the operator never writes to pods, nor reads them one by one).
 - events create: kopf posts a new v1 Event per kopf.event() call; it never patches or updates one.
-Flag-gated, off by default, for features still to come:
-- rbac.portForward: pods/portforward create, to reach pprof through the API server.
+Flag-gated, off by default, for features a session opts into:
+- rbac.portForward: pods/portforward create and get, to reach pprof through the API server.
 - rbac.workloadPatching: get/patch on the workloads owning pods, to turn profiling on in their
   pod templates (replicasets to walk from a pod to its Deployment).
 - rbac.podMetrics: list PodMetrics (metrics.k8s.io), for threshold triggers on metrics-server.
@@ -132,7 +132,7 @@ Flag-gated, off by default, for features still to come:
 {{- if .Values.rbac.portForward }}
 - apiGroups: [""]
   resources: ["pods/portforward"]
-  verbs: ["create"]
+  verbs: ["create", "get"]
 {{- end }}
 {{- if .Values.rbac.workloadPatching }}
 - apiGroups: ["apps"]

@@ -17,8 +17,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.stream import WsApiClient
 
 from spikeprof.core.arming import WorkloadRef
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
@@ -324,3 +326,58 @@ class WorkloadApi:
         return await method(
             ref.name, ref.namespace, dict(body or {}), _content_type="application/merge-patch+json"
         )
+
+
+class PortForwardRefusedError(KubeError):
+    """The API server would not open a port-forward; `status` is its HTTP answer (0: no answer)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_PORT_FORWARD_HINTS = {
+    401: "the operator's credentials were not accepted",
+    403: (
+        "the operator may not port-forward there: it needs create (and get) on pods/portforward "
+        "in that namespace (Helm: rbac.portForward=true)"
+    ),
+    404: "the pod is gone",
+    400: "the pod is not running, or the port is not valid",
+}
+
+
+class PodPortForward:
+    """Opens port-forward streams to pods through the API server's pods/portforward subresource.
+
+    Each stream is one websocket (channel protocol v4.channel.k8s.io) carrying one TCP connection
+    to one port of the pod; the API server passes it to the node's kubelet.
+    """
+
+    def __init__(self, api_client: Any) -> None:
+        # A websocket client with the same configuration, hence the same credentials and CA.
+        self._ws_client = WsApiClient(configuration=api_client.configuration)
+        self._api = client.CoreV1Api(self._ws_client)
+
+    async def open(self, namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
+        where = f"pod {namespace}/{pod} port {port}"
+        try:
+            # Typed as str; with _preload_content=False the websocket client returns the handshake.
+            connecting: Any = await self._api.connect_get_namespaced_pod_portforward(
+                pod, namespace, ports=port, _preload_content=False
+            )
+            websocket: aiohttp.ClientWebSocketResponse = await connecting
+        except aiohttp.WSServerHandshakeError as error:
+            hint = _PORT_FORWARD_HINTS.get(error.status, error.message)
+            raise PortForwardRefusedError(
+                f"the API server refused to port-forward to {where}: HTTP {error.status}, {hint}",
+                error.status,
+            ) from None
+        except aiohttp.ClientError as error:
+            raise PortForwardRefusedError(
+                f"port-forward to {where} failed: cannot reach the API server: {error}", 0
+            ) from None
+        return websocket
+
+    async def close(self) -> None:
+        await self._ws_client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from spikeprof.adapters.port_forward import PortForwardError
 from spikeprof.core.quantities import format_bytes, format_duration
 from spikeprof.core.results import FailureReason, ProfileFailure
 from spikeprof.core.spec import ProfileRequest
@@ -31,6 +33,10 @@ class Fetched:
 def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
     cause: BaseException | None = error
     while cause is not None:
+        if isinstance(cause, PortForwardError):
+            refused = cause.refused
+            reason = FailureReason.CONNECTION_REFUSED if refused else FailureReason.UNREACHABLE
+            return ProfileFailure(reason, str(cause))
         if (
             isinstance(cause, ConnectionRefusedError)
             or getattr(cause, "errno", None) == errno.ECONNREFUSED
@@ -41,6 +47,25 @@ def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
             )
         cause = cause.__cause__ or cause.__context__
     return ProfileFailure(FailureReason.UNREACHABLE, f"cannot connect to {url}: {error}")
+
+
+async def pod_ip_answers(ip: str, port: int) -> bool:
+    """Whether there is a route to the pod IP: it accepts, or refuses, a TCP connection.
+
+    A refusal still proves the route (nothing listens yet, say before profiling is armed); only
+    silence or "no route" means the operator cannot dial pods from where it runs.
+    """
+    try:
+        async with asyncio.timeout(PROBE_SECONDS):
+            _, writer = await asyncio.open_connection(ip, port)
+    except ConnectionRefusedError:
+        return True
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class ProfileFetcher:

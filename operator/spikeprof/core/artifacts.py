@@ -58,6 +58,7 @@ def build_metadata(
         "podIP": pod.ip,
         "container": endpoint.container,
         "endpoint": endpoint.base_url,
+        "access": endpoint.access,
         "trigger": {"type": request.trigger, "reason": request.reason},
         "requestedAt": format_time(request.requested_at),
         "finishedAt": format_time(finished_at),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Resources
@@ -91,19 +91,26 @@ def _resources(containers: Sequence[Mapping[str, Any]]) -> Resources:
     )
 
 
+# Port-forwarded endpoints get URLs under a reserved top-level domain (RFC 6761: .invalid never
+# resolves), so that a URL meant for the tunnel can never be dialed as a real host by mistake.
+PORT_FORWARD_DOMAIN = "port-forward.invalid"
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """The pprof endpoint of one pod: base URL and the container that serves it."""
+    """The pprof endpoint of one pod: base URL, the container that serves it, and the route."""
 
     base_url: str
     container: str | None
+    access: Literal["direct", "portForward"] = "direct"
 
 
 class EndpointProblem(ValueError):
     """The pod's endpoint cannot be worked out; the message says what is missing."""
 
 
-def resolve_endpoint(pod: PodInfo, target: TargetSpec) -> Endpoint:
+def pprof_port(pod: PodInfo, target: TargetSpec) -> int:
+    """The session's port, else the pod's annotation, else Dapr's 7777 for kind dapr."""
     port = target.port
     if port is None and PORT_ANNOTATION in pod.annotations:
         try:
@@ -113,13 +120,39 @@ def resolve_endpoint(pod: PodInfo, target: TargetSpec) -> Endpoint:
                 f"pod annotation {PORT_ANNOTATION}="
                 f"{pod.annotations[PORT_ANNOTATION]!r} is not a port"
             ) from None
+        if not 1 <= port <= 65535:
+            raise EndpointProblem(f"pod annotation {PORT_ANNOTATION}={port} is not a TCP port")
     if port is None and target.kind == "dapr":
         port = DAPR_PROFILE_PORT
     if port is None:
         raise EndpointProblem(
             f"no pprof port: set spec.target.port or annotate the pod with {PORT_ANNOTATION}"
         )
-    if not pod.ip:
+    return port
+
+
+def port_forward_host(namespace: str, pod: str) -> str:
+    # Pod names may hold dots, namespaces may not: the namespace is the label before the domain.
+    return f"{pod}.{namespace}.{PORT_FORWARD_DOMAIN}"
+
+
+def pod_of_port_forward_host(host: str) -> tuple[str, str] | None:
+    """(namespace, pod) named by a port-forward host, or None for any other host."""
+    suffix = "." + PORT_FORWARD_DOMAIN
+    if not host.endswith(suffix):
+        return None
+    pod, _, namespace = host.removesuffix(suffix).rpartition(".")
+    if not pod or not namespace:
+        return None
+    return namespace, pod
+
+
+def resolve_endpoint(
+    pod: PodInfo, target: TargetSpec, access: Literal["direct", "portForward"] = "direct"
+) -> Endpoint:
+    """Where the pod's pprof handlers answer: by its IP, or by the API server's port-forward."""
+    port = pprof_port(pod, target)
+    if access == "direct" and not pod.ip:
         raise EndpointProblem("pod has no IP yet")
     # The pod's annotations describe its endpoint only when the session leaves the port open.
     path = target.path_prefix
@@ -131,5 +164,9 @@ def resolve_endpoint(pod: PodInfo, target: TargetSpec) -> Endpoint:
             container = DAPR_CONTAINER
         elif pod.containers:
             container = pod.containers[0]
-    host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
-    return Endpoint(base_url=f"http://{host}:{port}{path.rstrip('/')}", container=container)
+    if access == "portForward":
+        host = port_forward_host(pod.namespace, pod.name)
+    else:
+        assert pod.ip is not None  # checked above
+        host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
+    return Endpoint(f"http://{host}:{port}{path.rstrip('/')}", container, access)

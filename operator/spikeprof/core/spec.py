@@ -27,6 +27,8 @@ DEFAULT_SECONDS: Final = {"cpu": 30.0, "trace": 5.0}
 MIN_SECONDS, MAX_SECONDS = 1.0, 300.0
 DAPR_PROFILE_PORT: Final = 7777
 DAPR_CONTAINER: Final = "daprd"
+# direct dials the pod IP; portForward tunnels through the API server; auto tries direct first.
+ACCESS_MODES: Final = ("direct", "portForward", "auto")
 METRIC_SOURCES: Final = ("metricsServer", "prometheus", "scrape")
 # Evaluation interval when the session sets none: about the source's own resolution.
 DEFAULT_INTERVAL: Final = {"metricsServer": 15.0, "prometheus": 15.0, "scrape": 5.0}
@@ -78,7 +80,7 @@ class TargetSpec:
     port: int | None
     path_prefix: str
     container: str | None
-    access: Literal["direct"]
+    access: Literal["direct", "portForward", "auto"]
     enable_profiling: bool = False  # patch the owning workloads to turn profiling on (Dapr)
     dry_run: bool = False  # with enable_profiling: report what would be patched, patch nothing
 
@@ -306,8 +308,8 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     if kind not in ("pprof", "dapr"):
         raise SpecError(f"spec.target.kind {kind!r} is not pprof or dapr")
     access = target.get("access", "direct")
-    if access != "direct":
-        raise SpecError(f"spec.target.access {access!r} is not supported; use direct")
+    if access not in ACCESS_MODES:
+        raise SpecError(f"spec.target.access {access!r} is not one of {', '.join(ACCESS_MODES)}")
     port = target.get("port")
     if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
         raise SpecError("spec.target.port must be a TCP port between 1 and 65535")
@@ -332,7 +334,7 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
             port=port,
             path_prefix=str(target.get("pathPrefix", "/debug/pprof")).rstrip("/") or "",
             container=target.get("container"),
-            access="direct",
+            access=access,
             enable_profiling=enable_profiling,
             dry_run=bool(target.get("dryRun", False)),
         ),

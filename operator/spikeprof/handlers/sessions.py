@@ -45,7 +45,7 @@ async def serve_session(
         ),
         spikes=SpikeWatcher(memo.source_factory),
         registry=memo.sessions,
-        armer=Armer(namespace, name, memo.workloads, memo.capturer.fetcher),
+        armer=Armer(namespace, name, memo.workloads, memo.capturer.fetcher, memo.capturer.router),
         outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
     )
     memo.metrics.sessions.inc()
@@ -74,7 +74,7 @@ async def disarm_session(
         return
 
     try:
-        armer = Armer(namespace, name, memo.workloads, memo.capturer.fetcher)
+        armer = Armer(namespace, name, memo.workloads, memo.capturer.fetcher, memo.capturer.router)
         restored = await armer.disarm(recorded)
     except KubeError as error:
         raise kopf.TemporaryError(

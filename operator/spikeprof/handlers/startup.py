@@ -13,10 +13,12 @@ import kopf
 from spikeprof import __version__
 from spikeprof.adapters import kube
 from spikeprof.adapters.alert_receiver import AlertReceiver, tls_context
-from spikeprof.adapters.pod_http import ProfileFetcher
+from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_answers
+from spikeprof.adapters.port_forward import port_forward_mounts
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
 from spikeprof.services.capture import Capturer
+from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.sources import SourceFactory
 from spikeprof.settings import Settings
 from spikeprof.telemetry import Metrics
@@ -48,14 +50,19 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_address)
     api_client = await kube.connect(config.kubeconfig)
+    port_forward = kube.PodPortForward(api_client)
+    connections = config.max_concurrent_pods * 8
     http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=config.max_concurrent_pods * 8),
+        limits=httpx.Limits(max_connections=connections),
         follow_redirects=False,
+        # Hosts under port-forward.invalid are pods reached through the API server.
+        mounts=port_forward_mounts(port_forward, connections),
     )
     memo.config = config
     memo.metrics = metrics
     memo.api_client = api_client
     memo.http = http
+    memo.port_forward = port_forward
     memo.status_writer = kube.SessionStatusWriter(api_client)
     memo.pod_cache = kube.PodCache(api_client)
     memo.secret_reader = kube.SecretReader(api_client)
@@ -63,6 +70,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     memo.capturer = Capturer(
         store=VolumeStore(config.artifact_root),
         fetcher=ProfileFetcher(http),
+        router=EndpointRouter(pod_ip_answers),
         metrics=metrics,
         operator_slots=asyncio.Semaphore(config.max_concurrent_pods),
     )
@@ -103,4 +111,5 @@ async def stop(memo: Any, **_: Any) -> None:
         await memo.alert_receiver.stop()
     await memo.pod_cache.close()
     await memo.http.aclose()
+    await memo.port_forward.close()
     await memo.api_client.close()

@@ -14,8 +14,9 @@ from spikeprof.core.arming import (
     disarm_patch,
     profiling_on,
 )
-from spikeprof.core.pods import EndpointProblem, PodInfo, resolve_endpoint
+from spikeprof.core.pods import EndpointProblem, PodInfo
 from spikeprof.core.spec import TargetSpec
+from spikeprof.services.routes import EndpointRouter
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ class Armer:
         name: str,
         workloads: WorkloadApi,
         fetcher: ProfileFetcher,
+        router: EndpointRouter,
     ) -> None:
         self.namespace = namespace
         self.session = f"{namespace}/{name}"
         self.workloads = workloads
         self.fetcher = fetcher
+        self.router = router
         self._serving: set[str] = set()  # pod uids seen serving; a pod does not stop by itself
 
     async def reconcile(
@@ -101,7 +104,7 @@ class Armer:
             return False
         if pod.uid not in self._serving:
             try:
-                endpoint = resolve_endpoint(pod, target)
+                endpoint = await self.router.endpoint(pod, target)
             except EndpointProblem:
                 return False
             if await self.fetcher.serves(endpoint.base_url):

@@ -16,7 +16,7 @@ from spikeprof.adapters.volume import StagedCapture, VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE, build_metadata
 from spikeprof.core.planner import CaptureRequest
-from spikeprof.core.pods import Endpoint, EndpointProblem, PodInfo, resolve_endpoint
+from spikeprof.core.pods import Endpoint, EndpointProblem, PodInfo
 from spikeprof.core.results import (
     CaptureOutcome,
     FailureReason,
@@ -30,6 +30,7 @@ from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles, render_dif
 from spikeprof.pprof.flamegraph import render_flamegraph
 from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
+from spikeprof.services.routes import EndpointRouter
 from spikeprof.telemetry import Metrics
 
 # Failures after which a pod that has disappeared is the better explanation.
@@ -55,6 +56,7 @@ class CaptureJob:
 class Capturer:
     store: VolumeStore
     fetcher: ProfileFetcher
+    router: EndpointRouter
     metrics: Metrics
     operator_slots: asyncio.Semaphore  # shared by all sessions: the operator's own bound
 
@@ -82,7 +84,7 @@ class Capturer:
         staged = await asyncio.to_thread(self.store.stage, key)
         try:
             try:
-                endpoint = resolve_endpoint(pod, job.spec.target)
+                endpoint = await self.router.endpoint(pod, job.spec.target)
             except EndpointProblem as problem:
                 endpoint = Endpoint(base_url="", container=None)
                 failure = ProfileFailure(FailureReason.NO_ENDPOINT, str(problem))
