@@ -40,7 +40,11 @@ OPERATOR_RULES = [
     # On by default (rbac.podMetrics): metricsServer is the default source of threshold triggers.
     {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]},
 ]
-PORT_FORWARD_RULE = {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]}
+PORT_FORWARD_RULE = {
+    "apiGroups": [""],
+    "resources": ["pods/portforward"],
+    "verbs": ["create", "get"],
+}
 WORKLOAD_PATCHING_RULE = {
     "apiGroups": ["apps"],
     "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"],
