@@ -29,6 +29,7 @@ modules=(
   "cluster/k8s|$k8s_ldflags|k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl"
   "cluster/helm|-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0|helm.sh/helm/v3/cmd/helm"
   "pprof-target|-s -w|."
+  "cluster/kubelet-standin|-s -w|."
   "cluster/minio|-s -w|github.com/minio/minio"
 )
 
@@ -54,8 +55,9 @@ for entry in "${modules[@]}"; do
     mkdir -p "$out.tmp"
     # shellcheck disable=SC2086  # pkgs is a list of package paths
     (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp/" $pkgs)
-    if [ "$name" = etcd ] || [ "$name" = pprof-target ]; then
-      [ -f "$out.tmp/$name" ] || mv "$out.tmp/$(basename "$src")" "$out.tmp/$name" 2>/dev/null || true
+    # A module built as "." is named after its module path; every binary is linked as <module>.
+    if [ "$pkgs" = . ] && [ ! -f "$out.tmp/$name" ]; then
+      mv "$out.tmp"/* "$out.tmp/$name"
     fi
     touch "$out.tmp/.complete"
     rm -rf "$out"
