@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator and dev tools.
 
 .PHONY: binaries
-binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, pprof-target.
+binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, pprof-target, kubelet-standin.
 	tools/cluster/build.sh
 
 ##@ Checks

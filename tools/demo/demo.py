@@ -54,9 +54,9 @@ def main() -> int:
     started = time.monotonic()
     step(
         "Building (or reusing) etcd, kube-apiserver, controller-manager, kubectl, helm, "
-        "pprof-target"
+        "pprof-target, kubelet-standin"
     )
-    bin_dir = build_binaries("etcd", "k8s", "helm", "pprof-target")
+    bin_dir = build_binaries("etcd", "k8s", "helm", "pprof-target", "kubelet-standin")
     workdir = Path(tempfile.mkdtemp(prefix="spikeprof-demo-"))
     plane = ControlPlane(workdir / "cluster", bin_dir)
     operator = None

@@ -2,6 +2,10 @@
 
 The binaries come from tools/cluster/build.sh (built from Go modules, cached by version). There
 is no kubelet: the pod stand-in (standin.py) binds pods to a Node and plays their containers.
+The one kubelet endpoint the API server needs, /portForward (for pods/portforward), is served by
+kubelet-standin (tools/cluster/kubelet-standin) over TLS on a free loopback port that the Node
+advertises; it forwards to the pod processes listed in the pods file the stand-in keeps. So
+`kubectl port-forward` and websocket clients of pods/portforward reach the stand-in pods.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class ControlPlane:
         self.stop()
         for sub in ("pki", "logs", "etcd"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet-standin"):
             if not (self.bin_dir / name).exists():
                 raise ControlPlaneError(f"{self.bin_dir / name} is missing: run {BUILD_SCRIPT}")
         self._write_pki()
@@ -85,6 +89,7 @@ class ControlPlane:
         self._start_apiserver()
         self._wait_ready(timeout)
         self._start_controller_manager()
+        self._start_kubelet_standin(timeout)
         if not self.pod_subnet:
             self.pod_subnet = 10 if self.detached else 20 + os.getpid() % 230
         self._start_standin()
@@ -122,6 +127,12 @@ class ControlPlane:
         self.kcm_pair = ca.issue("controller-manager", "system:kube-controller-manager")
         self.standin_pair = ca.issue(
             "stand-in", "spikeprof:pod-stand-in", organization="system:masters"
+        )
+        self.kubelet_pair = ca.issue(
+            "kubelet", "kubelet-standin", server_names=("localhost",), server_ips=("127.0.0.1",)
+        )
+        self.kubelet_client_pair = ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client"
         )
         front_proxy = pki.CertificateAuthority(self.pki_dir, "front-proxy-ca")
         self.front_proxy_ca = front_proxy.cert_path
@@ -181,6 +192,12 @@ class ControlPlane:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={self.front_proxy_pair.cert}",
                 f"--proxy-client-key-file={self.front_proxy_pair.key}",
+                # The API server dials the kubelet stand-in for pods/portforward, at the Node's
+                # InternalIP (127.0.0.1) and advertised port, and checks its serving certificate.
+                f"--kubelet-client-certificate={self.kubelet_client_pair.cert}",
+                f"--kubelet-client-key={self.kubelet_client_pair.key}",
+                f"--kubelet-certificate-authority={self.ca_cert}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--v=1",
             ],
         )
@@ -233,6 +250,49 @@ class ControlPlane:
             ],
         )
 
+    @property
+    def pods_file(self) -> Path:
+        """Where each stand-in pod really listens: the stand-in writes it, kubelet-standin reads."""
+        return self.workdir / "stand-in-pods.json"
+
+    def _start_kubelet_standin(self, timeout: float) -> None:
+        self.kubelet_port = free_port()
+        self._spawn(
+            "kubelet-standin",
+            [
+                str(self.bin_dir / "kubelet-standin"),
+                f"--address=127.0.0.1:{self.kubelet_port}",
+                f"--tls-cert-file={self.kubelet_pair.cert}",
+                f"--tls-private-key-file={self.kubelet_pair.key}",
+                f"--client-ca-file={self.ca_cert}",
+                f"--pods-file={self.pods_file}",
+            ],
+        )
+        # Ask as the API server will: its client certificate, checking the serving certificate.
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        context.load_cert_chain(
+            str(self.kubelet_client_pair.cert), str(self.kubelet_client_pair.key)
+        )
+        proc = self.processes["kubelet-standin"]
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        with httpx.Client(verify=context, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"kubelet-standin exited with code {proc.returncode} during start-up; "
+                        f"see {self.log_dir / 'kubelet-standin.log'}"
+                    )
+                try:
+                    response = client.get(f"https://127.0.0.1:{self.kubelet_port}/healthz")
+                    if response.is_success:
+                        return
+                    last = f"HTTP {response.status_code}: {response.text[-300:]}"
+                except httpx.HTTPError as error:
+                    last = str(error)
+                time.sleep(0.1)
+        raise ControlPlaneError(f"kubelet-standin not serving after {timeout:.0f}s: {last}")
+
     def _start_standin(self) -> None:
         kubeconfig = self.workdir / "stand-in.kubeconfig"
         self._write_kubeconfig(kubeconfig, "spikeprof:pod-stand-in", self.standin_pair)
@@ -248,6 +308,8 @@ class ControlPlane:
                 f"--pprof-target={self.bin_dir / 'pprof-target'}",
                 f"--log-dir={self.log_dir / 'pods'}",
                 f"--subnet={self.pod_subnet}",
+                f"--kubelet-port={self.kubelet_port}",
+                f"--pods-file={self.pods_file}",
             ],
             env=env,
         )

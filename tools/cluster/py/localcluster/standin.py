@@ -2,9 +2,18 @@
 
 It registers a Node, binds unscheduled pods to it, and for each pod starts a real pprof-target
 process on a loopback address of its own (127.0.x.y), then reports the pod Running and Ready with
-that address as its podIP. Deleting the pod stops the process. Pod annotations shape the process:
+that address as its podIP. Deleting the pod stops the process.
+
+Port-forward: the Node advertises the port of kubelet-standin (--kubelet-port), which serves the
+kubelet's /portForward for the API server; it finds where each pod really listens in --pods-file,
+a JSON map "namespace/name" -> {"uid", "address"} that the stand-in rewrites atomically as pods
+start and stop. Pod annotations shape the process:
 
   stand-in.spikeprof.io/args      extra pprof-target flags, space separated (e.g. "-burn=1")
+  stand-in.spikeprof.io/unroutable: "true"
+      the processes listen on an address of their own as usual, but the podIP reported is another
+      loopback address where nothing listens: dialing the pod IP is refused, and only port-forward
+      through the API server (pods/portforward) reaches the pod, as from outside a real cluster.
   dapr.io/enabled + dapr.io/enable-profiling (or dapr.io/profiling): as Dapr's injector does,
       a pod gets a daprd stand-in serving pprof on 7777 only when profiling was enabled at creation.
 """
@@ -14,7 +23,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import logging
+import os
 import shlex
 import signal
 import socket
@@ -33,6 +44,7 @@ from localcluster.processes import spawn, stop_group
 
 NODE_NAME = "stand-in-node"
 ARGS_ANNOTATION = "stand-in.spikeprof.io/args"
+UNROUTABLE_ANNOTATION = "stand-in.spikeprof.io/unroutable"
 DAPR_PROFILE_PORT = 7777
 
 log = logging.getLogger("pod-stand-in")
@@ -40,7 +52,10 @@ log = logging.getLogger("pod-stand-in")
 
 @dataclass
 class RunningPod:
-    ip: str
+    key: str
+    """namespace/name, the pod's key in the pods file."""
+    address: str
+    """Where the processes listen; the reported podIP differs for an unroutable pod."""
     processes: list[subprocess.Popen[bytes]]
 
 
@@ -56,10 +71,20 @@ def _dapr_profiling_enabled(annotations: dict[str, str]) -> bool:
 
 
 class StandIn:
-    def __init__(self, api: Any, pprof_target: Path, log_dir: Path, subnet: int) -> None:
+    def __init__(
+        self,
+        api: Any,
+        pprof_target: Path,
+        log_dir: Path,
+        subnet: int,
+        kubelet_port: int,
+        pods_file: Path,
+    ) -> None:
         self.api = api
         self.pprof_target = pprof_target
         self.log_dir = log_dir
+        self.kubelet_port = kubelet_port
+        self.pods_file = pods_file
         self.pods: dict[str, RunningPod] = {}
         # Pod IPs are 127.<subnet>.x.y: each cluster on the machine has its own range.
         self.next_ip = (subnet << 16) + (1 << 8) + 1
@@ -82,6 +107,8 @@ class StandIn:
                     "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                     "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                     "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    # Where the API server dials this node's kubelet (kubelet-standin).
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
                     "conditions": [
                         {
                             "type": "Ready",
@@ -165,17 +192,32 @@ class StandIn:
                 commands.append([str(self.pprof_target), f"-listen={ip}:{ports[0]}", *extra])
         return commands
 
+    def write_pods_file(self) -> None:
+        """Where each pod listens, for kubelet-standin; replaced whole so it never reads half."""
+        with self.lock:
+            entries = {
+                running.key: {"uid": uid, "address": running.address}
+                for uid, running in self.pods.items()
+            }
+            temporary = self.pods_file.with_name(self.pods_file.name + ".tmp")
+            temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
+            os.replace(temporary, self.pods_file)
+
     def start_pod(self, pod: Any) -> None:
         meta = pod.metadata
-        ip = self.allocate_ip()
+        address = self.allocate_ip()
+        unroutable = (meta.annotations or {}).get(UNROUTABLE_ANNOTATION, "").lower() == "true"
+        # An unroutable pod reports an address of its own that nothing ever binds.
+        ip = self.allocate_ip() if unroutable else address
         procs = []
-        for index, cmd in enumerate(self.plan_processes(pod, ip)):
+        for index, cmd in enumerate(self.plan_processes(pod, address)):
             log_path = self.log_dir / f"{meta.namespace}_{meta.name}_{index}.log"
             procs.append(spawn(cmd, log_path))
-        self.pods[meta.uid] = RunningPod(ip, procs)
-        for cmd in self.plan_processes(pod, ip):
+        self.pods[meta.uid] = RunningPod(f"{meta.namespace}/{meta.name}", address, procs)
+        for cmd in self.plan_processes(pod, address):
             listen = next(a for a in cmd if a.startswith("-listen="))
             _wait_listening(listen.removeprefix("-listen="))
+        self.write_pods_file()
         started = _now()
         statuses = [
             {
@@ -211,7 +253,9 @@ class StandIn:
                     }
                 },
             )
-            log.info("pod %s/%s running at %s", meta.namespace, meta.name, ip)
+            log.info(
+                "pod %s/%s running at %s (listening on %s)", meta.namespace, meta.name, ip, address
+            )
         except ApiException as error:
             log.warning("status of %s/%s not set: %s", meta.namespace, meta.name, error)
 
@@ -219,6 +263,7 @@ class StandIn:
         running = self.pods.pop(uid, None)
         if running is None:
             return
+        self.write_pods_file()  # before the processes go: no new port-forward to a dying pod
         for proc in running.processes:
             stop_group(proc.pid, timeout=3.0)
 
@@ -227,6 +272,7 @@ class StandIn:
             self.stop_pod(uid)
 
     def run(self) -> None:
+        self.write_pods_file()  # none running yet: forget the pods of an earlier run
         self.register_node()
         threading.Thread(target=self.heartbeat, daemon=True).start()
         resource_version = ""
@@ -276,12 +322,25 @@ def main() -> None:
     parser.add_argument("--pprof-target", required=True, type=Path)
     parser.add_argument("--log-dir", required=True, type=Path)
     parser.add_argument("--subnet", required=True, type=int, help="pod IPs are 127.<subnet>.x.y")
+    parser.add_argument(
+        "--kubelet-port", required=True, type=int, help="kubelet-standin's port, for the Node"
+    )
+    parser.add_argument(
+        "--pods-file", required=True, type=Path, help="where pods listen, for kubelet-standin"
+    )
     args = parser.parse_args()
     # SIGTERM must unwind through `finally`, so the pod processes stop with the stand-in.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config.load_kube_config(config_file=args.kubeconfig)
-    standin = StandIn(client.CoreV1Api(), args.pprof_target, args.log_dir, args.subnet)
+    standin = StandIn(
+        client.CoreV1Api(),
+        args.pprof_target,
+        args.log_dir,
+        args.subnet,
+        args.kubelet_port,
+        args.pods_file,
+    )
     try:
         standin.run()
     finally:
