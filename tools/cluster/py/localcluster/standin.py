@@ -12,8 +12,9 @@ start and stop. Pod annotations shape the process:
   stand-in.spikeprof.io/args      extra pprof-target flags, space separated (e.g. "-burn=1")
   stand-in.spikeprof.io/unroutable: "true"
       the processes listen on an address of their own as usual, but the podIP reported is another
-      loopback address where nothing listens: dialing the pod IP is refused, and only port-forward
-      through the API server (pods/portforward) reaches the pod, as from outside a real cluster.
+      loopback address that never answers on the pod's ports (connections time out, as to a pod
+      network the caller has no route to): only port-forward through the API server
+      (pods/portforward) reaches the pod, as from outside a real cluster.
   dapr.io/enabled + dapr.io/enable-profiling (or dapr.io/profiling): as Dapr's injector does,
       a pod gets a daprd stand-in serving pprof on 7777 only when profiling was enabled at creation.
 """
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,31 @@ class RunningPod:
     address: str
     """Where the processes listen; the reported podIP differs for an unroutable pod."""
     processes: list[subprocess.Popen[bytes]]
+    silent_sockets: list[socket.socket] = field(default_factory=list)
+    """For an unroutable pod: what keeps its reported IP from answering."""
+
+
+def _silent_listener(ip: str, port: int) -> list[socket.socket]:
+    """Make ip:port swallow connection attempts: they time out instead of being refused.
+
+    A refusal would tell a caller that the address is routable. A listener that never accepts,
+    with a backlog of 0 filled by one connection of our own, makes the kernel drop every
+    further SYN, which is what a caller without a route to the pod network sees.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((ip, port))
+    listener.listen(0)
+    filler = socket.create_connection((ip, port), timeout=2)
+    return [listener, filler]
+
+
+def _listen_ports(commands: list[list[str]]) -> set[int]:
+    return {
+        int(arg.rsplit(":", 1)[1])
+        for cmd in commands
+        for arg in cmd
+        if arg.startswith(("-listen=", "-pprof-listen="))
+    }
 
 
 def _now() -> str:
@@ -207,13 +233,17 @@ class StandIn:
         meta = pod.metadata
         address = self.allocate_ip()
         unroutable = (meta.annotations or {}).get(UNROUTABLE_ANNOTATION, "").lower() == "true"
-        # An unroutable pod reports an address of its own that nothing ever binds.
+        # An unroutable pod reports an address of its own that never answers (_silent_listener).
         ip = self.allocate_ip() if unroutable else address
         procs = []
         for index, cmd in enumerate(self.plan_processes(pod, address)):
             log_path = self.log_dir / f"{meta.namespace}_{meta.name}_{index}.log"
             procs.append(spawn(cmd, log_path))
-        self.pods[meta.uid] = RunningPod(f"{meta.namespace}/{meta.name}", address, procs)
+        running = RunningPod(f"{meta.namespace}/{meta.name}", address, procs)
+        if unroutable:
+            for port in sorted(_listen_ports(self.plan_processes(pod, address))):
+                running.silent_sockets += _silent_listener(ip, port)
+        self.pods[meta.uid] = running
         for cmd in self.plan_processes(pod, address):
             listen = next(a for a in cmd if a.startswith("-listen="))
             _wait_listening(listen.removeprefix("-listen="))
@@ -266,6 +296,8 @@ class StandIn:
         self.write_pods_file()  # before the processes go: no new port-forward to a dying pod
         for proc in running.processes:
             stop_group(proc.pid, timeout=3.0)
+        for sock in running.silent_sockets:
+            sock.close()
 
     def stop_all(self) -> None:
         for uid in list(self.pods):

@@ -1,0 +1,211 @@
+"""Reaching pprof through the API server's pods/portforward, for pods the operator cannot dial.
+
+The port-forward goes through the real kube-apiserver (its pods/portforward subresource,
+authorization and upgrade proxy) to the harness's kubelet stand-in, which runs the kubelet's own
+port-forward server (k8s.io/cri-streaming) and connects to the stand-in pod. Pods annotated
+`stand-in.spikeprof.io/unroutable` report a pod IP that never answers, as when the operator runs
+outside the cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client  # type: ignore[import-untyped]
+from localcluster.controlplane import ControlPlane
+
+from .conftest import REPO_ROOT, Operator
+from .sessions import (
+    annotate_session,
+    capture_dirs,
+    create_session,
+    read_metadata,
+    session_body,
+    wait_captures,
+    wait_running,
+)
+
+pytestmark = pytest.mark.e2e
+UNROUTABLE = "stand-in.spikeprof.io/unroutable"
+CHART = REPO_ROOT / "charts" / "spikeprof"
+
+
+def _dapr_pod(api: client.ApiClient, namespace: str, name: str, *, unroutable: bool) -> None:
+    annotations = {
+        "dapr.io/enabled": "true",
+        "dapr.io/app-id": "checkout",
+        "dapr.io/enable-profiling": "true",
+    }
+    if unroutable:
+        annotations[UNROUTABLE] = "true"
+    client.CoreV1Api(api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": {"app": "pf"}, "annotations": annotations},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "checkout", "ports": [{"containerPort": 8080}]},
+                    {"name": "daprd", "image": "daprd", "ports": [{"containerPort": 3500}]},
+                ]
+            },
+        },
+    )
+
+
+def _session(name: str, access: str, profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    return session_body(
+        name,
+        {
+            "selector": {"matchLabels": {"app": "pf"}, "daprAppID": "checkout"},
+            "target": {"kind": "dapr", "access": access},
+            "profiles": profiles,
+            "trigger": {"immediate": True},
+            "output": {"volume": {}},
+        },
+    )
+
+
+def _by_pod(root: Path) -> dict[str, dict[str, Any]]:
+    return {directory.parts[-2]: read_metadata(directory) for directory in capture_dirs(root)}
+
+
+def test_port_forward_captures_a_pod_whose_ip_does_not_answer(
+    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    _dapr_pod(api, namespace, "hidden-0", unroutable=True)
+    wait_running(api, namespace, "app=pf", 1, wait_for)
+    profiles = [{"type": "cpu", "duration": "1s"}, {"type": "heap"}, {"type": "goroutine"}]
+    create_session(api, namespace, _session("tunnel", "portForward", profiles))
+    status = wait_captures(api, namespace, "tunnel", 1, wait_for)
+    assert status["lastCapture"]["result"] == "Succeeded", (status, operator.log()[-5000:])
+
+    [directory] = capture_dirs(operator.artifact_root)
+    metadata = read_metadata(directory)
+    assert metadata["access"] == "portForward"
+    assert metadata["endpoint"] == (
+        f"http://hidden-0.{namespace}.port-forward.invalid:7777/debug/pprof"
+    )
+    assert metadata["container"] == "daprd"
+    assert {p["file"] for p in metadata["profiles"]} == {
+        "cpu.pb.gz",
+        "heap.pb.gz",
+        "goroutine.pb.gz",
+    }
+    # Every byte came through the websocket: go tool pprof reads what was written.
+    for name in ("cpu.pb.gz", "heap.pb.gz"):
+        shown = subprocess.run(
+            ["go", "tool", "pprof", "-top", str(directory / name)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "flat%" in shown.stdout
+
+
+def test_auto_dials_pods_that_answer_and_tunnels_to_the_others(
+    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    _dapr_pod(api, namespace, "seen-0", unroutable=False)
+    _dapr_pod(api, namespace, "hidden-0", unroutable=True)
+    wait_running(api, namespace, "app=pf", 2, wait_for)
+    create_session(api, namespace, _session("either", "auto", [{"type": "goroutine"}]))
+    status = wait_captures(api, namespace, "either", 1, wait_for)
+    assert status["lastCapture"]["result"] == "Succeeded", (status, operator.log()[-5000:])
+    metadata = _by_pod(operator.artifact_root)
+    assert metadata["seen-0"]["access"] == "direct"
+    assert metadata["hidden-0"]["access"] == "portForward"
+    assert all(m["profiles"][0]["bytes"] > 0 for m in metadata.values())
+
+
+def test_a_port_nothing_listens_on_fails_the_capture_with_the_kubelets_reason(
+    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+) -> None:
+    _dapr_pod(api, namespace, "hidden-0", unroutable=True)
+    wait_running(api, namespace, "app=pf", 1, wait_for)
+    body = _session("wrong-port", "portForward", [{"type": "heap"}])
+    body["spec"]["target"]["port"] = 7070  # nothing listens there
+    create_session(api, namespace, body)
+    status = wait_captures(api, namespace, "wrong-port", 1, wait_for)
+    assert status["lastCapture"]["result"] == "Failed"
+    [failure] = status["lastCapture"]["failures"]
+    assert failure["reason"] == "ConnectionRefused", failure
+    assert f"port-forward to pod {namespace}/hidden-0 port 7070" in failure["message"]
+    assert "connection refused" in failure["message"]
+
+
+def _chart_role(namespace: str, *, port_forward: bool) -> dict[str, Any]:
+    """The Role the chart gives a namespaced operator, as `helm template` renders it."""
+    rendered = subprocess.run(
+        [
+            str(REPO_ROOT / ".cluster" / "bin" / "helm"),
+            "template",
+            "spikeprof",
+            str(CHART),
+            "--kube-version=1.37.2",  # this helm has no version stamp of its own (1.20)
+            "--set=watch.mode=namespaced",
+            f"--set=watch.namespaces={{{namespace}}}",
+            f"--set=rbac.portForward={str(port_forward).lower()}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    [role] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role"]
+    return {"metadata": {"name": "spikeprof-operator"}, "rules": role["rules"]}
+
+
+def test_port_forward_needs_the_charts_rbac_flag(
+    api: client.ApiClient,
+    cluster: ControlPlane,
+    crd_installed: None,
+    namespace: str,
+    wait_for: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "spikeprof"}})
+    rbac.create_namespaced_role(namespace, _chart_role(namespace, port_forward=False))
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "spikeprof-operator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "spikeprof-operator",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "spikeprof", "namespace": namespace}],
+        },
+    )
+    kubeconfig = cluster.service_account_kubeconfig(
+        namespace, "spikeprof", tmp_path / "operator.kubeconfig"
+    )
+    operator = Operator(kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", [namespace])
+    _dapr_pod(api, namespace, "hidden-0", unroutable=True)
+    wait_running(api, namespace, "app=pf", 1, wait_for)
+    operator.start()
+    try:
+        create_session(api, namespace, _session("rbac", "portForward", [{"type": "heap"}]))
+        status = wait_captures(api, namespace, "rbac", 1, wait_for)
+        assert status["lastCapture"]["result"] == "Failed", operator.log()[-5000:]
+        [failure] = status["lastCapture"]["failures"]
+        assert "HTTP 403" in failure["message"], failure
+        assert "pods/portforward" in failure["message"]
+        assert "rbac.portForward=true" in failure["message"]
+
+        # The chart's flag grants exactly what was missing: the next capture comes through.
+        rbac.replace_namespaced_role(
+            "spikeprof-operator", namespace, _chart_role(namespace, port_forward=True)
+        )
+        annotate_session(api, namespace, "rbac", "spikeprof.io/capture-now", "with-rights")
+        status = wait_captures(api, namespace, "rbac", 2, wait_for)
+        assert status["lastCapture"]["result"] == "Succeeded", operator.log()[-5000:]
+        assert status["captures"]["failed"] == 1
+    finally:
+        operator.stop()
