@@ -103,15 +103,20 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
     minio.stop()
     annotate_session(api, namespace, "to-s3", "spikeprof.io/capture-now", "during-outage")
     wait_captures(api, namespace, "to-s3", 2, wait_for)
+    # A pass may notice the outage (retention cannot list) before the capture is spooled: wait
+    # for the pass that counts the waiting capture.
     waiting = wait_for(
         lambda: (
-            (c := _condition(api, namespace, "ArtifactsUploaded")) and c["status"] == "False" and c
+            (c := _condition(api, namespace, "ArtifactsUploaded"))
+            and c["status"] == "False"
+            and "1 capture(s)" in c["message"]
+            and c
         ),
         60,
-        "ArtifactsUploaded=False",
+        "ArtifactsUploaded=False with the waiting capture",
     )
     assert waiting["reason"] in ("StoreUnreachable", "Spooling")
-    assert "1 capture" in waiting["message"] or "waiting" in waiting["message"]
+    assert "waiting for the object store" in waiting["message"]
     assert len(capture_dirs(operator.artifact_root)) == 1, "spooled on the volume"
 
     minio.start()

@@ -64,12 +64,17 @@ class SessionOutputs:
             self.store_spec = store_spec
         try:
             result = await self.uploader.upload_pending()
-            if spec.retention is not None:
-                await self.uploader.apply_retention(self.namespace, self.name, spec.retention, now)
         except ObjectStoreError as error:
             state = await self.uploader.refresh()
             return False, "StoreUnreachable", f"{error} {state.message()}"
         state = result.state
+        if spec.retention is not None:
+            try:
+                await self.uploader.apply_retention(self.namespace, self.name, spec.retention, now)
+            except ObjectStoreError as error:
+                # The uploads went through; only the clean-up could not: say which.
+                message = f"Retention did not run: {error} {state.message()}"
+                return False, "StoreUnreachable", message
         if not state.healthy:
             return False, "Spooling", state.message()
         return True, "Uploaded", f"Every capture is in {store_spec.url}. {state.message()}"
