@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 
-from .conftest import Operator
+from .conftest import REPO_ROOT, Operator
 from .sessions import (
     GROUP,
     PLURAL,
@@ -18,11 +18,13 @@ from .sessions import (
     capture_dirs,
     create_session,
     get_session,
+    read_metadata,
     session_body,
     wait_captures,
 )
 
 pytestmark = pytest.mark.e2e
+EXAMPLES = REPO_ROOT / "examples"
 DAPR = {"dapr.io/enabled": "true", "dapr.io/app-id": "checkout", "team": "shop"}
 
 
@@ -208,3 +210,45 @@ def test_bare_pods_are_never_patched_and_dry_run_changes_nothing(
     )
     template = apps.read_namespaced_deployment("web", namespace).spec.template.metadata.annotations
     assert "dapr.io/enable-profiling" not in template
+
+
+def test_the_readme_dapr_how_to_goes_from_app_to_flame_graph_and_back(
+    namespace: str,
+    api: client.ApiClient,
+    operator: Operator,
+    kubectl: Callable[..., Any],
+    wait_for: Callable[..., Any],
+) -> None:
+    """examples/dapr-checkout-app.yaml and dapr-profiling-session.yaml, applied as written."""
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "dapr-checkout-app.yaml"))
+    apps = client.AppsV1Api(api)
+    wait_for(
+        lambda: (
+            (apps.read_namespaced_deployment("checkout-dapr", namespace).status.ready_replicas) == 2
+        ),
+        60,
+        "the Dapr app's two pods",
+    )
+    before = apps.read_namespaced_deployment("checkout-dapr", namespace).spec.template.to_dict()
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "dapr-profiling-session.yaml"))
+
+    status = wait_captures(api, namespace, "checkout-dapr", 1, wait_for, timeout=120)
+    assert status["phase"] == "Armed", status
+    assert status["lastCapture"]["result"] == "Succeeded", (status, operator.log()[-5000:])
+    directories = capture_dirs(operator.artifact_root)
+    assert len(directories) == 2
+    for directory in directories:
+        metadata = read_metadata(directory)
+        assert (metadata["container"], metadata["access"]) == ("daprd", "direct")
+        cpu = next(p for p in metadata["profiles"] if p["parameters"]["type"] == "cpu")
+        assert (directory / cpu["flamegraph"]).read_text().startswith("<!DOCTYPE html>")
+
+    kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / "dapr-profiling-session.yaml"))
+    wait_for(
+        lambda: (
+            apps.read_namespaced_deployment("checkout-dapr", namespace).spec.template.to_dict()
+            == before
+        ),
+        30,
+        "the Deployment's template restored",
+    )
