@@ -128,32 +128,11 @@ def test_pods_stop_when_deleted(
 def test_service_account_kubeconfig_has_exactly_its_rbac(
     cluster: ControlPlane, namespace: str, api: client.ApiClient, tmp_path: Path, bin_dir: Path
 ) -> None:
-    core = client.CoreV1Api(api)
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
-    )
-    rbac = client.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
+    kubeconfig = cluster.service_account_with_rules(
         namespace,
-        {
-            "metadata": {"name": "pod-reader"},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "pod-reader"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "pod-reader",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-        },
-    )
-    kubeconfig = cluster.service_account_kubeconfig(
-        namespace, "reader", tmp_path / "reader.kubeconfig"
+        "reader",
+        [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        tmp_path / "reader.kubeconfig",
     )
 
     def can(verb: str, resource: str) -> str:

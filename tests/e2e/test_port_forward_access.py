@@ -139,8 +139,8 @@ def test_a_port_nothing_listens_on_fails_the_capture_with_the_kubelets_reason(
     assert "connection refused" in failure["message"]
 
 
-def _chart_role(namespace: str, *, port_forward: bool) -> dict[str, Any]:
-    """The Role the chart gives a namespaced operator, as `helm template` renders it."""
+def _chart_role_rules(namespace: str, *, port_forward: bool) -> list[dict[str, Any]]:
+    """The rules of the Role the chart gives a namespaced operator, as `helm template` renders."""
     rendered = subprocess.run(
         [
             str(REPO_ROOT / ".cluster" / "bin" / "helm"),
@@ -157,7 +157,8 @@ def _chart_role(namespace: str, *, port_forward: bool) -> dict[str, Any]:
         check=True,
     ).stdout
     [role] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role"]
-    return {"metadata": {"name": "spikeprof-operator"}, "rules": role["rules"]}
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
 
 
 def test_port_forward_needs_the_charts_rbac_flag(
@@ -168,23 +169,11 @@ def test_port_forward_needs_the_charts_rbac_flag(
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "spikeprof"}})
-    rbac.create_namespaced_role(namespace, _chart_role(namespace, port_forward=False))
-    rbac.create_namespaced_role_binding(
+    kubeconfig = cluster.service_account_with_rules(
         namespace,
-        {
-            "metadata": {"name": "spikeprof-operator"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "spikeprof-operator",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "spikeprof", "namespace": namespace}],
-        },
-    )
-    kubeconfig = cluster.service_account_kubeconfig(
-        namespace, "spikeprof", tmp_path / "operator.kubeconfig"
+        "spikeprof",
+        _chart_role_rules(namespace, port_forward=False),
+        tmp_path / "operator.kubeconfig",
     )
     operator = Operator(kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", [namespace])
     _dapr_pod(api, namespace, "hidden-0", unroutable=True)
@@ -200,8 +189,13 @@ def test_port_forward_needs_the_charts_rbac_flag(
         assert "rbac.portForward=true" in failure["message"]
 
         # The chart's flag grants exactly what was missing: the next capture comes through.
-        rbac.replace_namespaced_role(
-            "spikeprof-operator", namespace, _chart_role(namespace, port_forward=True)
+        client.RbacAuthorizationV1Api(api).replace_namespaced_role(
+            "spikeprof",
+            namespace,
+            {
+                "metadata": {"name": "spikeprof"},
+                "rules": _chart_role_rules(namespace, port_forward=True),
+            },
         )
         annotate_session(api, namespace, "rbac", "spikeprof.io/capture-now", "with-rights")
         status = wait_captures(api, namespace, "rbac", 2, wait_for)

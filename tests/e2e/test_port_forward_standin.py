@@ -285,31 +285,11 @@ def test_websocket_port_forward_needs_create_on_pods_portforward(
     """Kubernetes 1.35+ (AuthorizePodWebsocketUpgradeCreatePermission) also asks for `create`
     on a websocket GET: `get` alone, enough before, is now refused."""
     _create_pod(api, namespace, "web", wait_for)
-    client.CoreV1Api(api).create_namespaced_service_account(
-        namespace, {"metadata": {"name": "forwarder"}}
-    )
-    rbac = client.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
+    kubeconfig = cluster.service_account_with_rules(
         namespace,
-        {
-            "metadata": {"name": "forwarder"},
-            "rules": [{"apiGroups": [""], "resources": ["pods/portforward"], "verbs": verbs}],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "forwarder"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "forwarder",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "forwarder", "namespace": namespace}],
-        },
-    )
-    kubeconfig = cluster.service_account_kubeconfig(
-        namespace, "forwarder", tmp_path / "forwarder.kubeconfig"
+        "forwarder",
+        [{"apiGroups": [""], "resources": ["pods/portforward"], "verbs": verbs}],
+        tmp_path / "forwarder.kubeconfig",
     )
     token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
     credentials = Credentials(ca=cluster.ca_cert, token=token)

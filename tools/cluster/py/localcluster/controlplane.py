@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -205,26 +206,32 @@ class ControlPlane:
     def _wait_ready(self, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(self.ca_cert))
         context.load_cert_chain(str(self.admin_pair.cert), str(self.admin_pair.key))
+        self._wait_serving("kube-apiserver", f"{self.server}/readyz", context, timeout, 0.5)
+        self._write_kubeconfig(self.kubeconfig, "admin", self.admin_pair)
+
+    def _wait_serving(
+        self, name: str, url: str, context: ssl.SSLContext, timeout: float, interval: float
+    ) -> None:
+        """Until `url` answers 2xx; fails early, naming its log, if any child process exits."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         with httpx.Client(verify=context, timeout=5.0) as client:
             while time.monotonic() < deadline:
-                for name, proc in self.processes.items():
+                for child, proc in self.processes.items():
                     if proc.poll() is not None:
                         raise ControlPlaneError(
-                            f"{name} exited with code {proc.returncode} during start-up; "
-                            f"see {self.log_dir / (name + '.log')}"
+                            f"{child} exited with code {proc.returncode} during start-up; "
+                            f"see {self.log_dir / (child + '.log')}"
                         )
                 try:
-                    response = client.get(f"{self.server}/readyz")
-                    if response.status_code == 200:
-                        self._write_kubeconfig(self.kubeconfig, "admin", self.admin_pair)
+                    response = client.get(url)
+                    if response.is_success:
                         return
                     last = f"HTTP {response.status_code}: {response.text[-300:]}"
                 except httpx.HTTPError as error:
                     last = str(error)
-                time.sleep(0.5)
-        raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s: {last}")
+                time.sleep(interval)
+        raise ControlPlaneError(f"{name} not ready after {timeout:.0f}s: {last}")
 
     def _start_controller_manager(self) -> None:
         kubeconfig = self.workdir / "controller-manager.kubeconfig"
@@ -273,25 +280,8 @@ class ControlPlane:
         context.load_cert_chain(
             str(self.kubelet_client_pair.cert), str(self.kubelet_client_pair.key)
         )
-        proc = self.processes["kubelet-standin"]
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        with httpx.Client(verify=context, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise ControlPlaneError(
-                        f"kubelet-standin exited with code {proc.returncode} during start-up; "
-                        f"see {self.log_dir / 'kubelet-standin.log'}"
-                    )
-                try:
-                    response = client.get(f"https://127.0.0.1:{self.kubelet_port}/healthz")
-                    if response.is_success:
-                        return
-                    last = f"HTTP {response.status_code}: {response.text[-300:]}"
-                except httpx.HTTPError as error:
-                    last = str(error)
-                time.sleep(0.1)
-        raise ControlPlaneError(f"kubelet-standin not serving after {timeout:.0f}s: {last}")
+        url = f"https://127.0.0.1:{self.kubelet_port}/healthz"
+        self._wait_serving("kubelet-standin", url, context, timeout, 0.1)
 
     def _start_standin(self) -> None:
         kubeconfig = self.workdir / "stand-in.kubeconfig"
@@ -429,6 +419,33 @@ class ControlPlane:
         return self.token_kubeconfig(
             path, token.status.token, f"system:serviceaccount:{namespace}:{name}"
         )
+
+    def service_account_with_rules(
+        self, namespace: str, name: str, rules: list[dict[str, Any]], path: Path
+    ) -> Path:
+        """A ServiceAccount bound to a Role `name` with `rules`; returns its kubeconfig."""
+        from kubernetes import client, config  # type: ignore[import-untyped]
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        with api:
+            client.CoreV1Api(api).create_namespaced_service_account(
+                namespace, {"metadata": {"name": name}}
+            )
+            rbac = client.RbacAuthorizationV1Api(api)
+            rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+            rbac.create_namespaced_role_binding(
+                namespace,
+                {
+                    "metadata": {"name": name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": name,
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+                },
+            )
+        return self.service_account_kubeconfig(namespace, name, path)
 
     def token_kubeconfig(self, path: Path, token: str, user: str) -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
