@@ -83,6 +83,7 @@ bench: venv binaries ## Benchmarks under bench/ (figures printed and kept in ben
 	$(PY) bench/alert_latency.py
 	$(PY) bench/evaluation_cost.py
 	$(PY) bench/pprof_analysis.py
+	$(PY) bench/port_forward_cost.py
 
 .PHONY: manifests
 manifests: ## Render deploy/ from charts/spikeprof (copies crds/ into the chart first).
