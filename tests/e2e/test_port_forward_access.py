@@ -24,6 +24,7 @@ from .sessions import (
     annotate_session,
     capture_dirs,
     create_session,
+    get_session,
     read_metadata,
     session_body,
     wait_captures,
@@ -187,6 +188,10 @@ def test_port_forward_needs_the_charts_rbac_flag(
         assert "HTTP 403" in failure["message"], failure
         assert "pods/portforward" in failure["message"]
         assert "rbac.portForward=true" in failure["message"]
+        # The session said so before any capture was due, from an access review.
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["PortForwardAllowed"]["status"] == "False"
+        assert conditions["PortForwardAllowed"]["reason"] == "Forbidden"
 
         # The chart's flag grants exactly what was missing: the next capture comes through.
         client.RbacAuthorizationV1Api(api).replace_namespaced_role(
@@ -201,5 +206,13 @@ def test_port_forward_needs_the_charts_rbac_flag(
         status = wait_captures(api, namespace, "rbac", 2, wait_for)
         assert status["lastCapture"]["result"] == "Succeeded", operator.log()[-5000:]
         assert status["captures"]["failed"] == 1
+        wait_for(
+            lambda: any(
+                (c["type"], c["status"]) == ("PortForwardAllowed", "True")
+                for c in get_session(api, namespace, "rbac")["status"]["conditions"]
+            ),
+            30,
+            "PortForwardAllowed=True once the Role grants it",
+        )
     finally:
         operator.stop()

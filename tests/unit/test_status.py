@@ -16,6 +16,7 @@ from spikeprof.core.status import (
     RECENT_CAPTURES,
     capture_done_patch,
     observation_patch,
+    port_forward_conditions,
     set_condition,
 )
 
@@ -101,3 +102,31 @@ def test_a_capture_without_pods_fails_with_its_reason() -> None:
     assert (
         outcome.summary() == "Capture id (immediate) failed: no selected pod is running and ready."
     )
+
+
+def _port_forward(conditions: list[dict[str, object]], access: str, allowed: bool | None) -> list:
+    return port_forward_conditions(
+        conditions, access=access, allowed=allowed, namespace="shop", generation=3, now=T0
+    )
+
+
+def test_port_forward_denied_says_what_fails_and_how_to_grant_it() -> None:
+    [denied] = _port_forward([], "portForward", False)
+    assert (denied["type"], denied["status"], denied["reason"]) == (
+        "PortForwardAllowed",
+        "False",
+        "Forbidden",
+    )
+    assert "every capture would fail" in denied["message"]
+    assert "rbac.portForward=true" in denied["message"]
+    [auto] = _port_forward([], "auto", False)
+    assert "pods whose IP does not answer cannot be captured" in auto["message"]
+
+
+def test_port_forward_condition_is_kept_while_unknown_and_dropped_for_direct() -> None:
+    allowed = _port_forward([{"type": "Ready", "status": "True"}], "auto", True)
+    by_type = {c["type"]: c for c in allowed}
+    assert set(by_type) == {"Ready", "PortForwardAllowed"}
+    assert by_type["PortForwardAllowed"]["reason"] == "Allowed"
+    assert _port_forward(allowed, "auto", None) == allowed
+    assert [c["type"] for c in _port_forward(allowed, "direct", None)] == ["Ready"]

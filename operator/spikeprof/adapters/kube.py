@@ -358,6 +358,28 @@ class PodPortForward:
         # A websocket client with the same configuration, hence the same credentials and CA.
         self._ws_client = WsApiClient(configuration=api_client.configuration)
         self._api = client.CoreV1Api(self._ws_client)
+        self._reviews = client.AuthorizationV1Api(api_client)
+
+    async def allowed(self, namespace: str) -> bool:
+        """Whether the operator may port-forward in `namespace` (asked of the API server).
+
+        A SelfSubjectAccessReview, which every authenticated identity may create: the same
+        check the API server makes when a port-forward opens (create on pods/portforward).
+        """
+        body = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb="create", resource="pods", subresource="portforward"
+                )
+            )
+        )
+        try:
+            review = await self._reviews.create_self_subject_access_review(body)
+        except ApiException as error:
+            raise KubeError(
+                f"could not ask whether port-forward is allowed: HTTP {error.status} {error.reason}"
+            ) from None
+        return bool(review.status.allowed)
 
     async def open(self, namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
         where = f"pod {namespace}/{pod} port {port}"

@@ -280,3 +280,43 @@ def capture_done_patch(
             now=now,
         ),
     }
+
+
+def port_forward_conditions(
+    conditions: Sequence[Mapping[str, Any]],
+    *,
+    access: str,
+    allowed: bool | None,
+    namespace: str,
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """The PortForwardAllowed condition for sessions that may port-forward; gone for direct.
+
+    `allowed` None: not known yet (the review failed), so the conditions stay as they were.
+    """
+    if access == "direct":
+        return [dict(c) for c in conditions if c.get("type") != "PortForwardAllowed"]
+    if allowed is None:
+        return [dict(c) for c in conditions]
+    if allowed:
+        message = f"The operator may open port-forwards to pods in {namespace} (access {access})."
+    else:
+        consequence = (
+            "every capture would fail"
+            if access == "portForward"
+            else "pods whose IP does not answer cannot be captured"
+        )
+        message = (
+            f"The operator may not create pods/portforward in {namespace}: {consequence}. "
+            "Grant it create and get on pods/portforward (Helm: rbac.portForward=true)."
+        )
+    return set_condition(
+        conditions,
+        type="PortForwardAllowed",
+        status=allowed,
+        reason="Allowed" if allowed else "Forbidden",
+        message=message,
+        generation=generation,
+        now=now,
+    )

@@ -47,6 +47,7 @@ async def serve_session(
         registry=memo.sessions,
         armer=Armer(namespace, name, memo.workloads, memo.capturer.fetcher, memo.capturer.router),
         outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
+        port_forward_allowed=memo.port_forward.allowed,
     )
     memo.metrics.sessions.inc()
     await pod_cache.acquire(namespace)

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import datetime
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spikeprof.adapters.kube import SessionStatusWriter
+from spikeprof.adapters.kube import KubeError, SessionStatusWriter
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
 from spikeprof.core.arming import parse_workload
@@ -62,6 +62,7 @@ class SessionWorker:
         registry: SessionRegistry,
         outputs: SessionOutputs,
         armer: Armer,
+        port_forward_allowed: Callable[[str], Awaitable[bool]],
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -80,6 +81,8 @@ class SessionWorker:
         self.registry = registry
         self.outputs = outputs
         self.armer = armer
+        self.port_forward_allowed = port_forward_allowed
+        self._port_forward: tuple[float, bool | None] = (0.0, None)  # (next look, answer)
         self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
         self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
@@ -129,6 +132,14 @@ class SessionWorker:
             generation=generation,
             now=now,
             is_expired=is_expired and progress.pending is None,
+        )
+        patch["conditions"] = status_rules.port_forward_conditions(
+            patch["conditions"],
+            access=parsed.target.access,
+            allowed=await self._may_port_forward(parsed.target.access),
+            namespace=self.namespace,
+            generation=generation,
+            now=now,
         )
         if "armedWorkloads" in arming_patch:
             patch["armedWorkloads"] = arming_patch["armedWorkloads"]
@@ -208,6 +219,19 @@ class SessionWorker:
             if known != sorted(current.get("armedWorkloads") or ()):
                 patch["armedWorkloads"] = known
         return patch, report.armed
+
+    async def _may_port_forward(self, access: str) -> bool | None:
+        """Asked of the API server every TICK_SECONDS while the session may port-forward."""
+        if access == "direct":
+            return None
+        due, answer = self._port_forward
+        if time.monotonic() >= due:
+            try:
+                answer = await self.port_forward_allowed(self.namespace)
+            except KubeError:
+                answer = None  # unknown: the condition stays as it was, asked again next tick
+            self._port_forward = (time.monotonic() + TICK_SECONDS, answer)
+        return answer
 
     def _select(self, selector: LabelSelector) -> tuple[list[PodInfo], list[PodInfo]]:
         """The selected pods and, sorted by name, those reachable; cached per pods version."""
