@@ -50,16 +50,24 @@ _SCRIPT = """
 (() => {
   "use strict";
   const data = JSON.parse(document.getElementById("flame-data").textContent);
-  const names = data.names, packed = data.frames, count = packed.length / 3, total = data.total;
+  // A plain graph packs (name, depth, value) per frame; a differential one (diff_page.py) adds
+  // (base value, self, base self), is coloured by change and shows both figures.
+  const diff = data.kind === "diff", stride = diff ? 6 : 3;
+  const names = data.names, packed = data.frames, count = packed.length / stride;
+  const total = data.total, baseTotal = data.baseTotal;
   const nameOf = new Int32Array(count), depth = new Int32Array(count);
   const parent = new Int32Array(count), end = new Int32Array(count);
   const value = new Float64Array(count), start = new Float64Array(count);
   const next = new Float64Array(count);
+  const base = new Float64Array(count), self = new Float64Array(count);
+  const baseSelf = new Float64Array(count);
   const path = [];
   let maxDepth = 0;
   // Frames come depth first: rebuild parents, x offsets and where each subtree ends.
   for (let i = 0; i < count; i++) {
-    nameOf[i] = packed[3 * i]; depth[i] = packed[3 * i + 1]; value[i] = packed[3 * i + 2];
+    const at = stride * i;
+    nameOf[i] = packed[at]; depth[i] = packed[at + 1]; value[i] = packed[at + 2];
+    if (diff) { base[i] = packed[at + 3]; self[i] = packed[at + 4]; baseSelf[i] = packed[at + 5]; }
     while (path.length > depth[i]) end[path.pop()] = i;
     const p = path.length ? path[path.length - 1] : -1;
     parent[i] = p;
@@ -70,6 +78,19 @@ _SCRIPT = """
     maxDepth = Math.max(maxDepth, depth[i]);
   }
   while (path.length) end[path.pop()] = count;
+  // Differential: the change of a frame's self value, as a share of each total (or absolute, as
+  // a share of the spike's total); the largest change on the page gets the deepest colour.
+  const delta = new Float64Array(count);
+  let largest = 0;
+  if (diff) {
+    for (let i = 0; i < count; i++) {
+      const spikeShare = total ? self[i] / total : 0;
+      delta[i] = data.normalized
+        ? spikeShare - (baseTotal ? baseSelf[i] / baseTotal : 0)
+        : (total ? (self[i] - baseSelf[i]) / total : 0);
+      largest = Math.max(largest, Math.abs(delta[i]));
+    }
+  }
 
   const ROW = 18, PAD = 3, CHAR = 7.3, SVG = "http://www.w3.org/2000/svg";
   const chart = document.getElementById("chart"), svg = document.getElementById("flame");
@@ -78,6 +99,7 @@ _SCRIPT = """
   let zoomed = 0, matches = null;
 
   function format(v) {  // as pprof: the largest unit the value has at least one of
+    if (v < 0) return "-" + format(-v);
     if (!data.ladder.length) {
       return String(v) + (data.unit && data.unit !== "count" ? " " + data.unit : "");
     }
@@ -89,7 +111,15 @@ _SCRIPT = """
     return (v / best[1]).toFixed(2).replace(/\\.00$/, "") + best[0];
   }
   function percent(v, of) { return of ? (100 * v / of).toFixed(2) + "%" : "0%"; }
-  function color(name) {
+  function color(i) {
+    if (diff) {  // Gregg's scheme: red grew, blue shrank, white the same
+      if (i === 0 || !largest || delta[i] === 0) return "rgb(250,250,250)";
+      const fade = Math.round(250 - 190 * Math.min(1, Math.abs(delta[i]) / largest));
+      const pale = fade + "," + fade;
+      return delta[i] > 0 ? "rgb(250," + pale + ")" : "rgb(" + pale + ",250)";
+    }
+    if (i === 0) return "#e8a33d";
+    const name = names[nameOf[i]];
     let h = 0;
     for (let k = 0; k < name.length; k++) h = (h * 31 + name.charCodeAt(k)) >>> 0;
     return "hsl(" + (8 + h % 44) + ", 85%, " + (55 + (h >>> 8) % 14) + "%)";
@@ -120,7 +150,7 @@ _SCRIPT = """
     rect.setAttribute("y", String(depth[i] * ROW));
     rect.setAttribute("width", Math.max(width, 0.5).toFixed(2));
     rect.setAttribute("height", String(ROW - 1));
-    rect.setAttribute("fill", i === 0 ? "#e8a33d" : color(name));
+    rect.setAttribute("fill", color(i));
     const text = document.createElementNS(SVG, "text");
     text.setAttribute("x", (x + PAD).toFixed(2));
     text.setAttribute("y", String(depth[i] * ROW + ROW - 5));
@@ -166,17 +196,33 @@ _SCRIPT = """
     const g = event.target.closest ? event.target.closest("g.frame") : null;
     return g ? Number(g.getAttribute("data-i")) : -1;
   }
+  function line(text) {
+    const div = document.createElement("div");
+    div.textContent = text;
+    return div;
+  }
+  function figures(i) {
+    if (!diff) {
+      return [line(format(value[i]) + " (" + percent(value[i], total) + " of the total" +
+        (zoomed ? ", " + percent(value[i], value[zoomed]) + " of the zoomed frame" : "") + ")")];
+    }
+    const points = (100 * delta[i]).toFixed(2);
+    return [
+      line("spike: " + format(value[i]) + " (" + percent(value[i], total) + "), self " +
+        format(self[i]) + " (" + percent(self[i], total) + ")"),
+      line("base: " + format(base[i]) + " (" + percent(base[i], baseTotal) + "), self " +
+        format(baseSelf[i]) + " (" + percent(baseSelf[i], baseTotal) + ")"),
+      line("self change: " + (delta[i] > 0 ? "+" : "") + points + " percentage points" +
+        (data.normalized ? "" : " of the spike total")),
+    ];
+  }
   svg.addEventListener("click", (event) => { const i = frameAt(event); if (i >= 0) zoom(i); });
   svg.addEventListener("mousemove", (event) => {
     const i = frameAt(event);
     if (i < 0) { tooltip.hidden = true; return; }
-    const name = document.createElement("div");
+    const name = line(names[nameOf[i]]);
     name.className = "name";
-    name.textContent = names[nameOf[i]];
-    const figures = document.createElement("div");
-    figures.textContent = format(value[i]) + " (" + percent(value[i], total) + " of the total" +
-      (zoomed ? ", " + percent(value[i], value[zoomed]) + " of the zoomed frame" : "") + ")";
-    tooltip.replaceChildren(name, figures);
+    tooltip.replaceChildren(name, ...figures(i));
     tooltip.hidden = false;
     const x = Math.min(event.clientX + 14, window.innerWidth - tooltip.offsetWidth - 4);
     const y = Math.min(event.clientY + 14, window.innerHeight - tooltip.offsetHeight - 4);

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from spikeprof.pprof.diff import render_diff_flamegraph
 from spikeprof.pprof.flamegraph import render_flamegraph
 from spikeprof.pprof.profile import decode, decode_file
 from spikeprof.pprof.summary import summarize
@@ -224,3 +225,41 @@ async def test_hostile_function_names_show_as_text_and_run_nothing(
         await page.evaluate("document.querySelector('#tooltip .name').textContent") == HOSTILE_NAME
     )
     assert await page.evaluate("window.pwned === undefined") is True
+
+
+def _cpu_profile(*, parse: int, hash_: int) -> bytes:
+    """main.main -> main.serve -> main.parse / main.hash (leaves), values in nanoseconds."""
+    builder = ProfileBuilder().sample_type("samples", "count").sample_type("cpu", "nanoseconds")
+    call_chain(builder, ["main.main", "main.serve", "main.parse", "main.hash"])
+    builder.sample([3, 2, 1], [parse // 10_000_000, parse])
+    builder.sample([4, 2, 1], [hash_ // 10_000_000, hash_])
+    return builder.body()
+
+
+def _fill(name: str) -> str:
+    return f"document.querySelector({json.dumps(frame(name) + ' rect')}).getAttribute('fill')"
+
+
+async def test_a_differential_flame_graph_is_red_where_the_spike_grew_and_blue_where_it_shrank(
+    page: Page, tmp_path: Path
+) -> None:
+    base = decode(_cpu_profile(parse=200_000_000, hash_=800_000_000))
+    spike = decode(_cpu_profile(parse=800_000_000, hash_=200_000_000))
+    html = render_diff_flamegraph(base, spike, title="checkout-0 cpu")
+    await page.navigate(write_page(tmp_path, "diff.html", html))
+
+    assert set(await page.evaluate(FRAME_NAMES)) >= {"main.serve", "main.parse", "main.hash"}
+    # Gregg's colours: red grew (rgb(250, x, x)), blue shrank (rgb(x, x, 250)), white the same.
+    assert await page.evaluate(_fill("main.parse")) == "rgb(250,60,60)"  # the largest change
+    assert await page.evaluate(_fill("main.hash")) == "rgb(60,60,250)"
+    assert await page.evaluate(_fill("main.serve")) == "rgb(250,250,250)"  # no self time
+
+    await page.hover(*await page.center_of(frame("main.parse")))
+    name, spike_line, base_line, change = await page.evaluate(
+        "[...document.getElementById('tooltip').children].map(e => e.textContent)"
+    )
+    assert name == "main.parse"
+    assert spike_line == "spike: 800ms (80.00%), self 800ms (80.00%)"
+    assert base_line == "base: 200ms (20.00%), self 200ms (20.00%)"
+    assert change == "self change: +60.00 percentage points"
+    assert await page.evaluate("window.performance.getEntriesByType('resource').length") == 0
