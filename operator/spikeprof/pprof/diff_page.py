@@ -40,9 +40,7 @@ def page(
     """The whole HTML document for a differential flame graph (time_nanos: base, spike)."""
     unit = graph.sample_type.unit
     data = {
-        "type": graph.sample_type.type,
-        "unit": unit,
-        "ladder": [list(step) for step in units.ladder(unit)],
+        **flamegraph_page.sample_data(graph.sample_type.type, unit),
         "kind": "diff",  # the shared script draws frames of 6 numbers, coloured by change
         "total": graph.spike_total,
         "baseTotal": graph.base_total,
@@ -69,44 +67,19 @@ def page(
             "width is the spike's, so they are not drawn: see the losers of "
             "`spikeprof captures diff`."
         )
-    note_html = "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     how = "share of each profile's total" if normalized else "value"
-    escaped_title = html.escape(title)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy"
- content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escaped_title} differential flame graph</title>
-<style>{flamegraph_page._STYLE}{_EXTRA_STYLE}</style>
-</head>
-<body>
-<header>
-<h1>{escaped_title}</h1>
-<p class="meta">{html.escape(" · ".join(meta))}</p>
-<p class="hint">Width is the spike profile's. Colour is the change of each frame's self
+    return flamegraph_page.document(
+        title=title,
+        kind="differential flame graph",
+        meta=meta,
+        hint_html=f"""Width is the spike profile's. Colour is the change of each frame's self
 {html.escape(how)} from the base to the spike on the same call path:
 <span class="legend"><i style="background:rgb(250,60,60)"></i>grew
 <i style="background:rgb(250,250,250)"></i>same
 <i style="background:rgb(60,60,250)"></i>shrank</span>.
-Click a frame to zoom in on it, Reset to zoom out.</p>
-{note_html}
-<div class="controls">
-<label>Search <input id="search" type="search" placeholder="part of a function name"
- autocomplete="off" spellcheck="false"></label>
-<span id="matched" aria-live="polite"></span>
-<button id="reset" type="button" hidden>Reset zoom</button>
-</div>
-</header>
-<main id="chart"><svg id="flame" xmlns="http://www.w3.org/2000/svg" role="img"
- aria-label="differential flame graph"></svg></main>
-<div id="tooltip" role="tooltip" hidden></div>
-<noscript><p>This flame graph is drawn by JavaScript. <code>spikeprof captures diff</code>
-gives the same comparison as text.</p></noscript>
-<script type="application/json" id="flame-data">{flamegraph_page._json_for_script(data)}</script>
-<script>{flamegraph_page._SCRIPT}</script>
-</body>
-</html>
-"""
+Click a frame to zoom in on it, Reset to zoom out.""",
+        notes=notes,
+        data=data,
+        fallback_html="<code>spikeprof captures diff</code>\ngives the same comparison as text.",
+        extra_style=_EXTRA_STYLE,
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import html
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spikeprof.pprof import units
 
@@ -256,15 +256,9 @@ def _json_for_script(data: object) -> str:
 
 def page(graph: FlameGraph, *, title: str, time_nanos: int) -> str:
     """The whole HTML document for a flame graph."""
+    data = {**sample_data(graph.sample_type.type, graph.sample_type.unit), "total": graph.total}
+    data.update(names=list(graph.names), frames=[n for frame in graph.frames for n in frame])
     unit = graph.sample_type.unit
-    data = {
-        "type": graph.sample_type.type,
-        "unit": unit,
-        "ladder": [list(step) for step in units.ladder(unit)],
-        "total": graph.total,
-        "names": list(graph.names),
-        "frames": [number for frame in graph.frames for number in frame],
-    }
     meta = [f"{graph.sample_type.type} ({unit})", f"{units.scaled_label(graph.total, unit)} total"]
     if time_nanos:
         taken = datetime.datetime.fromtimestamp(time_nanos // 10**9, tz=datetime.UTC)
@@ -282,8 +276,45 @@ def page(graph: FlameGraph, *, title: str, time_nanos: int) -> str:
             f"{graph.dropped_frames} frames narrower than {graph.min_fraction:.2%} of the total "
             "are not drawn; `go tool pprof` on the profile shows every one."
         )
-    note_html = "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
+    return document(
+        title=title,
+        kind="flame graph",
+        meta=meta,
+        hint_html=(
+            "Click a frame to zoom in on it, Reset to zoom out. Width is the share of the\n"
+            "total in which a function is on the stack along that path."
+        ),
+        notes=notes,
+        data=data,
+        fallback_html=(
+            "<code>go tool pprof -top</code> on the\nprofile gives the same functions as text."
+        ),
+    )
+
+
+def sample_data(sample_type: str, unit: str) -> dict[str, Any]:
+    """What the script needs to name and scale values: type, unit and pprof's unit ladder."""
+    return {
+        "type": sample_type,
+        "unit": unit,
+        "ladder": [list(step) for step in units.ladder(unit)],
+    }
+
+
+def document(
+    *,
+    title: str,
+    kind: str,
+    meta: list[str],
+    hint_html: str,
+    notes: list[str],
+    data: dict[str, Any],
+    fallback_html: str,
+    extra_style: str = "",
+) -> str:
+    """The page around a graph's data; `hint_html` and `fallback_html` are trusted markup."""
     escaped_title = html.escape(title)
+    note_html = "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -291,15 +322,14 @@ def page(graph: FlameGraph, *, title: str, time_nanos: int) -> str:
 <meta http-equiv="Content-Security-Policy"
  content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escaped_title} flame graph</title>
-<style>{_STYLE}</style>
+<title>{escaped_title} {kind}</title>
+<style>{_STYLE}{extra_style}</style>
 </head>
 <body>
 <header>
 <h1>{escaped_title}</h1>
 <p class="meta">{html.escape(" · ".join(meta))}</p>
-<p class="hint">Click a frame to zoom in on it, Reset to zoom out. Width is the share of the
-total in which a function is on the stack along that path.</p>
+<p class="hint">{hint_html}</p>
 {note_html}
 <div class="controls">
 <label>Search <input id="search" type="search" placeholder="part of a function name"
@@ -309,10 +339,9 @@ total in which a function is on the stack along that path.</p>
 </div>
 </header>
 <main id="chart"><svg id="flame" xmlns="http://www.w3.org/2000/svg" role="img"
- aria-label="flame graph"></svg></main>
+ aria-label="{kind}"></svg></main>
 <div id="tooltip" role="tooltip" hidden></div>
-<noscript><p>This flame graph is drawn by JavaScript. <code>go tool pprof -top</code> on the
-profile gives the same functions as text.</p></noscript>
+<noscript><p>This flame graph is drawn by JavaScript. {fallback_html}</p></noscript>
 <script type="application/json" id="flame-data">{_json_for_script(data)}</script>
 <script>{_SCRIPT}</script>
 </body>
