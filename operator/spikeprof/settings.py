@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from spikeprof.core.quantities import parse_quantity
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the operator cannot use."""
@@ -30,6 +32,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = parse_quantity(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a size such as 512Mi or 2Gi") from None
+    if value < 1:
+        raise SettingsError(f"{name}={raw!r} must be at least one byte")
+    return int(value)
 
 
 def _read_secret(path: Path | None, name: str) -> str | None:
@@ -99,6 +114,9 @@ class Settings:
     this certificate and key; unset serves plain HTTP."""
 
     alerts_tls_key: Path | None = None
+    spool_max_bytes: int = 1 << 30
+    """SPIKEPROF_SPOOL_MAX_BYTES: bytes of one session's captures that may wait on the volume
+    for its object store; past it, new captures are refused (as failed) until uploads resume."""
 
     def alerts_token(self) -> str | None:
         return _read_secret(self.alerts_token_file, "SPIKEPROF_ALERTS_TOKEN_FILE")
@@ -123,6 +141,7 @@ class Settings:
             alerts_token_file=_path(env, "SPIKEPROF_ALERTS_TOKEN_FILE"),
             alerts_tls_cert=_path(env, "SPIKEPROF_ALERTS_TLS_CERT"),
             alerts_tls_key=_path(env, "SPIKEPROF_ALERTS_TLS_KEY"),
+            spool_max_bytes=_bytes(env, "SPIKEPROF_SPOOL_MAX_BYTES", 1 << 30),
         )
         if (settings.alerts_tls_cert is None) != (settings.alerts_tls_key is None):
             raise SettingsError(

@@ -144,3 +144,62 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
         return ids if len(ids) == 2 and ids[0] == captures[1] else None
 
     assert wait_for(two_newest, 60, "retention to keep the newest 2")[1].endswith("-capture-now")
+
+
+def test_a_full_spool_refuses_new_captures_and_keeps_the_waiting_ones(
+    namespace: str,
+    api: client.ApiClient,
+    operator_process: Operator,
+    wait_for: Callable[..., Any],
+    minio_factory: Callable[[], MinioServer],
+) -> None:
+    operator = operator_process
+    operator.env["SPIKEPROF_SPOOL_MAX_BYTES"] = "1"  # one waiting capture fills it
+    operator.start()
+    minio = minio_factory()
+    minio.stop()  # the store is away from the start
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s3-creds"},
+            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        },
+    )
+    create_pod(api, namespace, "web-1", {"app": "web"})
+    wait_running(api, namespace, "app=web", 1, wait_for)
+    spec = {
+        "selector": {"matchLabels": {"app": "web"}},
+        "target": {"port": 7777},
+        "profiles": [{"type": "goroutine"}],
+        "trigger": {"immediate": True},
+        "output": {
+            "objectStore": {
+                "url": f"s3://{BUCKET}/full/{namespace}",
+                "secretRef": {"name": "s3-creds"},
+                "endpoint": minio.endpoint,
+                "allowHttp": True,
+            }
+        },
+    }
+    create_session(api, namespace, session_body("to-s3", spec))
+    status = wait_captures(api, namespace, "to-s3", 1, wait_for)
+    assert status["lastCapture"]["result"] == "Succeeded"  # taken, and waiting in the spool
+    [waiting] = capture_dirs(operator.artifact_root)
+
+    annotate_session(api, namespace, "to-s3", "spikeprof.io/capture-now", "while-full")
+    status = wait_captures(api, namespace, "to-s3", 2, wait_for)
+    refused = status["lastCapture"]
+    assert (refused["result"], refused["pods"]) == ("Failed", 0)
+    assert "new captures are refused until the store takes some" in refused["message"]
+    assert capture_dirs(operator.artifact_root) == [waiting]  # kept, nothing added
+
+    minio.start()
+    wait_for(
+        lambda: (c := _condition(api, namespace, "ArtifactsUploaded")) and c["status"] == "True",
+        60,
+        "the waiting capture uploaded",
+    )
+    annotate_session(api, namespace, "to-s3", "spikeprof.io/capture-now", "room-again")
+    status = wait_captures(api, namespace, "to-s3", 3, wait_for)
+    assert status["lastCapture"]["result"] == "Succeeded", status["lastCapture"]
+    assert status["captures"] == {"total": 3, "failed": 1, "profiles": 2, "profilesFailed": 0}

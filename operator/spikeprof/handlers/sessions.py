@@ -46,7 +46,13 @@ async def serve_session(
         spikes=SpikeWatcher(memo.source_factory),
         registry=memo.sessions,
         armer=Armer(namespace, name, memo.workloads, memo.capturer.fetcher, memo.capturer.router),
-        outputs=SessionOutputs(namespace, name, memo.config.artifact_root, memo.secret_reader.read),
+        outputs=SessionOutputs(
+            namespace,
+            name,
+            memo.config.artifact_root,
+            memo.secret_reader.read,
+            spool_max_bytes=memo.config.spool_max_bytes,
+        ),
         port_forward_allowed=memo.port_forward.allowed,
     )
     memo.metrics.sessions.inc()

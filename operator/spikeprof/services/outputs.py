@@ -14,7 +14,7 @@ from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core import status as status_rules
 from spikeprof.core.retention import StoredCapture, capture_time, captures_to_delete
 from spikeprof.core.spec import ObjectStoreSpec, SessionSpec
-from spikeprof.services.uploader import Uploader
+from spikeprof.services.uploader import DEFAULT_MAX_SPOOL_BYTES, SpoolFullError, Uploader
 
 ReadSecret = Callable[[str, str], Awaitable[dict[str, str]]]
 TICK_SECONDS = 10.0  # how often pending uploads and retention are looked at without a capture
@@ -25,11 +25,19 @@ log = logging.getLogger("spikeprof.outputs")
 class SessionOutputs:
     """One session's object-store uploader (rebuilt when its spec changes) and retention."""
 
-    def __init__(self, namespace: str, name: str, root: Path, read_secret: ReadSecret) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        root: Path,
+        read_secret: ReadSecret,
+        spool_max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+    ) -> None:
         self.namespace = namespace
         self.name = name
         self.volume = VolumeStore(root)
         self.read_secret = read_secret
+        self.spool_max_bytes = spool_max_bytes
         self.store_spec: ObjectStoreSpec | None = None
         self.uploader: Uploader | None = None
 
@@ -52,6 +60,22 @@ class SessionOutputs:
             now=now,
         )
         return {"conditions": conditions}
+
+    async def refusal(self, spec: SessionSpec) -> str | None:
+        """Why a new capture may not be taken now (its spool is full), or None."""
+        if spec.object_store is None:
+            return None
+        if self.uploader is None or spec.object_store != self.store_spec:
+            try:
+                self.uploader = await self._uploader(spec, spec.object_store)
+            except (KubeError, ObjectStoreError):
+                return None  # the store is unusable: ArtifactsUploaded says why; capture anyway
+            self.store_spec = spec.object_store
+        try:
+            await self.uploader.ensure_room()
+        except SpoolFullError as full:
+            return str(full)
+        return None
 
     async def _upload(
         self, spec: SessionSpec, store_spec: ObjectStoreSpec, now: datetime.datetime
@@ -98,6 +122,7 @@ class SessionOutputs:
             store=store,
             keep_uploaded=spec.volume_output,  # the spool is the volume output: keep it there
             only_session=(self.namespace, self.name),
+            max_bytes=self.spool_max_bytes,
         )
 
     def _volume_retention(self, spec: SessionSpec, now: datetime.datetime) -> None:

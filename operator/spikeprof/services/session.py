@@ -16,6 +16,7 @@ from spikeprof.core import status as status_rules
 from spikeprof.core.arming import parse_workload
 from spikeprof.core.guards import apply_session_guards, expired
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.selector import LabelSelector
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.alerts import SessionRegistry, SessionView
@@ -333,7 +334,10 @@ class SessionWorker:
         current: dict[str, Any],
         generation: int,
     ) -> None:
-        if progress.pending is None:
+        # A full spool (the object store has been away) refuses new captures: the oldest
+        # waiting ones are kept, and the request ends as a failed capture saying why.
+        refusal = await self.outputs.refusal(parsed) if progress.pending is None else None
+        if refusal is None and progress.pending is None:
             # Durable before any profile is fetched: after a crash, this very capture resumes.
             await self.writer.patch(self.namespace, self.name, status_rules.pending_patch(request))
             self.post_event(
@@ -341,7 +345,7 @@ class SessionWorker:
                 "CaptureStarted",
                 f"Capture {request.id} started ({request.reason}) on {len(reachable)} pod(s).",
             )
-        else:
+        elif refusal is None:
             self.post_event(
                 "Normal",
                 "CaptureResumed",
@@ -356,7 +360,10 @@ class SessionWorker:
             self._pod_exists,
             baseline_id=current.get("baselineCapture") if request.trigger != "baseline" else None,
         )
-        outcome = await self.capturer.run(job, reachable)
+        if refusal is not None:
+            outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
+        else:
+            outcome = await self.capturer.run(job, reachable)
         done = planner.progress_after(progress, request)
         now = datetime.datetime.now(datetime.UTC)
         finished = status_rules.capture_done_patch(
@@ -364,6 +371,18 @@ class SessionWorker:
         )
         # Out of Capturing in the same write that ends the capture, never after it.
         finished["phase"] = status_rules.phase_for(capturing=False, reachable=len(reachable))
+        if parsed.object_store is not None and outcome.pods:
+            # Until the next upload pass, the store does not hold this capture: say so in the
+            # same write, so that no reader sees it finished and "every capture" uploaded.
+            finished["conditions"] = status_rules.set_condition(
+                finished["conditions"],
+                type="ArtifactsUploaded",
+                status=False,
+                reason="Uploading",
+                message=f"Capture {request.id} is on its way to {parsed.object_store.url}.",
+                generation=generation,
+                now=now,
+            )
         await self.writer.patch(self.namespace, self.name, finished)
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
