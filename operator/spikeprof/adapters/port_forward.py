@@ -87,6 +87,10 @@ class PortForwardStream(httpcore.AsyncNetworkStream):
             await self.websocket.close()
 
     def get_extra_info(self, info: str) -> Any:
+        # httpcore asks before reusing an idle connection: readable while idle means the other
+        # side has closed (or sent what nobody asked for), so the pool drops it.
+        if info == "is_readable":
+            return self.eof or self.websocket.closed or bool(self.buffer)
         return None
 
     async def _receive(self, seconds: float | None, timeout_error: type[Exception]) -> None:
