@@ -25,8 +25,9 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator and dev tools.
 
 .PHONY: binaries
-binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, pprof-target, kubelet-standin.
+binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, fake-gcs-server, pprof-target, kubelet-standin; install Azurite.
 	tools/cluster/build.sh
+	tools/azurite/install.sh >/dev/null
 
 ##@ Checks
 

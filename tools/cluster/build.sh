@@ -31,6 +31,7 @@ modules=(
   "pprof-target|-s -w|."
   "cluster/kubelet-standin|-s -w|."
   "cluster/minio|-s -w|github.com/minio/minio"
+  "cluster/fake-gcs-server|-s -w|."
 )
 
 want=("$@")
