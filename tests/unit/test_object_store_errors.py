@@ -101,3 +101,28 @@ def test_an_error_without_the_request_url_names_the_configured_endpoint() -> Non
         str(translated)
         == "Could not list y: http://minio:9000 did not answer (connection refused)."
     )
+
+
+AZURE_NOT_FOUND = (
+    "Object at location x/k not found: Error performing PUT http://127.0.0.1:10000/"
+    "devstoreaccount1/c/x/k in 3ms - Server returned non-2xx status code: 404 Not Found: "
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Error>\n  <Code>ResourceNotFound'
+    "</Code>\n  <Message>The specified resource does not exist.\nRequestId:4c0d31a4\n"
+    "Time:2026-11-26T04:15:57.537Z</Message>\n</Error>"
+)
+
+
+def test_an_azure_message_is_its_first_line_and_a_full_endpoint_gets_no_advice() -> None:
+    # Azure follows its message with RequestId and Time lines; the endpoint names the account,
+    # so the advice to add it would be wrong.
+    translated = translate_error(
+        FileNotFoundError(AZURE_NOT_FOUND),
+        "upload k",
+        endpoint="http://127.0.0.1:10000/devstoreaccount1",
+        scheme="az",
+    )
+    assert type(translated) is ObjectNotFoundError
+    assert str(translated) == (
+        "Could not upload k: http://127.0.0.1:10000 answered The specified resource does not "
+        "exist. (ResourceNotFound)."
+    )

@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,10 @@ OPERATION_TIMEOUT plus its size at this rate, so large files are not cut off on 
 
 DOWNLOAD_CHUNK = 1024 * 1024
 """Bytes of a download gathered before each write to the local file."""
+
+DELETES_IN_FLIGHT = 8
+"""Delete requests at once when keys are deleted one by one (after a store reported a missing
+key in a bulk delete)."""
 
 Scheme = Literal["s3", "gs", "az"]
 
@@ -149,7 +154,10 @@ class StoreOptions:
 
     endpoint: str | None = None
     """Base URL of an S3-compatible or emulated service (`http://minio.storage:9000`); None
-    means the provider's endpoint for the region."""
+    means the provider's endpoint for the region. For az:// it is the account's blob endpoint,
+    as `BlobEndpoint` in a connection string: `https://<account>.blob.core.windows.net`, or
+    `http://azurite.storage:10000/devstoreaccount1` for Azurite, whose URLs carry the account in
+    the path. For gs:// it replaces `https://storage.googleapis.com`."""
     region: str | None = None
     """S3 region of the bucket; None means the environment's `AWS_REGION`, else `us-east-1`.
     AWS answers a request to the wrong region with an error, not a redirect that is followed."""
@@ -248,7 +256,7 @@ def _open_s3(
 ) -> obstore.store.S3Store:
     config: S3Config = {"virtual_hosted_style_request": options.virtual_hosted_style}
     if options.endpoint is not None:
-        config["endpoint"] = options.endpoint
+        config["endpoint"] = _base_url(options.endpoint)
     if options.region is not None:
         config["region"] = options.region
     provider = None
@@ -275,7 +283,8 @@ def _open_gcs(
 ) -> obstore.store.GCSStore:
     config: GCSConfig = {}
     if options.endpoint is not None:
-        config["base_url"] = options.endpoint
+        # Takes precedence over a `gcs_base_url` in the key, as an option set on the session should.
+        config["base_url"] = _base_url(options.endpoint)
     if credentials is not None:
         _refuse_unknown_keys(credentials, list(_GCS_CREDENTIAL_KEYS), "gs")
         if not credentials.get("GOOGLE_SERVICE_ACCOUNT_KEY"):
@@ -284,13 +293,38 @@ def _open_gcs(
                 "that a gs:// store needs."
             )
         config["service_account_key"] = credentials["GOOGLE_SERVICE_ACCOUNT_KEY"]
-    return obstore.store.GCSStore(
-        location.bucket,
-        prefix=location.prefix or None,
-        config=config,
-        client_options=_client_options(options),
-        retry_config=_retry_config(options),
-    )
+    try:
+        return obstore.store.GCSStore(
+            location.bucket,
+            prefix=location.prefix or None,
+            config=config,
+            client_options=_client_options(options),
+            retry_config=_retry_config(options),
+        )
+    except obstore.exceptions.BaseError as error:
+        if credentials is None or not _KEY_TROUBLE.search(str(error)):
+            raise
+        # The key is read (and its private key parsed) here, before any request: say which
+        # setting is wrong rather than quoting the crate's decoder.
+        raise ObjectStoreConfigError(
+            f"Cannot use {location.url}: GOOGLE_SERVICE_ACCOUNT_KEY in the credentials is not a "
+            f"usable service account key ({_key_problem(str(error))})."
+        ) from error
+
+
+_KEY_TROUBLE = re.compile(r"credential|pem file|RSA key|private key", re.I)
+
+
+def _key_problem(text: str) -> str:
+    """The decoder's reason, without obstore's prefixes: `missing field private_key`, say."""
+    line = _first_line(text)
+    for noise in (
+        "Generic GCS error: ",
+        "Generic AwsLcCryptoProvider error: ",
+        "GCP credential error: ",
+    ):
+        line = line.replace(noise, "")
+    return line.replace("`", "").rstrip(".")
 
 
 def _open_azure(
@@ -298,7 +332,7 @@ def _open_azure(
 ) -> obstore.store.AzureStore:
     config: AzureConfig = {}
     if options.endpoint is not None:
-        config["endpoint"] = options.endpoint
+        config["endpoint"] = _base_url(options.endpoint)
     if options.azure_account is not None:
         config["account_name"] = options.azure_account
     if credentials is not None:
@@ -318,6 +352,11 @@ def _open_azure(
         client_options=_client_options(options),
         retry_config=_retry_config(options),
     )
+
+
+def _base_url(endpoint: str) -> str:
+    # The crates append "/<bucket>/<key>" to the endpoint: a trailing slash would double it.
+    return endpoint.rstrip("/")
 
 
 def _open(
@@ -480,16 +519,43 @@ class ObjectStore:
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 await obstore.delete_async(self._store, list(keys))
         except FileNotFoundError as error:
-            # S3 deletes missing keys silently; a store that complains only says it is gone.
+            # S3 deletes missing keys silently; GCS and Azure report each one, and obstore stops
+            # at the first report, so keys after it may be left: go over them one by one.
             if _NO_SUCH_BUCKET.search(str(error)):
                 raise self._translate(error, f"delete under {self.url_of()}") from error
+            await self._delete_each(keys)
         except _STORE_FAILURES as error:
             raise self._translate(
                 error, f"delete {len(keys)} object(s) under {self.url_of()}"
             ) from error
 
+    async def _delete_each(self, keys: Sequence[str]) -> None:
+        """Delete keys with one request each (a few at a time); a missing key is no error."""
+        slots = asyncio.Semaphore(DELETES_IN_FLIGHT)
+
+        async def delete_one(key: str) -> None:
+            async with slots:
+                try:
+                    await obstore.delete_async(self._store, key)
+                except FileNotFoundError as error:
+                    if _NO_SUCH_BUCKET.search(str(error)):
+                        raise
+
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                async with asyncio.TaskGroup() as group:
+                    for key in keys:
+                        group.create_task(delete_one(key))
+        except* _STORE_FAILURES as errors:
+            error = errors.exceptions[0]
+            raise self._translate(
+                error, f"delete {len(keys)} object(s) under {self.url_of()}"
+            ) from error
+
     def _translate(self, error: BaseException, doing: str) -> ObjectStoreError:
-        return translate_error(error, doing, endpoint=self.options.endpoint)
+        return translate_error(
+            error, doing, endpoint=self.options.endpoint, scheme=self.location.scheme
+        )
 
 
 def _first_line(text: str) -> str:
@@ -497,11 +563,14 @@ def _first_line(text: str) -> str:
 
 
 _S3_CODE = re.compile(r"<Code>([^<]+)</Code>")
-_S3_MESSAGE = re.compile(r"<Message>([^<]+)</Message>")
+# Azure's message goes on with lines "RequestId:..." and "Time:...": the first line is the message.
+_S3_MESSAGE = re.compile(r"<Message>([^<\n]+)")
 _HTTP_STATUS = re.compile(r"status code: (\d{3})(?: ([A-Za-z ]+))?")
 _RETRIES = re.compile(r"after (\d+) retries")
 _REQUEST_URL = re.compile(r"Error performing [A-Z]+ ([a-z]+://[^/\s]+)")
 _NO_SUCH_BUCKET = re.compile(r"NoSuchBucket|ContainerNotFound|bucket does not exist", re.I)
+# Codes of a 404 that mean the key itself is missing; another code names what else is.
+_NO_SUCH_KEY_CODES = frozenset({"NoSuchKey", "BlobNotFound"})
 
 # Error codes S3, GCS's XML API and Azure answer when credentials are wrong, expired or too weak.
 _AUTH_CODES = frozenset(
@@ -530,7 +599,9 @@ _NO_ANSWER = (
 )
 
 
-def translate_error(error: BaseException, doing: str, *, endpoint: str | None) -> ObjectStoreError:
+def translate_error(
+    error: BaseException, doing: str, *, endpoint: str | None, scheme: Scheme = "s3"
+) -> ObjectStoreError:
     """Our error, with a sentence a person can act on, for one of obstore's (or a timeout)."""
     text = str(error)
     lowered = text.lower()
@@ -562,10 +633,17 @@ def translate_error(error: BaseException, doing: str, *, endpoint: str | None) -
             f"{said or status_text or _first_line(text)}."
         )
     if _NO_SUCH_BUCKET.search(text):
+        bucket = "container" if scheme == "az" else "bucket"
         return ObjectNotFoundError(
-            f"Could not {doing}: the bucket does not exist at {where}: {said or status_text}."
+            f"Could not {doing}: the {bucket} does not exist at {where}: {said or status_text}."
         )
+    advice = _endpoint_advice(scheme, endpoint, code.group(1) if code else None)
     if isinstance(error, FileNotFoundError) or status_code == 404:
+        if code is not None and code.group(1) not in _NO_SUCH_KEY_CODES:
+            # Not the object: the account or the path (Azure's ResourceNotFound, say).
+            return ObjectNotFoundError(
+                f"Could not {doing}: {where} answered {said or status_text}{advice}."
+            )
         return ObjectNotFoundError(f"Could not {doing}: there is no such object.")
     if isinstance(error, obstore.exceptions.InvalidPathError | ValueError):
         return ObjectStoreConfigError(f"Could not {doing}: {_first_line(text)}")
@@ -578,4 +656,23 @@ def translate_error(error: BaseException, doing: str, *, endpoint: str | None) -
             return ObjectStoreUnreachableError(
                 f"Could not {doing}: {where} did not answer ({reason}{gave_up})."
             )
-    return ObjectStoreError(f"Could not {doing}: {said or status_text or _first_line(text)}")
+    return ObjectStoreError(
+        f"Could not {doing}: {said or status_text or _first_line(text)}{advice}"
+        + ("." if advice else "")
+    )
+
+
+# What Azure (Azurite) answers when the URL's first segments are not account and container.
+_WRONG_AZURE_PATH_CODES = frozenset({"ResourceNotFound", "OutOfRangeInput", "InvalidResourceName"})
+
+
+def _endpoint_advice(scheme: Scheme, endpoint: str | None, code: str | None) -> str:
+    """Advice for an az:// endpoint without the account in its path, when the answer fits."""
+    if scheme != "az" or not endpoint or code not in _WRONG_AZURE_PATH_CODES:
+        return ""
+    if urllib.parse.urlsplit(endpoint).path.strip("/"):
+        return ""  # the path names the account already
+    return (
+        "; if the endpoint is an emulator's, it must end with the account, as in "
+        "http://azurite:10000/devstoreaccount1"
+    )
