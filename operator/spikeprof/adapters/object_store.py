@@ -345,13 +345,23 @@ def _open_azure(
             "An az:// store needs the storage account: set AZURE_STORAGE_ACCOUNT_NAME in the "
             "credentials or the azure_account option."
         )
-    return obstore.store.AzureStore(
-        location.bucket,
-        prefix=location.prefix or None,
-        config=config,
-        client_options=_client_options(options),
-        retry_config=_retry_config(options),
-    )
+    try:
+        return obstore.store.AzureStore(
+            location.bucket,
+            prefix=location.prefix or None,
+            config=config,
+            client_options=_client_options(options),
+            retry_config=_retry_config(options),
+        )
+    except obstore.exceptions.BaseError as error:
+        if "Invalid Access Key" not in str(error):
+            raise
+        # The key is base64-decoded here, before any request: name the setting that is wrong.
+        detail = _first_line(str(error)).rpartition("Invalid Access Key: ")[2].rstrip(".")
+        raise ObjectStoreConfigError(
+            f"Cannot use {location.url}: AZURE_STORAGE_ACCOUNT_KEY is not a storage account key "
+            f"(not base64: {detail})."
+        ) from error
 
 
 def _base_url(endpoint: str) -> str:

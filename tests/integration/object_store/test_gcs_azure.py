@@ -251,6 +251,7 @@ async def test_gcs_the_endpoint_option_replaces_the_key_base_url(
             "Invalid RSA key: InvalidEncoding",
         ),
     ],
+    ids=["not-json", "no-private-key", "private-key-not-rsa"],
 )
 def test_gcs_a_key_that_cannot_be_used_is_refused_in_one_sentence_before_any_request(
     fake_gcs: EmulatorServer, service_account_key: str, problem: str
@@ -298,7 +299,10 @@ def test_azure_an_account_key_that_is_not_base64_is_refused_before_any_request(
                 "AZURE_STORAGE_ACCOUNT_KEY": "not base64!",
             },
         )
-    assert str(caught.value).startswith(f"Cannot use az://{BUCKET}/x: ")
+    assert str(caught.value) == (
+        f"Cannot use az://{BUCKET}/x: AZURE_STORAGE_ACCOUNT_KEY is not a storage account key "
+        "(not base64: Invalid symbol 32, offset 3)."
+    )
 
 
 @pytest.mark.parametrize(
@@ -318,6 +322,7 @@ def test_azure_an_account_key_that_is_not_base64_is_refused_before_any_request(
             "{base_url} answered The specified resource does not exist. (ResourceNotFound)",
         ),
     ],
+    ids=["container-as-account", "unknown-account"],
 )
 async def test_azure_an_endpoint_without_the_account_says_what_the_endpoint_should_be(
     azurite: AzuriteServer,
