@@ -7,10 +7,9 @@ port-forward server), one stand-in pod runs pprof-target with --goroutines parke
 The operator's own fetch path (ProfileFetcher, httpx, and for port-forward the websocket
 transport in adapters/port_forward.py) takes from that same pod:
 
-- heap: a heap profile, --fetches times, direct and through port-forward, keeping the
-  connection between fetches (keep-alive, as within one capture); and through port-forward with
-  `Connection: close`, so that each fetch opens a new websocket through the API server (what
-  the first profile of a capture pays);
+- heap: a heap profile, --fetches times, direct (keep-alive, as the operator's client does)
+  and through port-forward (a new websocket through the API server for each fetch, as the
+  operator's port-forward transport does: it keeps no idle tunnels);
 - goroutine: `goroutine?debug=2`, a large text answer, --fetches/4 times per route, for
   throughput (MB/s) and the operator's CPU seconds per MB (websocket framing is done in Python).
 
@@ -99,29 +98,13 @@ async def measure(kubeconfig: Path, pod_ip: str, fetches: int, scratch: Path) ->
                 return run
 
             for route, base in bases.items():
-                await fetch_heap(base, fetcher)()  # warm: connection open, pprof's first answer
+                await fetch_heap(base, fetcher)()  # warm: pprof's first answer, a direct conn
                 walls, cpu, size = await timed(fetches, fetch_heap(base, fetcher))
-                results[f"heap_{route}_keepalive"] = {
+                results[f"heap_{route}"] = {
                     **latency(walls),
                     "bytes": size,
                     "cpu_ms_per_fetch": round(cpu / fetches * 1000, 2),
                 }
-
-            async def fresh_tunnel() -> int:
-                # Connection: close makes the pod end the connection after its answer, so each
-                # fetch opens a new websocket through the API server (same client, same pool).
-                reply = await http.get(
-                    f"{bases['portForward']}/heap", headers={"Connection": "close"}, timeout=30
-                )
-                reply.raise_for_status()
-                return len(reply.content)
-
-            walls, cpu, size = await timed(fetches, fresh_tunnel)
-            results["heap_portForward_new_tunnel"] = {
-                **latency(walls),
-                "bytes": size,
-                "cpu_ms_per_fetch": round(cpu / fetches * 1000, 2),
-            }
 
             big = max(2, fetches // 4)
             for route, base in bases.items():

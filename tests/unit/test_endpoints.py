@@ -15,7 +15,7 @@ from spikeprof.core.pods import (
     resolve_endpoint,
 )
 from spikeprof.core.spec import TargetSpec
-from spikeprof.services.routes import EndpointRouter
+from spikeprof.services.routes import RETRY_DIRECT_SECONDS, EndpointRouter
 
 
 def pod(annotations: dict[str, str] | None = None, ip: str | None = "10.0.0.7") -> Any:
@@ -119,23 +119,44 @@ def test_an_annotated_port_out_of_range_is_refused() -> None:
 
 
 class Dialer:
-    def __init__(self, answers: bool) -> None:
-        self.answers = answers
+    def __init__(self, accepts: bool) -> None:
+        self.accepts = accepts
         self.dialed: list[tuple[str, int]] = []
 
     async def __call__(self, ip: str, port: int) -> bool:
         self.dialed.append((ip, port))
-        return self.answers
+        return self.accepts
 
 
-@pytest.mark.parametrize(("answers", "access"), [(True, "direct"), (False, "portForward")])
-async def test_auto_dials_the_pod_ip_once_and_keeps_the_answer(answers: bool, access: str) -> None:
-    dialer = Dialer(answers)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_auto_dials_a_pod_directly_for_good_once_its_ip_accepts() -> None:
+    dialer = Dialer(True)
     router = EndpointRouter(dialer)
     for _ in range(3):
         endpoint = await router.endpoint(pod(), target(kind="dapr", access="auto"))
-        assert endpoint.access == access
+        assert endpoint.access == "direct"
     assert dialer.dialed == [("10.0.0.7", 7777)]
+
+
+async def test_auto_tunnels_while_the_ip_does_not_accept_and_tries_it_again_later() -> None:
+    dialer, clock = Dialer(False), Clock()
+    router = EndpointRouter(dialer, clock)
+    spec = target(kind="dapr", access="auto")
+    assert (await router.endpoint(pod(), spec)).access == "portForward"
+    clock.now += RETRY_DIRECT_SECONDS - 1
+    assert (await router.endpoint(pod(), spec)).access == "portForward"
+    assert len(dialer.dialed) == 1  # not dialed again yet
+    dialer.accepts = True  # say profiling got armed, or a NetworkPolicy changed
+    clock.now += 1
+    assert (await router.endpoint(pod(), spec)).access == "direct"
+    assert len(dialer.dialed) == 2
 
 
 async def test_auto_without_a_pod_ip_goes_through_the_api_server() -> None:
@@ -151,3 +172,26 @@ async def test_fixed_access_modes_never_probe(access: str) -> None:
     endpoint = await EndpointRouter(dialer).endpoint(pod(), target(port=6060, access=access))
     assert endpoint.access == access
     assert dialer.dialed == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "@vault-0.vault.port-forward.invalid:8200/v1/sys",
+        "/debug@169.254.169.254/",
+        "debug/pprof",
+        "/pprof?x=1",
+        "/pprof#frag",
+        "/" + "a" * 300,
+    ],
+)
+def test_a_pod_annotation_cannot_steer_the_url_to_another_host(path: str) -> None:
+    annotations = {"spikeprof.io/pprof-port": "7777", "spikeprof.io/pprof-path": path}
+    for access in ("direct", "portForward"):
+        with pytest.raises(EndpointProblem, match="is not a URL path"):
+            resolve_endpoint(pod(annotations), target(), access)  # type: ignore[arg-type]
+
+
+def test_a_pod_ip_that_is_not_an_address_is_refused() -> None:
+    with pytest.raises(EndpointProblem, match="is not an IP address"):
+        resolve_endpoint(pod(ip="evil.example:80@10.0.0.7"), target(port=1))

@@ -104,27 +104,30 @@ def test_a_capture_without_pods_fails_with_its_reason() -> None:
     )
 
 
-def _port_forward(conditions: list[dict[str, object]], access: str, allowed: bool | None) -> list:
+def _port_forward(
+    conditions: list[dict[str, object]], access: str, missing: list[str] | None
+) -> list:
     return port_forward_conditions(
-        conditions, access=access, allowed=allowed, namespace="shop", generation=3, now=T0
+        conditions, access=access, missing=missing, namespace="shop", generation=3, now=T0
     )
 
 
 def test_port_forward_denied_says_what_fails_and_how_to_grant_it() -> None:
-    [denied] = _port_forward([], "portForward", False)
+    [denied] = _port_forward([], "portForward", ["create"])
     assert (denied["type"], denied["status"], denied["reason"]) == (
         "PortForwardAllowed",
         "False",
         "Forbidden",
     )
-    assert "every capture would fail" in denied["message"]
+    assert "lacks create on pods/portforward in shop: every capture would fail" in denied["message"]
     assert "rbac.portForward=true" in denied["message"]
-    [auto] = _port_forward([], "auto", False)
+    [auto] = _port_forward([], "auto", ["create", "get"])
+    assert "lacks create and get" in auto["message"]
     assert "pods whose IP does not answer cannot be captured" in auto["message"]
 
 
 def test_port_forward_condition_is_kept_while_unknown_and_dropped_for_direct() -> None:
-    allowed = _port_forward([{"type": "Ready", "status": "True"}], "auto", True)
+    allowed = _port_forward([{"type": "Ready", "status": "True"}], "auto", [])
     by_type = {c["type"]: c for c in allowed}
     assert set(by_type) == {"Ready", "PortForwardAllowed"}
     assert by_type["PortForwardAllowed"]["reason"] == "Allowed"

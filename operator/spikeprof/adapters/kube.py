@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import datetime
 import json
 import logging
@@ -344,6 +345,9 @@ _PORT_FORWARD_HINTS = {
     ),
     404: "the pod is gone",
     400: "the pod is not running, or the port is not valid",
+    500: "the API server could not reach the pod's node (its kubelet)",
+    502: "the API server could not reach the pod's node (its kubelet)",
+    503: "the API server could not reach the pod's node (its kubelet)",
 }
 
 
@@ -354,32 +358,47 @@ class PodPortForward:
     to one port of the pod; the API server passes it to the node's kubelet.
     """
 
-    def __init__(self, api_client: Any) -> None:
-        # A websocket client with the same configuration, hence the same credentials and CA.
-        self._ws_client = WsApiClient(configuration=api_client.configuration)
+    def __init__(self, api_client: Any, max_connections: int = 100) -> None:
+        # A websocket client with the same credentials and CA (a shallow copy shares the token
+        # and its refresh), with room for as many tunnels as the fetcher may open at once.
+        configuration = copy.copy(api_client.configuration)
+        configuration.connection_pool_maxsize = max_connections
+        self._ws_client = WsApiClient(configuration=configuration)
         self._api = client.CoreV1Api(self._ws_client)
         self._reviews = client.AuthorizationV1Api(api_client)
 
-    async def allowed(self, namespace: str) -> bool:
-        """Whether the operator may port-forward in `namespace` (asked of the API server).
+    async def missing_rights(self, namespace: str) -> list[str]:
+        """The verbs on pods/portforward in `namespace` the operator lacks (asked of the API
+        server); empty when it may port-forward there.
 
-        A SelfSubjectAccessReview, which every authenticated identity may create: the same
-        check the API server makes when a port-forward opens (create on pods/portforward).
+        A websocket port-forward is a GET: authorized as `get`, and since Kubernetes 1.35
+        (AuthorizePodWebsocketUpgradeCreatePermission) as `create` too. SelfSubjectAccessReviews
+        may be created by every authenticated identity.
         """
-        body = client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(
-                    namespace=namespace, verb="create", resource="pods", subresource="portforward"
+        missing = []
+        for verb in ("create", "get"):
+            body = client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=namespace, verb=verb, resource="pods", subresource="portforward"
+                    )
                 )
             )
-        )
-        try:
-            review = await self._reviews.create_self_subject_access_review(body)
-        except ApiException as error:
-            raise KubeError(
-                f"could not ask whether port-forward is allowed: HTTP {error.status} {error.reason}"
-            ) from None
-        return bool(review.status.allowed)
+            try:
+                review = await self._reviews.create_self_subject_access_review(body)
+            except ApiException as error:
+                raise KubeError(
+                    f"could not ask whether port-forward is allowed: HTTP {error.status} "
+                    f"{error.reason}"
+                ) from None
+            except (aiohttp.ClientError, TimeoutError) as error:
+                # An API server blip must not end the session's loop: unknown, asked again.
+                raise KubeError(
+                    f"could not ask whether port-forward is allowed: {error!r}"
+                ) from None
+            if not review.status.allowed:
+                missing.append(verb)
+        return missing
 
     async def open(self, namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
         where = f"pod {namespace}/{pod} port {port}"

@@ -49,17 +49,11 @@ def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
     return ProfileFailure(FailureReason.UNREACHABLE, f"cannot connect to {url}: {error}")
 
 
-async def pod_ip_answers(ip: str, port: int) -> bool:
-    """Whether there is a route to the pod IP: it accepts, or refuses, a TCP connection.
-
-    A refusal still proves the route (nothing listens yet, say before profiling is armed); only
-    silence or "no route" means the operator cannot dial pods from where it runs.
-    """
+async def pod_ip_accepts(ip: str, port: int) -> bool:
+    """Whether a TCP connection to the pod IP and port is accepted (within PROBE_SECONDS)."""
     try:
         async with asyncio.timeout(PROBE_SECONDS):
             _, writer = await asyncio.open_connection(ip, port)
-    except ConnectionRefusedError:
-        return True
     except (TimeoutError, OSError):
         return False
     writer.close()

@@ -3,7 +3,8 @@
 The fetcher's HTTP client mounts `port_forward_transport()` for hosts under
 `core.pods.PORT_FORWARD_DOMAIN`: each new connection to `<pod>.<namespace>.port-forward.invalid:
 <port>` becomes a port-forward websocket to that pod and port, and HTTP/1.1 runs over it exactly
-as over TCP (keep-alive included), so fetching, limits and timeouts are the same on both routes.
+as over TCP, so fetching, limits and timeouts are the same on both routes. Each request gets
+its own tunnel (see `port_forward_transport`).
 
 The channel protocol (v4.channel.k8s.io): every binary message starts with its channel number;
 channel 0 carries the connection's bytes both ways, channel 1 the kubelet's error text. Each
@@ -29,7 +30,6 @@ from spikeprof.core.pods import PORT_FORWARD_DOMAIN, pod_of_port_forward_host
 DATA_CHANNEL = 0
 ERROR_CHANNEL = 1
 PORT_HEADER_BYTES = 2
-KEEPALIVE_SECONDS = 5.0
 # Go's dialer says this when nothing listens on the pod's port, as a refused TCP connect would.
 REFUSED_MARKER = "connection refused"
 
@@ -87,10 +87,6 @@ class PortForwardStream(httpcore.AsyncNetworkStream):
             await self.websocket.close()
 
     def get_extra_info(self, info: str) -> Any:
-        # httpcore asks before reusing an idle connection: readable while idle means the other
-        # side has closed (or sent what nobody asked for), so the pool drops it.
-        if info == "is_readable":
-            return self.eof or self.websocket.closed or bool(self.buffer)
         return None
 
     async def _receive(self, seconds: float | None, timeout_error: type[Exception]) -> None:
@@ -147,18 +143,24 @@ class PortForwardBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"{host} is not a {PORT_FORWARD_DOMAIN} host")
         namespace, pod = target
         where = f"pod {namespace}/{pod} port {port}"
+        stream: PortForwardStream | None = None
         try:
+            # One deadline for the handshake and the kubelet's port headers: the connect
+            # timeout means the same as for a direct TCP connection.
             async with asyncio.timeout(timeout):
-                websocket = await self.opener.open(namespace, pod, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"port-forward to {where}: no answer in time") from None
-        except Exception as error:  # the opener says why; the fetcher reports a failed connect
-            raise PortForwardError(str(error)) from error
-        stream = PortForwardStream(websocket, where)
-        try:
-            await stream.wait_open(timeout)
-        except BaseException:
-            await stream.aclose()
+                try:
+                    websocket = await self.opener.open(namespace, pod, port)
+                except Exception as error:  # the opener says why; the fetch reports a connect
+                    raise PortForwardError(str(error)) from error
+                stream = PortForwardStream(websocket, where)
+                await stream.wait_open(None)
+        except BaseException as error:
+            if stream is not None:
+                await stream.aclose()
+            if isinstance(error, TimeoutError):
+                raise httpcore.ConnectTimeout(
+                    f"port-forward to {where}: no answer in time"
+                ) from None
             raise
         return stream
 
@@ -181,7 +183,10 @@ def port_forward_transport(opener: StreamOpener, max_connections: int) -> httpx.
     # pool is the documented httpcore one, so it is swapped for one built on port-forward.
     transport._pool = httpcore.AsyncConnectionPool(
         max_connections=max_connections,
-        keepalive_expiry=KEEPALIVE_SECONDS,
+        # No keep-alive: an idle tunnel cannot tell it was closed (nothing reads the websocket
+        # between requests), and reusing a dead one would fail a fetch. A new tunnel costs
+        # ~20 ms (bench/port_forward_cost.py), once per profile.
+        max_keepalive_connections=0,
         network_backend=PortForwardBackend(opener),
     )
     return transport

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -94,6 +96,7 @@ def _resources(containers: Sequence[Mapping[str, Any]]) -> Resources:
 # Port-forwarded endpoints get URLs under a reserved top-level domain (RFC 6761: .invalid never
 # resolves), so that a URL meant for the tunnel can never be dialed as a real host by mistake.
 PORT_FORWARD_DOMAIN = "port-forward.invalid"
+_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")  # the CRD's pattern for spec.target.pathPrefix
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class Endpoint:
 
     base_url: str
     container: str | None
-    access: Literal["direct", "portForward"] = "direct"
+    # The route taken; a session's "auto" when none was (the endpoint could not be worked out).
+    access: Literal["direct", "portForward", "auto"] = "direct"
 
 
 class EndpointProblem(ValueError):
@@ -156,8 +160,15 @@ def resolve_endpoint(
         raise EndpointProblem("pod has no IP yet")
     # The pod's annotations describe its endpoint only when the session leaves the port open.
     path = target.path_prefix
-    if target.port is None:
-        path = pod.annotations.get(PATH_ANNOTATION, path)
+    if target.port is None and PATH_ANNOTATION in pod.annotations:
+        path = pod.annotations[PATH_ANNOTATION]
+        # Whoever may annotate a pod must not steer the operator elsewhere: a path such as
+        # "@other-host/..." would change the URL's host. Same rule as the CRD's pathPrefix.
+        if len(path) > 256 or not _PATH.fullmatch(path):
+            raise EndpointProblem(
+                f"pod annotation {PATH_ANNOTATION}={path[:80]!r} is not a URL path such as "
+                "/debug/pprof (letters, digits and . _ ~ / - only)"
+            )
     container = target.container
     if container is None:
         if target.kind == "dapr":
@@ -168,5 +179,9 @@ def resolve_endpoint(
         host = port_forward_host(pod.namespace, pod.name)
     else:
         assert pod.ip is not None  # checked above
-        host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
+        try:
+            address = ipaddress.ip_address(pod.ip)
+        except ValueError:
+            raise EndpointProblem(f"pod IP {pod.ip[:80]!r} is not an IP address") from None
+        host = f"[{address}]" if address.version == 6 else str(address)
     return Endpoint(f"http://{host}:{port}{path.rstrip('/')}", container, access)

@@ -286,20 +286,21 @@ def port_forward_conditions(
     conditions: Sequence[Mapping[str, Any]],
     *,
     access: str,
-    allowed: bool | None,
+    missing: Sequence[str] | None,
     namespace: str,
     generation: int,
     now: datetime.datetime,
 ) -> list[dict[str, Any]]:
     """The PortForwardAllowed condition for sessions that may port-forward; gone for direct.
 
-    `allowed` None: not known yet (the review failed), so the conditions stay as they were.
+    `missing`: the verbs on pods/portforward the operator lacks; None when not known (the
+    review failed), so the conditions stay as they were.
     """
     if access == "direct":
         return [dict(c) for c in conditions if c.get("type") != "PortForwardAllowed"]
-    if allowed is None:
+    if missing is None:
         return [dict(c) for c in conditions]
-    if allowed:
+    if not missing:
         message = f"The operator may open port-forwards to pods in {namespace} (access {access})."
     else:
         consequence = (
@@ -308,14 +309,15 @@ def port_forward_conditions(
             else "pods whose IP does not answer cannot be captured"
         )
         message = (
-            f"The operator may not create pods/portforward in {namespace}: {consequence}. "
-            "Grant it create and get on pods/portforward (Helm: rbac.portForward=true)."
+            f"The operator lacks {' and '.join(missing)} on pods/portforward in {namespace}: "
+            f"{consequence}. Grant it create and get on pods/portforward "
+            "(Helm: rbac.portForward=true)."
         )
     return set_condition(
         conditions,
         type="PortForwardAllowed",
-        status=allowed,
-        reason="Allowed" if allowed else "Forbidden",
+        status=not missing,
+        reason="Forbidden" if missing else "Allowed",
         message=message,
         generation=generation,
         now=now,

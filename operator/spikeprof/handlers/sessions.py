@@ -53,7 +53,7 @@ async def serve_session(
             memo.secret_reader.read,
             spool_max_bytes=memo.config.spool_max_bytes,
         ),
-        port_forward_allowed=memo.port_forward.allowed,
+        port_forward_missing=memo.port_forward.missing_rights,
     )
     memo.metrics.sessions.inc()
     await pod_cache.acquire(namespace)

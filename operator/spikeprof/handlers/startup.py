@@ -13,7 +13,7 @@ import kopf
 from spikeprof import __version__
 from spikeprof.adapters import kube
 from spikeprof.adapters.alert_receiver import AlertReceiver, tls_context
-from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_answers
+from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_accepts
 from spikeprof.adapters.port_forward import port_forward_mounts
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
@@ -50,8 +50,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_address)
     api_client = await kube.connect(config.kubeconfig)
-    port_forward = kube.PodPortForward(api_client)
     connections = config.max_concurrent_pods * 8
+    port_forward = kube.PodPortForward(api_client, connections)
     http = httpx.AsyncClient(
         limits=httpx.Limits(max_connections=connections),
         follow_redirects=False,
@@ -70,7 +70,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     memo.capturer = Capturer(
         store=VolumeStore(config.artifact_root),
         fetcher=ProfileFetcher(http),
-        router=EndpointRouter(pod_ip_answers),
+        router=EndpointRouter(pod_ip_accepts),
         metrics=metrics,
         operator_slots=asyncio.Semaphore(config.max_concurrent_pods),
     )

@@ -86,7 +86,7 @@ class Capturer:
             try:
                 endpoint = await self.router.endpoint(pod, job.spec.target)
             except EndpointProblem as problem:
-                endpoint = Endpoint(base_url="", container=None)
+                endpoint = Endpoint("", None, job.spec.target.access)
                 failure = ProfileFailure(FailureReason.NO_ENDPOINT, str(problem))
                 results = tuple(ProfileOutcome(p.type, failure=failure) for p in job.spec.profiles)
             else:

@@ -63,7 +63,7 @@ class SessionWorker:
         registry: SessionRegistry,
         outputs: SessionOutputs,
         armer: Armer,
-        port_forward_allowed: Callable[[str], Awaitable[bool]],
+        port_forward_missing: Callable[[str], Awaitable[list[str]]],
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -82,8 +82,9 @@ class SessionWorker:
         self.registry = registry
         self.outputs = outputs
         self.armer = armer
-        self.port_forward_allowed = port_forward_allowed
-        self._port_forward: tuple[float, bool | None] = (0.0, None)  # (next look, answer)
+        self.port_forward_missing = port_forward_missing
+        # (next look, verbs missing on pods/portforward or None when not known)
+        self._port_forward: tuple[float, list[str] | None] = (0.0, None)
         self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
         self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
@@ -137,7 +138,7 @@ class SessionWorker:
         patch["conditions"] = status_rules.port_forward_conditions(
             patch["conditions"],
             access=parsed.target.access,
-            allowed=await self._may_port_forward(parsed.target.access),
+            missing=await self._port_forward_rights(parsed.target.access),
             namespace=self.namespace,
             generation=generation,
             now=now,
@@ -221,14 +222,14 @@ class SessionWorker:
                 patch["armedWorkloads"] = known
         return patch, report.armed
 
-    async def _may_port_forward(self, access: str) -> bool | None:
+    async def _port_forward_rights(self, access: str) -> list[str] | None:
         """Asked of the API server every TICK_SECONDS while the session may port-forward."""
         if access == "direct":
             return None
         due, answer = self._port_forward
         if time.monotonic() >= due:
             try:
-                answer = await self.port_forward_allowed(self.namespace)
+                answer = await self.port_forward_missing(self.namespace)
             except KubeError:
                 answer = None  # unknown: the condition stays as it was, asked again next tick
             self._port_forward = (time.monotonic() + TICK_SECONDS, answer)
