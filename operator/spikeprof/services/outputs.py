@@ -65,14 +65,12 @@ class SessionOutputs:
         """Why a new capture may not be taken now (its spool is full), or None."""
         if spec.object_store is None:
             return None
-        if self.uploader is None or spec.object_store != self.store_spec:
-            try:
-                self.uploader = await self._uploader(spec, spec.object_store)
-            except (KubeError, ObjectStoreError):
-                return None  # the store is unusable: ArtifactsUploaded says why; capture anyway
-            self.store_spec = spec.object_store
         try:
-            await self.uploader.ensure_room()
+            uploader = await self._current_uploader(spec, spec.object_store)
+        except (KubeError, ObjectStoreError):
+            return None  # the store is unusable: ArtifactsUploaded says why; capture anyway
+        try:
+            await uploader.ensure_room()
         except SpoolFullError as full:
             return str(full)
         return None
@@ -80,21 +78,19 @@ class SessionOutputs:
     async def _upload(
         self, spec: SessionSpec, store_spec: ObjectStoreSpec, now: datetime.datetime
     ) -> tuple[bool, str, str]:
-        if self.uploader is None or store_spec != self.store_spec:
-            try:
-                self.uploader = await self._uploader(spec, store_spec)
-            except (KubeError, ObjectStoreError) as error:
-                return False, "StoreUnusable", f"{store_spec.url}: {error}"
-            self.store_spec = store_spec
         try:
-            result = await self.uploader.upload_pending()
+            uploader = await self._current_uploader(spec, store_spec)
+        except (KubeError, ObjectStoreError) as error:
+            return False, "StoreUnusable", f"{store_spec.url}: {error}"
+        try:
+            result = await uploader.upload_pending()
         except ObjectStoreError as error:
-            state = await self.uploader.refresh()
+            state = await uploader.refresh()
             return False, "StoreUnreachable", f"{error} {state.message()}"
         state = result.state
         if spec.retention is not None:
             try:
-                await self.uploader.apply_retention(self.namespace, self.name, spec.retention, now)
+                await uploader.apply_retention(self.namespace, self.name, spec.retention, now)
             except ObjectStoreError as error:
                 # The uploads went through; only the clean-up could not: say which.
                 message = f"Retention did not run: {error} {state.message()}"
@@ -102,6 +98,13 @@ class SessionOutputs:
         if not state.healthy:
             return False, "Spooling", state.message()
         return True, "Uploaded", f"Every capture is in {store_spec.url}. {state.message()}"
+
+    async def _current_uploader(self, spec: SessionSpec, store_spec: ObjectStoreSpec) -> Uploader:
+        """The session's uploader, built again when its store settings change."""
+        if self.uploader is None or store_spec != self.store_spec:
+            self.uploader = await self._uploader(spec, store_spec)
+            self.store_spec = store_spec
+        return self.uploader
 
     async def _uploader(self, spec: SessionSpec, store_spec: ObjectStoreSpec) -> Uploader:
         credentials = None

@@ -338,32 +338,36 @@ class SessionWorker:
         # A full spool (the object store has been away) refuses new captures: the oldest
         # waiting ones are kept, and the request ends as a failed capture saying why.
         refusal = await self.outputs.refusal(parsed) if progress.pending is None else None
-        if refusal is None and progress.pending is None:
-            # Durable before any profile is fetched: after a crash, this very capture resumes.
-            await self.writer.patch(self.namespace, self.name, status_rules.pending_patch(request))
-            self.post_event(
-                "Normal",
-                "CaptureStarted",
-                f"Capture {request.id} started ({request.reason}) on {len(reachable)} pod(s).",
-            )
-        elif refusal is None:
-            self.post_event(
-                "Normal",
-                "CaptureResumed",
-                f"Capture {request.id} resumed after an operator restart.",
-            )
-        job = CaptureJob(
-            self.namespace,
-            self.name,
-            parsed,
-            request,
-            self.version,
-            self._pod_exists,
-            baseline_id=current.get("baselineCapture") if request.trigger != "baseline" else None,
-        )
         if refusal is not None:
             outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
         else:
+            if progress.pending is None:
+                # Durable before any profile is fetched: after a crash, this capture resumes.
+                await self.writer.patch(
+                    self.namespace, self.name, status_rules.pending_patch(request)
+                )
+                self.post_event(
+                    "Normal",
+                    "CaptureStarted",
+                    f"Capture {request.id} started ({request.reason}) on {len(reachable)} pod(s).",
+                )
+            else:
+                self.post_event(
+                    "Normal",
+                    "CaptureResumed",
+                    f"Capture {request.id} resumed after an operator restart.",
+                )
+            job = CaptureJob(
+                self.namespace,
+                self.name,
+                parsed,
+                request,
+                self.version,
+                self._pod_exists,
+                baseline_id=(
+                    current.get("baselineCapture") if request.trigger != "baseline" else None
+                ),
+            )
             outcome = await self.capturer.run(job, reachable)
         done = planner.progress_after(progress, request)
         now = datetime.datetime.now(datetime.UTC)
