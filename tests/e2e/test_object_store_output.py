@@ -45,14 +45,17 @@ def _condition(api: client.ApiClient, namespace: str, kind: str) -> dict[str, An
     return next((c for c in conditions if c["type"] == kind), None)
 
 
-def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
-    namespace: str,
+def _start_s3_session(
     api: client.ApiClient,
-    operator: Operator,
+    namespace: str,
+    minio: MinioServer,
     wait_for: Callable[..., Any],
-    minio_factory: Callable[[], MinioServer],
+    *,
+    prefix: str,
+    profiles: list[str],
+    **output: Any,
 ) -> None:
-    minio = minio_factory()
+    """Credentials, one running pod (web-1), and session to-s3 uploading it under `prefix`."""
     client.CoreV1Api(api).create_namespaced_secret(
         namespace,
         {
@@ -62,11 +65,10 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
     )
     create_pod(api, namespace, "web-1", {"app": "web"})
     wait_running(api, namespace, "app=web", 1, wait_for)
-    prefix = f"e2e/{namespace}"
     spec = {
         "selector": {"matchLabels": {"app": "web"}},
         "target": {"port": 7777},
-        "profiles": [{"type": "heap"}, {"type": "goroutine"}],
+        "profiles": [{"type": kind} for kind in profiles],
         "trigger": {"immediate": True},
         "output": {
             "objectStore": {
@@ -75,10 +77,30 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
                 "endpoint": minio.endpoint,
                 "allowHttp": True,
             },
-            "retention": {"maxCount": 2},
+            **output,
         },
     }
     create_session(api, namespace, session_body("to-s3", spec))
+
+
+def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
+    namespace: str,
+    api: client.ApiClient,
+    operator: Operator,
+    wait_for: Callable[..., Any],
+    minio_factory: Callable[[], MinioServer],
+) -> None:
+    minio = minio_factory()
+    prefix = f"e2e/{namespace}"
+    _start_s3_session(
+        api,
+        namespace,
+        minio,
+        wait_for,
+        prefix=prefix,
+        profiles=["heap", "goroutine"],
+        retention={"maxCount": 2},
+    )
     wait_captures(api, namespace, "to-s3", 1, wait_for)
     uploaded = wait_for(
         lambda: (
@@ -158,30 +180,9 @@ def test_a_full_spool_refuses_new_captures_and_keeps_the_waiting_ones(
     operator.start()
     minio = minio_factory()
     minio.stop()  # the store is away from the start
-    client.CoreV1Api(api).create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "s3-creds"},
-            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
-        },
+    _start_s3_session(
+        api, namespace, minio, wait_for, prefix=f"full/{namespace}", profiles=["goroutine"]
     )
-    create_pod(api, namespace, "web-1", {"app": "web"})
-    wait_running(api, namespace, "app=web", 1, wait_for)
-    spec = {
-        "selector": {"matchLabels": {"app": "web"}},
-        "target": {"port": 7777},
-        "profiles": [{"type": "goroutine"}],
-        "trigger": {"immediate": True},
-        "output": {
-            "objectStore": {
-                "url": f"s3://{BUCKET}/full/{namespace}",
-                "secretRef": {"name": "s3-creds"},
-                "endpoint": minio.endpoint,
-                "allowHttp": True,
-            }
-        },
-    }
-    create_session(api, namespace, session_body("to-s3", spec))
     status = wait_captures(api, namespace, "to-s3", 1, wait_for)
     assert status["lastCapture"]["result"] == "Succeeded"  # taken, and waiting in the spool
     [waiting] = capture_dirs(operator.artifact_root)
