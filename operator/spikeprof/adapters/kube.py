@@ -329,14 +329,6 @@ class WorkloadApi:
         )
 
 
-class PortForwardRefusedError(KubeError):
-    """The API server would not open a port-forward; `status` is its HTTP answer (0: no answer)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 _PORT_FORWARD_HINTS = {
     401: "the operator's credentials were not accepted",
     403: (
@@ -410,13 +402,12 @@ class PodPortForward:
             websocket: aiohttp.ClientWebSocketResponse = await connecting
         except aiohttp.WSServerHandshakeError as error:
             hint = _PORT_FORWARD_HINTS.get(error.status, error.message)
-            raise PortForwardRefusedError(
-                f"the API server refused to port-forward to {where}: HTTP {error.status}, {hint}",
-                error.status,
+            raise KubeError(
+                f"the API server refused to port-forward to {where}: HTTP {error.status}, {hint}"
             ) from None
         except aiohttp.ClientError as error:
-            raise PortForwardRefusedError(
-                f"port-forward to {where} failed: cannot reach the API server: {error}", 0
+            raise KubeError(
+                f"port-forward to {where} failed: cannot reach the API server: {error}"
             ) from None
         return websocket
 

@@ -58,10 +58,13 @@ class PortForwardStream(httpcore.AsyncNetworkStream):
         self.eof = False
         self.header_left = {DATA_CHANNEL: PORT_HEADER_BYTES, ERROR_CHANNEL: PORT_HEADER_BYTES}
 
-    async def wait_open(self, seconds: float | None) -> None:
-        """Until the kubelet has sent the data channel's port header: the tunnel stands."""
+    async def wait_open(self) -> None:
+        """Until the kubelet has sent the data channel's port header: the tunnel stands.
+
+        Unbounded here: the caller's connect deadline covers it with the handshake.
+        """
         while self.header_left[DATA_CHANNEL] and not self.eof:
-            await self._receive(seconds, httpcore.ConnectTimeout)
+            await self._receive(None, httpcore.ConnectTimeout)
         if self.eof and not self.buffer:
             raise PortForwardError(f"port-forward to {self.where} closed before it opened")
 
@@ -153,7 +156,7 @@ class PortForwardBackend(httpcore.AsyncNetworkBackend):
                 except Exception as error:  # the opener says why; the fetch reports a connect
                     raise PortForwardError(str(error)) from error
                 stream = PortForwardStream(websocket, where)
-                await stream.wait_open(None)
+                await stream.wait_open()
         except BaseException as error:
             if stream is not None:
                 await stream.aclose()
