@@ -70,11 +70,6 @@ async def timed(times: int, fetch: Callable[[], Awaitable[int]]) -> tuple[list[f
     return walls, time.process_time() - cpu, size
 
 
-def new_client(opener: kube.PodPortForward) -> httpx.AsyncClient:
-    # As the operator builds its client (handlers/startup.py).
-    return httpx.AsyncClient(mounts=port_forward_mounts(opener, 16), follow_redirects=False)
-
-
 async def measure(kubeconfig: Path, pod_ip: str, fetches: int, scratch: Path) -> dict[str, Any]:
     api_client = await kube.connect(str(kubeconfig))
     opener = kube.PodPortForward(api_client)
@@ -85,12 +80,14 @@ async def measure(kubeconfig: Path, pod_ip: str, fetches: int, scratch: Path) ->
     heap = ProfileRequest("heap", None)
     results: dict[str, Any] = {}
     try:
-        async with new_client(opener) as http:
+        # As the operator builds its client (handlers/startup.py).
+        mounts = port_forward_mounts(opener, 16)
+        async with httpx.AsyncClient(mounts=mounts, follow_redirects=False) as http:
             fetcher = ProfileFetcher(http)
 
-            def fetch_heap(base: str, with_fetcher: ProfileFetcher) -> Callable[[], Awaitable[int]]:
+            def fetch_heap(base: str) -> Callable[[], Awaitable[int]]:
                 async def run() -> int:
-                    got = await with_fetcher.fetch(
+                    got = await fetcher.fetch(
                         base, heap, scratch / "heap.pb.gz", max_bytes=1 << 30, fetch_timeout=30
                     )
                     return got.bytes
@@ -98,8 +95,8 @@ async def measure(kubeconfig: Path, pod_ip: str, fetches: int, scratch: Path) ->
                 return run
 
             for route, base in bases.items():
-                await fetch_heap(base, fetcher)()  # warm: pprof's first answer, a direct conn
-                walls, cpu, size = await timed(fetches, fetch_heap(base, fetcher))
+                await fetch_heap(base)()  # warm: pprof's first answer, a direct conn
+                walls, cpu, size = await timed(fetches, fetch_heap(base))
                 results[f"heap_{route}"] = {
                     **latency(walls),
                     "bytes": size,
