@@ -104,6 +104,11 @@ INVALID = [
         'spec.target.kind: Unsupported value: "java"',
     ),
     (
+        "unknown access",
+        _with("spec.target", {"access": "ssh"}),
+        'spec.target.access: Unsupported value: "ssh"',
+    ),
+    (
         "path without slash",
         _with("spec.target", {"pathPrefix": "debug/pprof"}),
         "spec.target.pathPrefix in body should match",
