@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator and dev tools.
 
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the tests need, if missing (as root; otherwise print the apt-get command and stop).
+	tools/setup/system-packages.sh
+
 .PHONY: binaries
 binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, fake-gcs-server, pprof-target, kubelet-standin; install Azurite.
 	tools/cluster/build.sh
@@ -46,15 +50,15 @@ test-unit: venv ## Unit tests of the pure core (no cluster, no network).
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
-test-integration: venv binaries ## Adapters against real pprof-target processes (no cluster).
+test-integration: system-packages venv binaries ## Adapters against real pprof-target processes (no cluster).
 	$(PYTEST) tests/integration
 
 .PHONY: test-e2e
-test-e2e: venv binaries ## End-to-end tests on the local control plane.
+test-e2e: system-packages venv binaries ## End-to-end tests on the local control plane.
 	$(PYTEST) tests/e2e
 
 .PHONY: test
-test: lint typecheck binaries ## Everything CI runs: lint, types, unit, integration and end-to-end tests.
+test: system-packages venv binaries lint typecheck ## Everything CI runs (.ci/run is this): installs what is missing, then lint, types, unit, integration and end-to-end tests.
 	$(PYTEST) tests
 
 ##@ Local cluster
@@ -75,11 +79,11 @@ run: venv ## Run the operator against .cluster/kubeconfig (make cluster-up first
 	  $(VENV)/bin/spikeprof run
 
 .PHONY: demo
-demo: venv binaries ## One command: local cluster, a spiking pod, the operator capturing it.
+demo: venv ## One command: local cluster, a spiking pod, the operator capturing it (builds only the binaries it uses).
 	$(PY) tools/demo/demo.py
 
 .PHONY: bench
-bench: venv binaries ## Benchmarks under bench/ (figures printed and kept in bench/results/).
+bench: system-packages venv binaries ## Benchmarks under bench/ (figures printed and kept in bench/results/).
 	$(PY) bench/spike_latency.py
 	$(PY) bench/alert_latency.py
 	$(PY) bench/evaluation_cost.py

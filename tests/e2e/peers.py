@@ -18,7 +18,9 @@ def require_binary(name: str) -> str:
     """The path of a Debian-packaged peer; a missing one fails the test, it never skips it."""
     path = shutil.which(name)
     if path is None:
-        raise AssertionError(f"{name} is not installed: .ci/run installs it with apt-get")
+        raise AssertionError(
+            f"{name} is not installed: `make test` installs it (tools/setup/system-packages.sh)"
+        )
     return path
 
 
