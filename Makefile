@@ -91,5 +91,11 @@ bench: system-packages venv binaries ## Benchmarks under bench/ (figures printed
 	$(PY) bench/port_forward_cost.py
 
 .PHONY: manifests
-manifests: ## Render deploy/ from charts/spikeprof (copies crds/ into the chart first).
+manifests: ## Render deploy/ and the chart README's values table from charts/spikeprof (copies crds/ into the chart first).
 	tools/render-manifests.sh
+
+##@ Image
+
+.PHONY: image
+image: ## Build the operator image with buildah on a Debian base made by mmdebstrap (cached).
+	tools/image/build.sh
