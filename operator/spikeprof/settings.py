@@ -87,7 +87,8 @@ class Settings:
 
     kubeconfig: str | None
     """SPIKEPROF_KUBECONFIG (or KUBECONFIG): kubeconfig for running outside the cluster; unset
-    in a pod, where the ServiceAccount is used."""
+    in a pod, where the ServiceAccount is used. It is the operator's one identity: kopf's
+    watches log in with it too, never with ~/.kube/config or another KUBECONFIG."""
 
     prometheus_url: str | None = None
     """SPIKEPROF_PROMETHEUS_URL: base URL of the Prometheus that `metricsSource: prometheus`

@@ -127,6 +127,7 @@ class Operator:
         self.metrics_port = free_port()
         self.alerts_port = free_port()
         self.env: dict[str, str] = {}  # extra settings, e.g. SPIKEPROF_PROMETHEUS_URL
+        self.unset_env: set[str] = set()  # variables the operator must not see, e.g. KUBECONFIG
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -142,6 +143,8 @@ class Operator:
             SPIKEPROF_ALERTS_ADDRESS="127.0.0.1",
         )
         env.update(self.env)
+        for name in self.unset_env:
+            env.pop(name, None)
         self.process = spawn(
             [
                 sys.executable,

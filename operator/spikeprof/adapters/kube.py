@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -44,8 +45,37 @@ class KubeError(Exception):
     """The API server refused or failed a request; the message says which and why."""
 
 
+class ApiUnavailableError(KubeError):
+    """The API server did not answer (down, restarting, overloaded): worth trying again later."""
+
+
+# Answers that mean "not now" rather than "no": a restarting or overloaded API server.
+_UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+REQUEST_SECONDS = 30.0  # one short request; an API server that hangs longer counts as away
+
+
+@contextlib.contextmanager
+def _reachable(what: str) -> Iterator[None]:
+    """Turns "could not reach the API server" into ApiUnavailableError, naming the request."""
+    try:
+        yield
+    except ApiException as error:
+        if error.status in _UNAVAILABLE_STATUSES:
+            raise ApiUnavailableError(
+                f"{what}: the API server answered HTTP {error.status} {error.reason}"
+            ) from None
+        raise
+    # A connection refused or reset, or a request timeout: the API server is away.
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise ApiUnavailableError(f"{what}: the API server is unreachable ({error!r})") from None
+
+
 async def connect(kubeconfig: str | None = None) -> Any:
-    """An API client: in-cluster when running in a pod, else from the kubeconfig."""
+    """An API client: in-cluster when running in a pod, else from the kubeconfig.
+
+    Its configuration is the operator's one identity: kopf logs in with it too (`identity`).
+    """
     configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -57,29 +87,73 @@ async def connect(kubeconfig: str | None = None) -> Any:
     return client.ApiClient(configuration)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Where the API server is and how the operator proves who it is, as a login needs it."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    scheme: str | None
+    token: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+    username: str | None
+    password: str | None
+    proxy_url: str | None
+
+
+async def identity(api_client: Any) -> Identity:
+    """The identity of `api_client`, read afresh: a rotated ServiceAccount token is re-read."""
+    configuration = api_client.configuration
+    # The refresh hook (in-cluster token file, exec plugins) runs inside this call.
+    header: str | None = await configuration.get_api_key_with_prefix("BearerToken")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return Identity(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert,  # the client writes inline data to temporary files
+        insecure=not configuration.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        username=configuration.username or None,  # the client keeps "" for "not set"
+        password=configuration.password or None,
+        proxy_url=configuration.proxy,
+    )
+
+
 class SessionStatusWriter:
     def __init__(self, api_client: Any) -> None:
         self.api = client.CustomObjectsApi(api_client)
 
     async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch `.status` of a ProfilingSession (None values delete keys)."""
+        """Merge-patch `.status` of a ProfilingSession (None values delete keys).
+
+        Raises ApiUnavailableError when the API server is away (the caller keeps the patch).
+        """
+        what = f"patching status of ProfilingSession {namespace}/{name}"
         try:
-            await self.api.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": dict(status)},
-                # The generated default is JSON Patch; a status fragment is a merge patch.
-                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
-            )
+            with _reachable(what):
+                await self.api.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    {"status": dict(status)},
+                    # The generated default is JSON Patch; a status fragment is a merge patch.
+                    _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                    _request_timeout=REQUEST_SECONDS,
+                )
         except ApiException as error:
             if error.status == 404:
                 raise SessionGoneError(f"{namespace}/{name}") from None
             raise KubeError(
-                f"patching status of ProfilingSession {namespace}/{name} failed: "
-                f"HTTP {error.status} {error.reason}: {error.body!r:.300}"
+                f"{what} failed: HTTP {error.status} {error.reason}: {error.body!r:.300}"
             ) from None
 
 
@@ -98,13 +172,19 @@ class PodMetricsSource:
         wanted = {pod.name for pod in pods}
         try:
             listing = await self.api.list_namespaced_custom_object(
-                "metrics.k8s.io", "v1beta1", namespace, "pods"
+                "metrics.k8s.io", "v1beta1", namespace, "pods", _request_timeout=REQUEST_SECONDS
             )
         except ApiException as error:
             hint = " (is metrics-server installed?)" if error.status in (404, 503) else ""
             raise MetricsUnavailableError(
                 f"metrics.k8s.io PodMetrics in {namespace}: HTTP {error.status} "
                 f"{error.reason}{hint}"
+            ) from None
+        # The API server is away (restarting): no metrics this round, the session goes on.
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise MetricsUnavailableError(
+                f"metrics.k8s.io PodMetrics in {namespace}: the API server is unreachable "
+                f"({error!r})"
             ) from None
         observations: list[Observation] = []
         for item in listing.get("items") or ():
@@ -206,7 +286,9 @@ class _NamespacePods:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
-        reply = await self.core.list_namespaced_pod(self.namespace, _preload_content=False)
+        reply = await self.core.list_namespaced_pod(
+            self.namespace, _preload_content=False, _request_timeout=REQUEST_SECONDS
+        )
         data = json.loads(await reply.read())
         self.pods = {item["metadata"]["name"]: pod_info(item) for item in data.get("items") or ()}
         self.version += 1
@@ -248,7 +330,8 @@ class SecretReader:
 
     async def read(self, namespace: str, name: str) -> dict[str, str]:
         try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
+            with _reachable(f"reading Secret {namespace}/{name}"):
+                secret = await self.core.read_namespaced_secret(name, namespace)
         except ApiException as error:
             if error.status == 404:
                 raise KubeError(f"Secret {namespace}/{name} does not exist") from None
@@ -282,7 +365,8 @@ class WorkloadApi:
             return None
         if (namespace, name) not in self._deployment_of:
             try:
-                replica_set = await self.apps.read_namespaced_replica_set(name, namespace)
+                with _reachable(f"reading ReplicaSet {namespace}/{name}"):
+                    replica_set = await self.apps.read_namespaced_replica_set(name, namespace)
             except ApiException as error:
                 raise KubeError(
                     f"reading ReplicaSet {namespace}/{name}: HTTP {error.status}"
@@ -297,7 +381,8 @@ class WorkloadApi:
     async def annotations(self, ref: WorkloadRef) -> tuple[dict[str, str], dict[str, str]]:
         """(pod template annotations, workload annotations)."""
         try:
-            workload = await self._call("read", ref)
+            with _reachable(f"reading {ref}"):
+                workload = await self._call("read", ref)
         except ApiException as error:
             raise KubeError(f"reading {ref}: HTTP {error.status} {error.reason}") from None
         template = (
@@ -307,7 +392,8 @@ class WorkloadApi:
 
     async def patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None:
         try:
-            await self._call("patch", ref, body)
+            with _reachable(f"patching {ref}"):
+                await self._call("patch", ref, body)
         except ApiException as error:
             if error.status == 404:
                 return  # gone: nothing left to arm or restore

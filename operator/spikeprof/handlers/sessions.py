@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from spikeprof.adapters.kube import KubeError, PodCache, SessionGoneError
+from spikeprof.adapters.kube import ApiUnavailableError, KubeError, PodCache, SessionGoneError
 from spikeprof.core.arming import parse_workload
 from spikeprof.services.arming import Armer
 from spikeprof.services.outputs import SessionOutputs
@@ -59,7 +59,15 @@ async def serve_session(
     await pod_cache.acquire(namespace)
     try:
         while not stopped:
-            captured = await worker.step(spec, meta, status, datetime.datetime.now(datetime.UTC))
+            try:
+                captured = await worker.step(
+                    spec, meta, status, datetime.datetime.now(datetime.UTC)
+                )
+            # The API server is away: the loop (and what it remembers) waits for it, not kopf's
+            # restart of a failed daemon a minute later.
+            except ApiUnavailableError as error:
+                logger.warning("The session waits for the API server: %s", error)
+                captured = False
             if not captured:
                 await worker.idle(memo.config.poll_seconds)
     except SessionGoneError:

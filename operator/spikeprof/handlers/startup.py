@@ -23,6 +23,15 @@ from spikeprof.services.sources import SourceFactory
 from spikeprof.settings import Settings
 from spikeprof.telemetry import Metrics
 
+# kopf's retries of failed API requests, watches included (seconds between attempts). Its
+# default grows to 21 s, so a session created after an outage waited up to 30 s to be seen; at
+# most 3 s apart, and for about ten minutes before a request gives up (a watch then starts
+# over at once), the operator follows the API server back within seconds.
+API_RETRY_BACKOFFS = (0.5, 1.0, 2.0) + (3.0,) * 200
+# Connecting to the API server takes milliseconds; one that does not answer in this time is
+# away (the default waits for the whole request timeout of 5 minutes).
+API_CONNECT_SECONDS = 10.0
+
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
@@ -40,6 +49,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # One line per profile request is too much at INFO; failures are reported by the capture.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = API_RETRY_BACKOFFS
+    settings.networking.connect_timeout = API_CONNECT_SECONDS
+    # Events written during an API outage (a capture taken then) are posted once it is back.
+    settings.posting.default_backoffs = API_RETRY_BACKOFFS
     # Serve exactly the namespaces and the CRD present at start, instead of watching all CRDs
     # and namespaces for changes: that would need cluster-wide read rights the work does not.
     settings.scanning.disabled = True
@@ -102,6 +115,29 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         config.artifact_root,
         config.metrics_port,
         config.alerts_port,
+    )
+
+
+@kopf.on.login()
+async def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """kopf logs in as spikeprof's own client does: one identity for all of the operator.
+
+    Without this, kopf would look for KUBECONFIG and ~/.kube/config on its own, and could watch
+    another cluster than the one spikeprof writes to (or none, with only SPIKEPROF_KUBECONFIG).
+    kopf calls it after start-up, and again whenever the API server refuses the credentials.
+    """
+    found = await kube.identity(memo.api_client)
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        insecure=found.insecure,
+        scheme=found.scheme,
+        token=found.token,
+        certificate_path=found.certificate_path,
+        private_key_path=found.private_key_path,
+        username=found.username,
+        password=found.password,
+        proxy_url=found.proxy_url,
     )
 
 

@@ -23,6 +23,7 @@ from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.arming import Armer, ArmingReport
 from spikeprof.services.capture import CaptureJob, Capturer
 from spikeprof.services.outputs import TICK_SECONDS, SessionOutputs
+from spikeprof.services.status_outbox import StatusOutbox
 from spikeprof.services.triggers import SpikeWatcher
 
 
@@ -67,7 +68,7 @@ class SessionWorker:
     ) -> None:
         self.namespace = namespace
         self.name = name
-        self.writer = writer
+        self.outbox = StatusOutbox(writer, namespace, name)
         self.capturer = capturer
         self.version = version
         self.pods_in_namespace = pods_in_namespace
@@ -102,13 +103,14 @@ class SessionWorker:
     ) -> bool:
         """Look once; return True when a capture ran (so the caller looks again at once)."""
         generation = int(meta.get("generation") or 0)
-        current = dict(stored)
+        # What the status will be once the API server has every write (it may be away).
+        current = self.outbox.view(stored)
         try:
             parsed = parse_spec(spec)
         except SpecError as error:
             patch = status_rules.invalid_spec_patch(current, str(error), generation, now)
             if _changed(current, patch):
-                await self.writer.patch(self.namespace, self.name, patch)
+                await self.outbox.write(patch)
                 self.post_event("Warning", "InvalidSpec", str(error))
             return False
 
@@ -169,8 +171,10 @@ class SessionWorker:
             self.outputs_due = time.monotonic() + TICK_SECONDS
             patch.update(await self.outputs.settle(parsed, {**current, **patch}, generation, now))
         if _changed(current, patch):
-            await self.writer.patch(self.namespace, self.name, patch)
+            await self.outbox.write(patch)
             current.update(patch)
+        else:
+            await self.outbox.flush()  # what waited for the API server, written once it answers
         if request is None:
             return False
         if request.pods is not None:
@@ -343,9 +347,9 @@ class SessionWorker:
         else:
             if progress.pending is None:
                 # Durable before any profile is fetched: after a crash, this capture resumes.
-                await self.writer.patch(
-                    self.namespace, self.name, status_rules.pending_patch(request)
-                )
+                # While the API server is away it cannot be; the spike is captured anyway, and
+                # the outbox records it, under the same id, once the API server answers.
+                await self.outbox.write(status_rules.pending_patch(request))
                 self.post_event(
                     "Normal",
                     "CaptureStarted",
@@ -388,7 +392,7 @@ class SessionWorker:
                 generation=generation,
                 now=now,
             )
-        await self.writer.patch(self.namespace, self.name, finished)
+        await self.outbox.write(finished)
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done

@@ -11,7 +11,9 @@ advertises; it forwards to the pod processes listed in the pods file the stand-i
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -162,46 +164,61 @@ class ControlPlane:
     def _start_apiserver(self) -> None:
         self.api_port = free_port()
         p = self.pki_dir
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(self.bin_dir / "kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # The endpoint reconciler refuses loopback addresses; nothing here dials the
-                # kubernetes Service (clients use the kubeconfig), so it has nothing to do.
-                "--endpoint-reconciler-type=none",
-                f"--secure-port={self.api_port}",
-                f"--cert-dir={p}",
-                f"--tls-cert-file={self.apiserver_pair.cert}",
-                f"--tls-private-key-file={self.apiserver_pair.key}",
-                f"--client-ca-file={self.ca_cert}",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-account-key-file={self.sa_public}",
-                f"--service-account-signing-key-file={self.sa_private}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true",
-                # Aggregation layer, for APIServices such as metrics.k8s.io. With no kube-proxy a
-                # backend is reached through an ExternalName Service (e.g. localhost), which the
-                # aggregator resolves by name; EndpointSlices would refuse loopback addresses.
-                f"--requestheader-client-ca-file={self.front_proxy_ca}",
-                "--requestheader-allowed-names=front-proxy-client",
-                "--requestheader-username-headers=X-Remote-User",
-                "--requestheader-group-headers=X-Remote-Group",
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                f"--proxy-client-cert-file={self.front_proxy_pair.cert}",
-                f"--proxy-client-key-file={self.front_proxy_pair.key}",
-                # The API server dials the kubelet stand-in for pods/portforward, at the Node's
-                # InternalIP (127.0.0.1) and advertised port, and checks its serving certificate.
-                f"--kubelet-client-certificate={self.kubelet_client_pair.cert}",
-                f"--kubelet-client-key={self.kubelet_client_pair.key}",
-                f"--kubelet-certificate-authority={self.ca_cert}",
-                "--kubelet-preferred-address-types=InternalIP",
-                "--v=1",
-            ],
-        )
+        # Kept, so that restart_apiserver starts it again exactly as it was.
+        self.apiserver_args = [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # The endpoint reconciler refuses loopback addresses; nothing here dials the
+            # kubernetes Service (clients use the kubeconfig), so it has nothing to do.
+            "--endpoint-reconciler-type=none",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={p}",
+            f"--tls-cert-file={self.apiserver_pair.cert}",
+            f"--tls-private-key-file={self.apiserver_pair.key}",
+            f"--client-ca-file={self.ca_cert}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={self.sa_public}",
+            f"--service-account-signing-key-file={self.sa_private}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            # Aggregation layer, for APIServices such as metrics.k8s.io. With no kube-proxy a
+            # backend is reached through an ExternalName Service (e.g. localhost), which the
+            # aggregator resolves by name; EndpointSlices would refuse loopback addresses.
+            f"--requestheader-client-ca-file={self.front_proxy_ca}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={self.front_proxy_pair.cert}",
+            f"--proxy-client-key-file={self.front_proxy_pair.key}",
+            # The API server dials the kubelet stand-in for pods/portforward, at the Node's
+            # InternalIP (127.0.0.1) and advertised port, and checks its serving certificate.
+            f"--kubelet-client-certificate={self.kubelet_client_pair.cert}",
+            f"--kubelet-client-key={self.kubelet_client_pair.key}",
+            f"--kubelet-certificate-authority={self.ca_cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--v=1",
+        ]
+        self._spawn("kube-apiserver", self.apiserver_args)
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver alone, as a crash does; etcd, the controllers and pods go on."""
+        proc = self.processes.pop("kube-apiserver")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def restart_apiserver(self, timeout: float = 120.0) -> float:
+        """Start kube-apiserver again (same port, flags and certificates) after kill_apiserver;
+        returns time.monotonic() of the first /readyz that answered ok."""
+        self._spawn("kube-apiserver", self.apiserver_args)
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        context.load_cert_chain(str(self.admin_pair.cert), str(self.admin_pair.key))
+        self._wait_serving("kube-apiserver", f"{self.server}/readyz", context, timeout, 0.1)
+        return time.monotonic()
 
     def _wait_ready(self, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(self.ca_cert))

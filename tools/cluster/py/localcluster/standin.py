@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
@@ -328,6 +329,11 @@ class StandIn:
                 else:
                     log.warning("watch failed: %s", error)
                     time.sleep(1)
+            # The API server is away (a test restarts it): a kubelet keeps its pods running
+            # and watches again; so does the stand-in, from the last version it saw.
+            except urllib3.exceptions.HTTPError as error:
+                log.warning("the API server is unreachable: %s", error)
+                time.sleep(1)
 
     def heartbeat(self) -> None:
         while True:

@@ -1,0 +1,105 @@
+"""One session's status writes, kept in order until the API server has them and kopf sees them.
+
+While the API server is away (restarting, say), a session goes on capturing from its pods: the
+pod cache knows them, and profiles come from the pods themselves. What it would write to
+`.status` waits here, and is written, in order, at the first look after the API server answers.
+Meanwhile the session's loop reads the status as it will be, so that a capture taken in the
+outage counts for cooldowns and totals, and the loop does not take it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from spikeprof.adapters.kube import ApiUnavailableError, SessionStatusWriter
+from spikeprof.core import merge_patch
+
+log = logging.getLogger("spikeprof.status")
+
+SEEN_SECONDS = 30.0
+"""How long a written patch still counts in `view` when kopf's copy of the status does not show
+it. kopf's watch follows within a few seconds of a write; this only bounds a patch that the API
+server stored in another form than it was sent (so it never looks "seen")."""
+
+
+class StatusOutbox:
+    def __init__(
+        self,
+        writer: SessionStatusWriter,
+        namespace: str,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.writer = writer
+        self.namespace = namespace
+        self.name = name
+        self.clock = clock
+        self._unsent: list[dict[str, Any]] = []
+        self._sent: list[dict[str, Any]] = []  # written; kopf's copy may not show them yet
+        self._sent_at = 0.0  # when the oldest of _sent was written
+        self._away_since: float | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Patches not yet written."""
+        return len(self._unsent)
+
+    def view(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """`stored` (kopf's copy of the status) with every patch it may not show yet."""
+        current = dict(stored)
+        if self._sent:
+            written = current
+            for patch in self._sent:
+                written = merge_patch.apply(written, patch)
+            if written == current or self.clock() - self._sent_at > SEEN_SECONDS:
+                self._sent.clear()  # kopf has seen them (or they were stored in another form)
+            else:
+                current = written
+        for patch in self._unsent:
+            current = merge_patch.apply(current, patch)
+        return current
+
+    async def write(self, patch: Mapping[str, Any]) -> bool:
+        """Queue `patch` behind those waiting and write them all; False while the API is away.
+
+        Other API errors (the session is gone, the patch is refused) are raised, as from the
+        writer itself.
+        """
+        squashed = merge_patch.squash(self._unsent[-1], patch) if self._unsent else None
+        if squashed is not None:
+            self._unsent[-1] = squashed
+        else:
+            self._unsent.append(dict(patch))
+        return await self.flush()
+
+    async def flush(self) -> bool:
+        """Write what waits, oldest first; False (all kept) while the API server is away."""
+        while self._unsent:
+            try:
+                await self.writer.patch(self.namespace, self.name, self._unsent[0])
+            # The API server is away: keep the patch, and every later one behind it.
+            except ApiUnavailableError as error:
+                if self._away_since is None:
+                    self._away_since = self.clock()
+                    log.warning(
+                        "The status of %s/%s waits for the API server: %s",
+                        self.namespace,
+                        self.name,
+                        error,
+                    )
+                return False
+            if not self._sent:
+                self._sent_at = self.clock()
+            self._sent.append(self._unsent.pop(0))
+        if self._away_since is not None:
+            log.info(
+                "The status of %s/%s is written again, after %.1f s without the API server.",
+                self.namespace,
+                self.name,
+                self.clock() - self._away_since,
+            )
+            self._away_since = None
+        return True
