@@ -32,5 +32,12 @@ args=(
 # crun refuses hosts with cgroups in hybrid mode ("cgroups in hybrid mode not supported").
 command -v runc >/dev/null && args+=(--runtime "$(command -v runc)")
 
+previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 buildah bud "${args[@]}" --tag "$image" --file Dockerfile . >&2
+# The image this build replaced is left untagged: remove it, or every change to operator/ would
+# keep another copy of the venv. The build stage's layers stay, as the next build's cache.
+current=$(podman image inspect --format '{{.Id}}' "$image")
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true  # still used by a container: keep it
+fi
 echo "$image"
