@@ -79,7 +79,7 @@ def release_namespace(api: client.ApiClient) -> Iterator[str]:
 
 
 def _helm(
-    cluster: ControlPlane, bin_dir: Path, home: Path, *args: str
+    cluster: ControlPlane, bin_dir: Path, home: Path, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     # helm keeps caches and settings under these; the test's own directory keeps $HOME clean.
     env = dict(os.environ)
@@ -92,7 +92,7 @@ def _helm(
         timeout=120,
         env=env,
     )
-    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+    assert not check or result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
     return result
 
 
@@ -233,7 +233,7 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
 
         # The chart's liveness probe: kopf's /healthz on the health port.
         liveness = f"http://127.0.0.1:{health}/healthz"
-        wait_for(lambda: _get(liveness) == 200, 60, f"{liveness} (log: {pod.logs()[-3000:]})")
+        wait_for(lambda: _get(liveness) == 200, 60, f"{liveness} to answer 200")
         # Inside, as in the pod: the image's user, and nothing writable but /tmp and the volumes.
         assert pod.exec("id", "-u").stdout.strip() == str(USER)
         assert pod.exec("touch", "/opt/spikeprof/x").returncode != 0
@@ -261,7 +261,7 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
                 .get("conditions", [])
             ),
             60,
-            f"scrape metrics to arrive (log: {pod.logs()[-3000:]})",
+            "scrape metrics to arrive",
         )
         control(ips["hot-a"], "burn?cores=1&seconds=60")
         try:
@@ -305,4 +305,5 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
         if pod is not None:
             print(pod.logs()[-20000:])  # pytest shows it when the test fails
             pod.remove()
-        _helm(cluster, bin_dir, helm_home, "uninstall", release, f"--namespace={release_namespace}")
+        uninstall = ("uninstall", release, f"--namespace={release_namespace}")
+        _helm(cluster, bin_dir, helm_home, *uninstall, check=False)
