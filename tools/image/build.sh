@@ -16,6 +16,11 @@ if ! command -v buildah >/dev/null; then
 fi
 version=$(awk '$1 == "appVersion:" {gsub(/"/, "", $2); print $2}' charts/spikeprof/Chart.yaml)
 image="${SPIKEPROF_IMAGE:-localhost/spikeprof:$version}"
+# One build at a time on a machine: two would race on the base's tarball and on the tag.
+lock_dir="${SPIKEPROF_CACHE:-$HOME/.cache/spikeprof}/image"
+mkdir -p "$lock_dir"
+exec 9>"$lock_dir/build.lock"
+flock 9
 base=$(tools/image/base.sh)
 
 args=(
