@@ -151,6 +151,23 @@ class PodmanPod:
         )
         return result.stdout + result.stderr
 
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after the pod's grace period, as the kubelet stops a pod;
+        returns the exit code."""
+        grace = self.pod.get("terminationGracePeriodSeconds", 30)
+        subprocess.run(
+            ["podman", "stop", f"--time={grace}", self.name],
+            capture_output=True,
+            timeout=grace + 30,
+        )
+        result = subprocess.run(
+            ["podman", "inspect", "--format={{.State.ExitCode}}", self.name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return int(result.stdout.strip())
+
     def remove(self) -> None:
         if self.started:
             subprocess.run(

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -298,6 +299,13 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
         assert pod.running()
         assert _get(liveness) == 200
         assert _get(f"http://127.0.0.1:{metrics}/metrics") == 200
+        # Stopped as the kubelet stops it: SIGTERM, and it exits cleanly within the grace period.
+        started = time.monotonic()
+        assert pod.stop() == 0
+        assert (
+            time.monotonic() - started
+            < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )
         log = pod.logs()
         assert not RBAC_DENIAL.findall(log), log
         assert "Not enough permissions" not in log, log
