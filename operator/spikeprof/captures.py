@@ -293,7 +293,9 @@ async def _show(args: argparse.Namespace, source: ArtifactSource, out: TextIO, e
             continue
         graph = f", flame graph {profile.flamegraph}" if profile.flamegraph else ""
         lines.append(f"  {profile.type}: {profile.file}, {_size(profile.bytes)}{graph}")
-        if profile.summary is not None:
+        if profile.empty_reason is not None:
+            lines.append(f"    (empty) {profile.empty_reason}")
+        elif profile.summary is not None:
             lines.extend(_summary_top(profile.summary, args.top))
         elif profile.file and not profile.file.endswith(_PPROF_FILE_SUFFIX):
             lines.append("    (not a pprof profile: open it with `go tool trace`)")

@@ -200,3 +200,40 @@ def metrics_api(cluster: ControlPlane) -> ControlPlane:
 
 def load_example(name: str) -> dict[str, Any]:
     return yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
+
+
+@pytest.fixture
+def kubectl_port_forward(
+    cluster: ControlPlane, bin_dir: Path, tmp_path: Path
+) -> Iterator[Callable[[str, str, int], int]]:
+    """Runs `kubectl port-forward` to a pod's port; returns the local port once it forwards."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(namespace: str, pod: str, port: int) -> int:
+        local = free_port()
+        log = tmp_path / f"port-forward-{pod}.log"
+        processes.append(
+            spawn(
+                [
+                    str(bin_dir / "kubectl"),
+                    f"--kubeconfig={cluster.kubeconfig}",
+                    "-n",
+                    namespace,
+                    "port-forward",
+                    "--address=127.0.0.1",
+                    f"pod/{pod}",
+                    f"{local}:{port}",
+                ],
+                log,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and processes[-1].poll() is None:
+            if f"Forwarding from 127.0.0.1:{local}".encode() in log.read_bytes():
+                return local
+            time.sleep(0.1)
+        raise AssertionError(f"kubectl port-forward did not start:\n{log.read_text()}")
+
+    yield start
+    for proc in processes:
+        stop_group(proc.pid)

@@ -4,11 +4,17 @@ through the real controller-manager, and the template restored exactly when sess
 from __future__ import annotations
 
 import copy
+import http.client
+import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
+from localcluster.controlplane import ControlPlane
+
+from tests.pprof_top import go_tool_pprof, pprof_rows
 
 from .conftest import REPO_ROOT, Operator
 from .sessions import (
@@ -212,14 +218,53 @@ def test_bare_pods_are_never_patched_and_dry_run_changes_nothing(
     assert "dapr.io/enable-profiling" not in template
 
 
-def test_the_readme_dapr_how_to_goes_from_app_to_flame_graph_and_back(
+class DaprdLoad:
+    """Clients calling daprd's HTTP API (GET /v1.0/metadata) as fast as they can, as the app
+    in the pod would: on the pod's own loopback, where daprd listens by default."""
+
+    def __init__(self, host: str, clients: int = 6) -> None:
+        self.host = host
+        self.stopping = threading.Event()
+        self.requests = 0
+        self.threads = [threading.Thread(target=self._call, daemon=True) for _ in range(clients)]
+
+    def _call(self) -> None:
+        connection = http.client.HTTPConnection(self.host, 3500, timeout=5)
+        while not self.stopping.is_set():
+            connection.request("GET", "/v1.0/metadata")
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 200, reply.status
+            self.requests += 1
+
+    def __enter__(self) -> DaprdLoad:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def _pod_loopback(cluster: ControlPlane, namespace: str, pod: str) -> str:
+    """The stand-in pod's own 127.0.0.1 (pods share the machine's network namespace)."""
+    entries = json.loads(cluster.pods_file.read_text())
+    loopback: str = entries[f"{namespace}/{pod}"]["loopback"]
+    return loopback
+
+
+def test_the_readme_dapr_how_to_captures_a_busy_daprd_and_restores_the_deployment(
     namespace: str,
     api: client.ApiClient,
+    cluster: ControlPlane,
     operator: Operator,
     kubectl: Callable[..., Any],
     wait_for: Callable[..., Any],
 ) -> None:
-    """examples/dapr-checkout-app.yaml and dapr-profiling-session.yaml, applied as written."""
+    """examples/dapr-checkout-app.yaml and dapr-profiling-session.yaml, applied as written,
+    with the real daprd and Dapr's default listen addresses."""
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "dapr-checkout-app.yaml"))
     apps = client.AppsV1Api(api)
     wait_for(
@@ -231,17 +276,49 @@ def test_the_readme_dapr_how_to_goes_from_app_to_flame_graph_and_back(
     )
     before = apps.read_namespaced_deployment("checkout-dapr", namespace).spec.template.to_dict()
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "dapr-profiling-session.yaml"))
+    wait_for(
+        lambda: (
+            get_session(api, namespace, "checkout-dapr").get("status", {}).get("phase") == "Armed"
+        ),
+        120,
+        "the session armed: both pods re-created with profiling",
+    )
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=checkout-dapr")
+    armed = [
+        p.metadata.name
+        for p in pods.items
+        if (p.metadata.annotations or {}).get("dapr.io/enable-profiling") == "true"
+        and p.metadata.deletion_timestamp is None
+    ]
+    assert len(armed) == 2, armed
+    busy = armed[0]  # the other pod's daprd stays idle, under the threshold
 
-    status = wait_captures(api, namespace, "checkout-dapr", 1, wait_for, timeout=120)
-    assert status["phase"] == "Armed", status
-    assert status["lastCapture"]["result"] == "Succeeded", (status, operator.log()[-5000:])
-    directories = capture_dirs(operator.artifact_root)
-    assert len(directories) == 2
-    for directory in directories:
-        metadata = read_metadata(directory)
-        assert (metadata["container"], metadata["access"]) == ("daprd", "direct")
-        cpu = next(p for p in metadata["profiles"] if p["parameters"]["type"] == "cpu")
-        assert (directory / cpu["flamegraph"]).read_text().startswith("<!DOCTYPE html>")
+    with DaprdLoad(_pod_loopback(cluster, namespace, busy)) as load:
+        status = wait_captures(api, namespace, "checkout-dapr", 1, wait_for, timeout=120)
+    assert load.requests > 0
+    last = status["lastCapture"]
+    assert (last["result"], last["trigger"]) == ("Succeeded", "threshold"), (
+        status,
+        operator.log()[-5000:],
+    )
+    assert last["reason"].startswith(f"{busy}: daprd-busy: cpu "), last["reason"]
+    [directory] = capture_dirs(operator.artifact_root)
+    assert directory.parts[-2] == busy
+    metadata = read_metadata(directory)
+    # The default route: daprd's pprof is on the pod's loopback, so only port-forward reaches it.
+    assert (metadata["container"], metadata["access"]) == ("daprd", "portForward")
+    by_type = {p["parameters"]["type"]: p for p in metadata["profiles"]}
+    for profile in by_type.values():
+        assert "flat%" in go_tool_pprof("-top", str(directory / profile["file"]))
+    for kind in ("heap", "goroutine"):
+        path = directory / by_type[kind]["file"]
+        for sample_type in by_type[kind]["summary"]["sampleTypes"]:
+            expected = pprof_rows(path, sample_type["type"], sample_type["unit"])
+            ours = [(f["function"], f["flat"], f["cum"]) for f in sample_type["functions"]]
+            assert ours == [(name, flat, cum) for name, flat, _, cum, _ in expected][:20]
+    cpu = by_type["cpu"]
+    assert "empty" not in cpu, "daprd was busy: its CPU profile has samples"
+    assert (directory / cpu["flamegraph"]).read_text().startswith("<!DOCTYPE html>")
 
     kubectl("delete", "-n", namespace, "-f", str(EXAMPLES / "dapr-profiling-session.yaml"))
     wait_for(

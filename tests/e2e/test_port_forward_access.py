@@ -36,12 +36,21 @@ UNROUTABLE = "stand-in.spikeprof.io/unroutable"
 CHART = REPO_ROOT / "charts" / "spikeprof"
 
 
-def _dapr_pod(api: client.ApiClient, namespace: str, name: str, *, unroutable: bool) -> None:
+def _dapr_pod(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    unroutable: bool,
+    listen_addresses: str | None = None,
+) -> None:
     annotations = {
         "dapr.io/enabled": "true",
         "dapr.io/app-id": "checkout",
         "dapr.io/enable-profiling": "true",
     }
+    if listen_addresses is not None:  # Dapr's default is the pod's loopback only
+        annotations["dapr.io/sidecar-listen-addresses"] = listen_addresses
     if unroutable:
         annotations[UNROUTABLE] = "true"
     client.CoreV1Api(api).create_namespaced_pod(
@@ -112,8 +121,8 @@ def test_port_forward_captures_a_pod_whose_ip_does_not_answer(
 def test_auto_dials_pods_that_answer_and_tunnels_to_the_others(
     api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
 ) -> None:
-    _dapr_pod(api, namespace, "seen-0", unroutable=False)
-    _dapr_pod(api, namespace, "hidden-0", unroutable=True)
+    _dapr_pod(api, namespace, "seen-0", unroutable=False, listen_addresses="0.0.0.0")
+    _dapr_pod(api, namespace, "hidden-0", unroutable=True, listen_addresses="0.0.0.0")
     wait_running(api, namespace, "app=pf", 2, wait_for)
     create_session(api, namespace, _session("either", "auto", [{"type": "goroutine"}]))
     status = wait_captures(api, namespace, "either", 1, wait_for)

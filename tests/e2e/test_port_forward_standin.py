@@ -11,11 +11,9 @@ import base64
 import json
 import socket
 import ssl
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ import websocket
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-from localcluster.processes import free_port, spawn, stop_group
 
 pytestmark = pytest.mark.e2e
 
@@ -142,43 +139,6 @@ def _forward_over_websocket(
     finally:
         ws.close()
     return result
-
-
-@pytest.fixture
-def kubectl_port_forward(
-    cluster: ControlPlane, bin_dir: Path, tmp_path: Path
-) -> Iterator[Callable[[str, str, int], int]]:
-    """Runs `kubectl port-forward` to a pod's port; returns the local port once it forwards."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(namespace: str, pod: str, port: int) -> int:
-        local = free_port()
-        log = tmp_path / f"port-forward-{pod}.log"
-        processes.append(
-            spawn(
-                [
-                    str(bin_dir / "kubectl"),
-                    f"--kubeconfig={cluster.kubeconfig}",
-                    "-n",
-                    namespace,
-                    "port-forward",
-                    "--address=127.0.0.1",
-                    f"pod/{pod}",
-                    f"{local}:{port}",
-                ],
-                log,
-            )
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and processes[-1].poll() is None:
-            if f"Forwarding from 127.0.0.1:{local}".encode() in log.read_bytes():
-                return local
-            time.sleep(0.1)
-        raise AssertionError(f"kubectl port-forward did not start:\n{log.read_text()}")
-
-    yield start
-    for proc in processes:
-        stop_group(proc.pid)
 
 
 def test_kubectl_port_forward_reaches_the_pods_pprof(

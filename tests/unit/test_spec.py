@@ -138,6 +138,15 @@ def test_threshold_rules_are_read_in_their_units() -> None:
         ),
         ({"alerts": {}}, "needs at least one matchLabels or matchRegex entry"),
         ({"alerts": {"matchRegex": {"severity": "(crit"}}}, "matchRegex.severity"),
+        (
+            {"thresholds": [{"metric": "cpu", "above": "-5"}]},
+            "spec.trigger.thresholds[0].above '-5' is negative",
+        ),
+        # Valid RE2 (the API server's check) that Python's re cannot compile.
+        (
+            {"alerts": {"matchRegex": {"severity": r"\p{Lu}+"}}},
+            "spec.trigger.alerts.matchRegex.severity: '\\\\p{Lu}+' is not a regex: bad escape \\p",
+        ),
     ],
 )
 def test_bad_triggers_are_named_by_field(trigger: dict[str, Any], message: str) -> None:
@@ -149,3 +158,10 @@ def test_bad_triggers_are_named_by_field(trigger: dict[str, Any], message: str) 
 @pytest.mark.parametrize("access", ["direct", "portForward", "auto"])
 def test_every_access_mode_is_read(access: str) -> None:
     assert parse_spec(spec(target={"access": access})).target.access == access
+
+
+@pytest.mark.parametrize(("kind", "access"), [("pprof", "direct"), ("dapr", "auto")])
+def test_access_left_out_is_auto_for_dapr_whose_sidecar_listens_on_loopback(
+    kind: str, access: str
+) -> None:
+    assert parse_spec(spec(target={"kind": kind})).target.access == access

@@ -23,7 +23,7 @@ k8s_ldflags="-s -w \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=37"
 
-# module-dir | ldflags | packages
+# module-dir | ldflags | packages | build tags (optional)
 modules=(
   "cluster/etcd|-s -w|."
   "cluster/k8s|$k8s_ldflags|k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl"
@@ -32,6 +32,8 @@ modules=(
   "cluster/kubelet-standin|-s -w|."
   "cluster/minio|-s -w|github.com/minio/minio"
   "cluster/fake-gcs-server|-s -w|."
+  # daprd panics at start without a components tag; stablecomponents is what Dapr releases carry.
+  "cluster/daprd|-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=1.16.5|github.com/dapr/dapr/cmd/daprd|stablecomponents"
 )
 
 want=("$@")
@@ -43,11 +45,11 @@ selected() {
 }
 
 for entry in "${modules[@]}"; do
-  IFS='|' read -r dir ldflags pkgs <<<"$entry"
+  IFS='|' read -r dir ldflags pkgs tags <<<"$entry"
   name=$(basename "$dir")
   selected "$name" || continue
   src="$root/tools/$dir"
-  key=$( (go version; echo "$ldflags $pkgs"; cd "$src" && cat go.mod go.sum $(ls ./*.go 2>/dev/null)) | sha256sum | cut -c1-12)
+  key=$( (go version; echo "$ldflags $pkgs${tags:+ $tags}"; cd "$src" && cat go.mod go.sum $(ls ./*.go 2>/dev/null)) | sha256sum | cut -c1-12)
   out="$cache/bin/$name-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "build: $name ($key) -> $out" >&2
@@ -55,7 +57,7 @@ for entry in "${modules[@]}"; do
     rm -rf "$out.tmp"
     mkdir -p "$out.tmp"
     # shellcheck disable=SC2086  # pkgs is a list of package paths
-    (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp/" $pkgs)
+    (cd "$src" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out.tmp/" $pkgs)
     # A module built as "." is named after its module path; every binary is linked as <module>.
     if [ "$pkgs" = . ] && [ ! -f "$out.tmp/$name" ]; then
       mv "$out.tmp"/* "$out.tmp/$name"

@@ -35,6 +35,8 @@ def build_metadata(
             entry.update(file=outcome.file, bytes=outcome.bytes, sha256=outcome.sha256)
             if outcome.summary is not None:
                 entry["summary"] = outcome.summary
+            if outcome.empty_reason is not None:
+                entry["empty"] = {"samples": 0, "reason": outcome.empty_reason}
             if outcome.flamegraph is not None:
                 entry["flamegraph"] = outcome.flamegraph
             if outcome.analysis_error is not None:

@@ -37,6 +37,8 @@ class ProfileEntry:
     summary: Mapping[str, Any] | None
     failure: str | None
     """"reason: message" when the profile failed."""
+    empty_reason: str | None = None
+    """Why the profile has no samples, when it was taken with none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ def _profile_entry(raw: Mapping[str, Any]) -> ProfileEntry:
     if isinstance(failed, Mapping):
         failure = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
     summary = raw.get("summary")
+    empty = raw.get("empty")
+    empty_reason = empty.get("reason") if isinstance(empty, Mapping) else None
     return ProfileEntry(
         type=str(parameters.get("type", "unknown")),
         file=raw.get("file") if isinstance(raw.get("file"), str) else None,
@@ -112,6 +116,7 @@ def _profile_entry(raw: Mapping[str, Any]) -> ProfileEntry:
         flamegraph=raw.get("flamegraph") if isinstance(raw.get("flamegraph"), str) else None,
         summary=summary if isinstance(summary, Mapping) else None,
         failure=failure,
+        empty_reason=str(empty_reason) if empty_reason is not None else None,
     )
 
 

@@ -57,6 +57,7 @@ class ProfileOutcome:
     failure: ProfileFailure | None = None
     seconds_taken: float = 0.0
     summary: dict[str, Any] | None = None  # top functions per sample type, as go tool pprof -top
+    empty_reason: str | None = None  # taken, but with no samples: the likely reason
     flamegraph: str | None = None  # file name of the flame graph page next to the profile
     analysis_error: str | None = None  # why no summary, though the profile itself is kept
     versus_baseline: dict[str, Any] | None = None  # the change against the session's baseline
@@ -139,7 +140,22 @@ class CaptureOutcome:
                 )
                 groups.append(f"{len(where)} {reason} ({shown})")
             text += f"; {self.profiles_failed} failed: " + "; ".join(groups)
+        empty = self.empty_profiles()
+        if empty:
+            # The first reason only: the rest are in status.lastCapture.empty and metadata.json.
+            shown = ", ".join(f"{e['pod']}/{e['type']}" for e in empty[:3])
+            more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+            text += f"; {len(empty)} empty ({shown}{more}): {empty[0]['reason']}"
         return text + "."
+
+    def empty_profiles(self) -> list[dict[str, str]]:
+        """Profiles taken with no samples in them, each with the likely reason."""
+        return [
+            {"pod": pod.pod, "type": p.type, "reason": p.empty_reason}
+            for pod in self.pods
+            for p in pod.profiles
+            if p.failure is None and p.empty_reason is not None
+        ]
 
     def to_status(self) -> dict[str, Any]:
         """A bounded entry for status: counts, where the artifacts are, and the failures.
@@ -171,6 +187,9 @@ class CaptureOutcome:
             entry["artifacts"] = [pod.directory for pod in self.pods[:MAX_LISTED]]
         if failures:
             entry["failures"] = failures[:MAX_LISTED]
+        empty = self.empty_profiles()
+        if empty:
+            entry["empty"] = empty[:MAX_LISTED]
         if self.problem is not None:
             entry["message"] = self.problem
         return entry

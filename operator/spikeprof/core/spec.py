@@ -217,6 +217,9 @@ def _parse_threshold(index: int, raw: Mapping[str, Any]) -> Threshold:
         except ValueError:
             raise SpecError(f"{where}.above {text!r} is not a percentage") from None
         return Threshold(name=name, metric=typed_metric, percent=percent, of=of, sustain=sustain)
+    if text.startswith("-"):
+        # The CRD refuses it too; this is for a cluster whose CRD is older than the operator.
+        raise SpecError(f"{where}.above {text!r} is negative: it would fire on every pod")
     try:
         value = parse_quantity(text)
     except ValueError as error:
@@ -307,7 +310,10 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
     kind = target.get("kind", "pprof")
     if kind not in ("pprof", "dapr"):
         raise SpecError(f"spec.target.kind {kind!r} is not pprof or dapr")
-    access = target.get("access", "direct")
+    # Dapr's injector makes daprd listen on the pod's loopback unless the pod says otherwise
+    # (dapr.io/sidecar-listen-addresses, default "[::1],127.0.0.1"), so only port-forward
+    # reaches its pprof; auto still dials pods whose daprd listens on the pod IP.
+    access = target.get("access", "auto" if kind == "dapr" else "direct")
     if access not in ACCESS_MODES:
         raise SpecError(f"spec.target.access {access!r} is not one of {', '.join(ACCESS_MODES)}")
     port = target.get("port")

@@ -27,6 +27,7 @@ from spikeprof.core.results import (
 from spikeprof.core.spec import ProfileRequest, SessionSpec
 from spikeprof.pprof.check import NotAProfileError, check_file
 from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles, render_diff_flamegraph
+from spikeprof.pprof.emptiness import empty_reason
 from spikeprof.pprof.flamegraph import render_flamegraph
 from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
@@ -157,6 +158,7 @@ class Capturer:
             sha256=fetched.sha256,
             seconds_taken=time.monotonic() - started,
             summary=readable.summary,
+            empty_reason=readable.empty_reason,
             flamegraph=readable.flamegraph,
             analysis_error=readable.error,
             versus_baseline=readable.versus_baseline,
@@ -195,6 +197,7 @@ class Capturer:
 @dataclass(frozen=True)
 class Readable:
     summary: dict[str, Any] | None = None
+    empty_reason: str | None = None  # why the profile has no samples, when it has none
     flamegraph: str | None = None
     error: str | None = None
     versus_baseline: dict[str, Any] | None = None  # top gainers and the diff flame graph
@@ -216,17 +219,20 @@ def _make_readable(
         summary = summarize(profile).to_json(top=SUMMARY_TOP)
     except ProfileDecodeError as error:
         return Readable(error=str(error))
+    empty = empty_reason(request.type, profile, request.seconds)
     if request.type not in FLAMEGRAPH_TYPES:
-        return Readable(summary=summary)
+        return Readable(summary=summary, empty_reason=empty)
     page = f"{request.type}.flamegraph.html"
     try:
         staged.temp_path(page).write_text(render_flamegraph(profile, title=title), encoding="utf-8")
         staged.keep(page)
     except OSError as error:
         staged.drop(page)
-        return Readable(summary=summary, error=f"writing the flame graph failed: {error}")
+        return Readable(
+            summary=summary, empty_reason=empty, error=f"writing the flame graph failed: {error}"
+        )
     versus = _versus_baseline(staged, request, profile, title, baseline)
-    return Readable(summary=summary, flamegraph=page, versus_baseline=versus)
+    return Readable(summary=summary, empty_reason=empty, flamegraph=page, versus_baseline=versus)
 
 
 def _versus_baseline(

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from localcluster.processes import free_port, spawn, stop_group
 
+from tests import pprof_top
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TARGET_PROFILES = ("cpu", "heap", "allocs", "goroutine", "threadcreate", "block")
 
@@ -105,13 +107,4 @@ def synth_profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def go_tool_pprof() -> Callable[..., str]:
     """Runs `go tool pprof` with the arguments given and returns what it prints."""
-
-    def run(*args: str) -> str:
-        result = subprocess.run(
-            ["go", "tool", "pprof", *args], capture_output=True, text=True, timeout=300
-        )
-        if result.returncode != 0:
-            raise AssertionError(f"go tool pprof {' '.join(args)} failed:\n{result.stderr}")
-        return result.stdout
-
-    return run
+    return pprof_top.go_tool_pprof

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from spikeprof.pprof.profile import decode_file
 from spikeprof.pprof.summary import render_top, summarize
+from tests.pprof_top import pprof_rows
 
 PROFILE_NAMES = (
     "cpu",
@@ -22,48 +22,10 @@ PROFILE_NAMES = (
     "synth-heap",
 )
 
-# -unit values that make pprof print whole numbers of the sample unit, so its figures are exact:
-# "ns" and "B" are spelt out; count units are printed whole by default.
-EXACT_UNITS = {"nanoseconds": "ns", "bytes": "B"}
-
-# "      flat  flat%   sum%        cum   cum%" then rows "%10s %s %s %10s %s  %s%s".
-ROW = re.compile(r"^ *(\S+) +(\S+)% +(\S+)% +(\S+) +(\S+)%  (.*?)(?: \((?:partial-)?inline\))?$")
-
 
 @pytest.fixture(scope="module")
 def profiles(target_profiles: dict[str, Path], synth_profiles: dict[str, Path]) -> dict[str, Path]:
     return {**target_profiles, **synth_profiles}
-
-
-def pprof_rows(
-    go_tool_pprof: Callable[..., str], path: Path, sample_type: str, unit: str
-) -> list[tuple[str, int, str, int, str]]:
-    """(function, flat, flat%, cum, cum%) of every function, as -top prints them, untrimmed."""
-    args = ["-top", "-nodefraction=0", f"-sample_index={sample_type}"]
-    suffix = EXACT_UNITS.get(unit, "")
-    if suffix:
-        args.append(f"-unit={suffix}")
-    lines = go_tool_pprof(*args, str(path)).splitlines()
-    header = next(
-        n
-        for n, line in enumerate(lines)
-        if line.split() == ["flat", "flat%", "sum%", "cum", "cum%"]
-    )
-    rows = []
-    for line in lines[header + 1 :]:
-        match = ROW.match(line)
-        assert match, f"unexpected -top line {line!r}"
-        flat, flat_percent, _, cum, cum_percent, name = match.groups()
-        rows.append(
-            (
-                name,
-                int(flat.removesuffix(suffix)),
-                flat_percent,
-                int(cum.removesuffix(suffix)),
-                cum_percent,
-            )
-        )
-    return rows
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
@@ -73,9 +35,7 @@ def test_every_function_has_go_tool_pprofs_flat_and_cum_for_every_sample_type(
     path = profiles[name]
     summary = summarize(decode_file(path))
     for by_type in summary.sample_types:
-        expected = pprof_rows(
-            go_tool_pprof, path, by_type.sample_type.type, by_type.sample_type.unit
-        )
+        expected = pprof_rows(path, by_type.sample_type.type, by_type.sample_type.unit)
         assert expected or name == "block", f"pprof shows no function of {by_type.sample_type.type}"
         ours = [(row.function, row.flat, row.cum) for row in by_type.functions]
         assert ours == [(function, flat, cum) for function, flat, _, cum, _ in expected]

@@ -42,6 +42,9 @@ const (
 type podEntry struct {
 	UID     string `json:"uid"`
 	Address string `json:"address"`
+	// Loopback is the pod's own 127.0.0.1 (pods share the machine's network namespace, so
+	// each has a loopback address of its own); empty in pods files of older stand-ins.
+	Loopback string `json:"loopback"`
 }
 
 type podsFile string
@@ -75,7 +78,7 @@ func (f forwarder) PortForward(_ context.Context, name, _ string, port int32, st
 	if !ok {
 		return fmt.Errorf("pod %s is not running on the stand-in node", name)
 	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(pod.Address, strconv.Itoa(int(port))), dialTimeout)
+	conn, err := dialPod(pod, port)
 	if err != nil {
 		return err
 	}
@@ -106,6 +109,25 @@ func (f forwarder) PortForward(_ context.Context, name, _ string, port int32, st
 		}
 	}
 	return nil
+}
+
+// dialPod reaches a port inside the pod as containerd's CRI does
+// (internal/cri/server/sandbox_portforward_linux.go): localhost inside the pod's network
+// namespace first, which reaches a process bound to the pod's loopback only (daprd's pprof with
+// Dapr's default listen addresses), then the pod's IP, for processes bound to it alone.
+func dialPod(pod podEntry, port int32) (net.Conn, error) {
+	var errs []error
+	for _, host := range []string{pod.Loopback, pod.Address} {
+		if host == "" {
+			continue
+		}
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(int(port))), dialTimeout)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 func main() {

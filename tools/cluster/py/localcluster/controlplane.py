@@ -313,6 +313,12 @@ class ControlPlane:
                 "localcluster.standin",
                 f"--kubeconfig={kubeconfig}",
                 f"--pprof-target={self.bin_dir / 'pprof-target'}",
+                # Dapr pods need it; a cluster for tests without Dapr runs without it.
+                *(
+                    [f"--daprd={self.bin_dir / 'daprd'}"]
+                    if (self.bin_dir / "daprd").exists()
+                    else []
+                ),
                 f"--log-dir={self.log_dir / 'pods'}",
                 f"--subnet={self.pod_subnet}",
                 f"--kubelet-port={self.kubelet_port}",

@@ -15,8 +15,16 @@ start and stop. Pod annotations shape the process:
       loopback address that never answers on the pod's ports (connections time out, as to a pod
       network the caller has no route to): only port-forward through the API server
       (pods/portforward) reaches the pod, as from outside a real cluster.
-  dapr.io/enabled + dapr.io/enable-profiling (or dapr.io/profiling): as Dapr's injector does,
-      a pod gets a daprd stand-in serving pprof on 7777 only when profiling was enabled at creation.
+  dapr.io/enabled: "true": the container named daprd runs the real daprd (tools/cluster/daprd),
+      with the flags Dapr's injector gives it (see daprd_command).
+
+Pod network: pods share the machine's network namespace, so each pod gets two loopback addresses
+of its own, standing in for its network namespace: its address (reported as podIP, where a
+process that a real pod would run on 0.0.0.0 listens), and its loopback (what 127.0.0.1 is inside
+a real pod: never reported, never dialed by anyone but the pod's own processes and the kubelet's
+port-forward). kubelet-standin's port-forward dials the loopback first, then the pod address, as
+containerd does (internal/cri/server/sandbox_portforward_linux.go: dialLocalhost inside the pod's
+netns, then dialPodIPs).
 """
 
 from __future__ import annotations
@@ -42,12 +50,12 @@ import urllib3
 from kubernetes import client, config, watch  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
+from localcluster import dapr_sidecar
 from localcluster.processes import spawn, stop_group
 
 NODE_NAME = "stand-in-node"
 ARGS_ANNOTATION = "stand-in.spikeprof.io/args"
 UNROUTABLE_ANNOTATION = "stand-in.spikeprof.io/unroutable"
-DAPR_PROFILE_PORT = 7777
 
 log = logging.getLogger("pod-stand-in")
 
@@ -58,6 +66,8 @@ class RunningPod:
     """namespace/name, the pod's key in the pods file."""
     address: str
     """Where the processes listen; the reported podIP differs for an unroutable pod."""
+    loopback: str
+    """The pod's own 127.0.0.1: where a process bound to the pod's loopback listens."""
     processes: list[subprocess.Popen[bytes]]
     silent_sockets: list[socket.socket] = field(default_factory=list)
     """For an unroutable pod: what keeps its reported IP from answering."""
@@ -77,24 +87,18 @@ def _silent_listener(ip: str, port: int) -> list[socket.socket]:
     return [listener, filler]
 
 
-def _listen_ports(commands: list[list[str]]) -> set[int]:
-    return {
-        int(arg.rsplit(":", 1)[1])
-        for cmd in commands
-        for arg in cmd
-        if arg.startswith(("-listen=", "-pprof-listen="))
-    }
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dapr_profiling_enabled(annotations: dict[str, str]) -> bool:
-    for key in ("dapr.io/enable-profiling", "dapr.io/profiling"):
-        if annotations.get(key, "").lower() == "true":
-            return True
-    return False
+@dataclass(frozen=True)
+class PlannedProcess:
+    """One container's process: its command, where it listens, and which of those ports are
+    on the pod's address (an unroutable pod keeps its reported IP silent on them)."""
+
+    command: list[str]
+    listens_on: list[str]
+    pod_address_ports: list[int]
 
 
 class StandIn:
@@ -106,9 +110,11 @@ class StandIn:
         subnet: int,
         kubelet_port: int,
         pods_file: Path,
+        daprd: Path | None = None,
     ) -> None:
         self.api = api
         self.pprof_target = pprof_target
+        self.daprd = daprd  # runs the daprd container of Dapr pods; None: such pods fail
         self.log_dir = log_dir
         self.kubelet_port = kubelet_port
         self.pods_file = pods_file
@@ -201,29 +207,50 @@ class StandIn:
                     "binding %s/%s failed: %s", pod.metadata.namespace, pod.metadata.name, error
                 )
 
-    def plan_processes(self, pod: Any, ip: str) -> list[list[str]]:
+    def plan_processes(self, pod: Any, address: str, loopback: str) -> list[PlannedProcess]:
         annotations = pod.metadata.annotations or {}
         extra = shlex.split(annotations.get(ARGS_ANNOTATION, ""))
-        commands: list[list[str]] = []
+        planned: list[PlannedProcess] = []
         for container in pod.spec.containers:
             ports = [p.container_port for p in (container.ports or [])]
-            if container.name == "daprd":
-                if not ports:
-                    ports = [3500]
-                profiling = _dapr_profiling_enabled(annotations)
-                cmd = [str(self.pprof_target), f"-listen={ip}:{ports[0]}", "-pprof=false"]
-                if profiling:
-                    cmd.append(f"-pprof-listen={ip}:{DAPR_PROFILE_PORT}")
-                commands.append(cmd + extra)
+            if container.name == "daprd" and dapr_sidecar.is_dapr_pod(annotations):
+                planned.append(self._plan_daprd(pod, address, loopback))
             elif ports:
-                commands.append([str(self.pprof_target), f"-listen={ip}:{ports[0]}", *extra])
-        return commands
+                listen = f"{address}:{ports[0]}"
+                command = [str(self.pprof_target), f"-listen={listen}", *extra]
+                planned.append(PlannedProcess(command, [listen], [ports[0]]))
+        return planned
+
+    def _plan_daprd(self, pod: Any, address: str, loopback: str) -> PlannedProcess:
+        if self.daprd is None:
+            raise RuntimeError(
+                f"pod {pod.metadata.name} needs daprd: build it with "
+                "tools/cluster/build.sh daprd and start the cluster again"
+            )
+        resources = self.log_dir / "dapr-resources"  # no components: an empty directory
+        resources.mkdir(parents=True, exist_ok=True)
+        configuration = self.log_dir / "dapr-configuration.yaml"
+        configuration.write_text(dapr_sidecar.CONFIGURATION)
+        plan = dapr_sidecar.daprd_plan(
+            self.daprd,
+            pod.metadata.name,
+            pod.metadata.annotations or {},
+            address,
+            loopback,
+            resources,
+            configuration,
+        )
+        return PlannedProcess(plan.command, plan.listens_on, plan.pod_address_ports)
 
     def write_pods_file(self) -> None:
         """Where each pod listens, for kubelet-standin; replaced whole so it never reads half."""
         with self.lock:
             entries = {
-                running.key: {"uid": uid, "address": running.address}
+                running.key: {
+                    "uid": uid,
+                    "address": running.address,
+                    "loopback": running.loopback,
+                }
                 for uid, running in self.pods.items()
             }
             temporary = self.pods_file.with_name(self.pods_file.name + ".tmp")
@@ -233,21 +260,23 @@ class StandIn:
     def start_pod(self, pod: Any) -> None:
         meta = pod.metadata
         address = self.allocate_ip()
+        loopback = self.allocate_ip()
         unroutable = (meta.annotations or {}).get(UNROUTABLE_ANNOTATION, "").lower() == "true"
         # An unroutable pod reports an address of its own that never answers (_silent_listener).
         ip = self.allocate_ip() if unroutable else address
+        planned = self.plan_processes(pod, address, loopback)
         procs = []
-        for index, cmd in enumerate(self.plan_processes(pod, address)):
+        for index, process in enumerate(planned):
             log_path = self.log_dir / f"{meta.namespace}_{meta.name}_{index}.log"
-            procs.append(spawn(cmd, log_path))
-        running = RunningPod(f"{meta.namespace}/{meta.name}", address, procs)
+            procs.append(spawn(process.command, log_path))
+        running = RunningPod(f"{meta.namespace}/{meta.name}", address, loopback, procs)
         if unroutable:
-            for port in sorted(_listen_ports(self.plan_processes(pod, address))):
+            for port in sorted({p for process in planned for p in process.pod_address_ports}):
                 running.silent_sockets += _silent_listener(ip, port)
         self.pods[meta.uid] = running
-        for cmd in self.plan_processes(pod, address):
-            listen = next(a for a in cmd if a.startswith("-listen="))
-            _wait_listening(listen.removeprefix("-listen="))
+        for process in planned:
+            for listen in process.listens_on:
+                _wait_listening(listen)
         self.write_pods_file()
         started = _now()
         statuses = [
@@ -358,6 +387,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--pprof-target", required=True, type=Path)
+    parser.add_argument("--daprd", type=Path, help="Dapr's sidecar, for dapr.io/enabled pods")
     parser.add_argument("--log-dir", required=True, type=Path)
     parser.add_argument("--subnet", required=True, type=int, help="pod IPs are 127.<subnet>.x.y")
     parser.add_argument(
@@ -378,6 +408,7 @@ def main() -> None:
         args.subnet,
         args.kubelet_port,
         args.pods_file,
+        args.daprd,
     )
     try:
         standin.run()
