@@ -29,7 +29,7 @@ system-packages: ## Install the Debian packages the tests need, if missing (as r
 	tools/setup/system-packages.sh
 
 .PHONY: binaries
-binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, fake-gcs-server, pprof-target, kubelet-standin; install Azurite.
+binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kubectl, helm, MinIO, fake-gcs-server, pprof-target, kubelet-standin, daprd; install Azurite.
 	tools/cluster/build.sh
 	tools/azurite/install.sh >/dev/null
 

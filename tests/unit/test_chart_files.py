@@ -39,6 +39,8 @@ OPERATOR_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # On by default (rbac.podMetrics): metricsServer is the default source of threshold triggers.
     {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]},
+    # On by default (rbac.portForward): Dapr's sidecar serves pprof on the pod's loopback only.
+    {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create", "get"]},
 ]
 PORT_FORWARD_RULE = {
     "apiGroups": [""],
@@ -52,8 +54,9 @@ WORKLOAD_PATCHING_RULE = {
 }
 POD_METRICS_RULE = {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]}
 
-BASE_KINDS = {"ServiceAccount": 1, "Service": 2, "Deployment": 1}  # metrics + alert receiver
-CLUSTER_KINDS = {**BASE_KINDS, "ClusterRole": 1, "ClusterRoleBinding": 1}
+# Metrics and alert receiver Services; the view and edit ClusterRoles for people (rbac.userRoles).
+BASE_KINDS = {"ServiceAccount": 1, "Service": 2, "Deployment": 1, "ClusterRole": 2}
+CLUSTER_KINDS = {**BASE_KINDS, "ClusterRole": 3, "ClusterRoleBinding": 1}
 CRD_KIND = {"CustomResourceDefinition": 1}
 
 # Each documented values combination, with the kinds (and counts) it must render.
@@ -78,7 +81,7 @@ COMBINATIONS: dict[str, tuple[list[str], dict[str, int]]] = {
         ["--set=metrics.serviceMonitor.enabled=true"],
         {**CLUSTER_KINDS, **CRD_KIND, "ServiceMonitor": 1},
     ),
-    "port-forward rights": (["--set=rbac.portForward=true"], {**CLUSTER_KINDS, **CRD_KIND}),
+    "no port-forward rights": (["--set=rbac.portForward=false"], {**CLUSTER_KINDS, **CRD_KIND}),
     "workload patching rights": (
         ["--set=rbac.workloadPatching=true"],
         {**CLUSTER_KINDS, **CRD_KIND},
@@ -88,6 +91,14 @@ COMBINATIONS: dict[str, tuple[list[str], dict[str, int]]] = {
     "object-store secret": (
         ["--set=objectStore.existingSecret=s3-creds"],
         {**CLUSTER_KINDS, **CRD_KIND},
+    ),
+    "NetworkPolicy": (
+        ["--set=networkPolicy.enabled=true"],
+        {**CLUSTER_KINDS, **CRD_KIND, "NetworkPolicy": 1},
+    ),
+    "no roles for people": (
+        ["--set=rbac.userRoles=false"],
+        {**CLUSTER_KINDS, **CRD_KIND, "ClusterRole": 1},
     ),
     "metrics off": (
         ["--set=metrics.enabled=false"],
@@ -122,6 +133,11 @@ def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [obj for obj in objects if obj["kind"] == kind]
     assert len(found) == 1, f"{len(found)} {kind}(s) rendered"
     return found[0]
+
+
+def operator_role(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The operator's ClusterRole or Role (the roles for people are ClusterRoles too)."""
+    return only([obj for obj in objects if obj["metadata"]["name"] == "spikeprof-controller"], kind)
 
 
 def controller(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -224,6 +240,12 @@ def test_contradictory_values_fail_the_render_with_a_sentence(
         (["--set=image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["--set=metrics.port=99999"], "at '/metrics/port'"),
         (["--set=replica=1"], "additional properties 'replica' not allowed"),
+        (["--set=networkPolicy.podPorts={0}"], "at '/networkPolicy/podPorts/0'"),
+        (
+            ["--set=networkPolicy.apiServer.cidrs={kubernetes}"],
+            "at '/networkPolicy/apiServer/cidrs/0'",
+        ),
+        (["--set=rbac.userRoles=yes"], "at '/rbac/userRoles'"),
     ],
 )
 def test_values_schema_rejects_a_bad_value_with_helms_error(
@@ -240,9 +262,9 @@ def test_values_schema_rejects_a_bad_value_with_helms_error(
 
 def test_default_rbac_is_exactly_the_rules_the_operator_uses(helm: Path) -> None:
     objects = render(helm)
-    assert only(objects, "ClusterRole")["rules"] == OPERATOR_RULES
+    assert operator_role(objects, "ClusterRole")["rules"] == OPERATOR_RULES
     binding = only(objects, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == only(objects, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == "spikeprof-controller"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "spikeprof", "namespace": "spikeprof-system"}
     ]
@@ -252,7 +274,6 @@ def test_default_rbac_is_exactly_the_rules_the_operator_uses(helm: Path) -> None
 @pytest.mark.parametrize(
     ("flag", "rule"),
     [
-        ("rbac.portForward", PORT_FORWARD_RULE),
         ("rbac.workloadPatching", WORKLOAD_PATCHING_RULE),
         ("rbac.secrets", {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}),
     ],
@@ -264,8 +285,8 @@ def test_an_optional_rule_appears_only_with_its_flag(
     scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
     kind = "Role" if mode == "namespaced" else "ClusterRole"
     args = scope if mode == "namespaced" else []
-    without = only(render(helm, *args), kind)["rules"]
-    with_flag = only(render(helm, *args, f"--set={flag}=true"), kind)["rules"]
+    without = operator_role(render(helm, *args), kind)["rules"]
+    with_flag = operator_role(render(helm, *args, f"--set={flag}=true"), kind)["rules"]
     assert without == OPERATOR_RULES
     assert with_flag == [*OPERATOR_RULES, rule]
 
@@ -275,14 +296,159 @@ def test_pod_metrics_rights_go_with_rbac_pod_metrics_false(helm: Path, mode: str
     scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
     kind = "Role" if mode == "namespaced" else "ClusterRole"
     args = scope if mode == "namespaced" else []
-    rules = only(render(helm, *args, "--set=rbac.podMetrics=false"), kind)["rules"]
+    rules = operator_role(render(helm, *args, "--set=rbac.podMetrics=false"), kind)["rules"]
     assert POD_METRICS_RULE not in rules
-    assert [*rules, POD_METRICS_RULE] == OPERATOR_RULES
+    assert rules == [rule for rule in OPERATOR_RULES if rule != POD_METRICS_RULE]
 
 
-def test_rbac_create_false_renders_no_roles(helm: Path) -> None:
-    kinds = {obj["kind"] for obj in render(helm, "--set=rbac.create=false")}
-    assert kinds.isdisjoint({"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"})
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_port_forward_rights_go_with_rbac_port_forward_false(helm: Path, mode: str) -> None:
+    scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
+    kind = "Role" if mode == "namespaced" else "ClusterRole"
+    args = scope if mode == "namespaced" else []
+    rules = operator_role(render(helm, *args, "--set=rbac.portForward=false"), kind)["rules"]
+    assert rules == [rule for rule in OPERATOR_RULES if rule != PORT_FORWARD_RULE]
+
+
+def test_rbac_create_false_renders_no_roles_for_the_operator(helm: Path) -> None:
+    objects = render(helm, "--set=rbac.create=false")
+    assert {o["kind"] for o in objects}.isdisjoint({"ClusterRoleBinding", "Role", "RoleBinding"})
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole") == [
+        "spikeprof-edit",
+        "spikeprof-view",
+    ]  # the roles for people are rbac.userRoles'
+
+
+# -- roles for people -----------------------------------------------------------------------
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_view_and_edit_roles_for_people_aggregate_into_the_built_in_roles(
+    helm: Path, mode: str
+) -> None:
+    scope = ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"]
+    objects = render(helm, *(scope if mode == "namespaced" else []))
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    view, edit = roles["spikeprof-view"], roles["spikeprof-edit"]
+    assert {k: v for k, v in view["metadata"]["labels"].items() if k.startswith(AGGREGATE)} == {
+        f"{AGGREGATE}view": "true",
+        f"{AGGREGATE}edit": "true",
+        f"{AGGREGATE}admin": "true",
+    }
+    assert {k: v for k, v in edit["metadata"]["labels"].items() if k.startswith(AGGREGATE)} == {
+        f"{AGGREGATE}edit": "true",
+        f"{AGGREGATE}admin": "true",
+    }
+    assert view["rules"] == [
+        {
+            "apiGroups": ["spikeprof.io"],
+            "resources": ["profilingsessions", "profilingsessions/status"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    # Status is the operator's to write: people change the spec only.
+    assert edit["rules"] == [
+        {
+            "apiGroups": ["spikeprof.io"],
+            "resources": ["profilingsessions"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        }
+    ]
+    # Nothing binds them: they only add rules to the built-in roles.
+    bound = {
+        o["roleRef"]["name"] for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    }
+    assert bound.isdisjoint(roles.keys() - {"spikeprof-controller"})
+
+
+# -- NetworkPolicy --------------------------------------------------------------------------
+
+
+def _ports(rule: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(port["port"], port["protocol"]) for port in rule["ports"]]
+
+
+def test_network_policy_is_off_by_default(helm: Path) -> None:
+    assert "NetworkPolicy" not in {o["kind"] for o in render(helm)}
+
+
+def test_network_policy_allows_the_api_server_pods_dns_metrics_and_alerts_only(
+    helm: Path,
+) -> None:
+    policy = only(render(helm, "--set=networkPolicy.enabled=true"), "NetworkPolicy")
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "spikeprof-system"
+    assert (
+        spec["podSelector"]["matchLabels"]
+        == only(render(helm), "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    [ingress] = spec["ingress"]
+    assert _ports(ingress) == [(8080, "TCP"), (9095, "TCP")]  # metrics, alerts
+    assert "from" not in ingress  # networkPolicy.ingressFrom empty: anyone
+    api_server, pods, dns = spec["egress"]
+    assert _ports(api_server) == [(443, "TCP"), (6443, "TCP")] and "to" not in api_server
+    assert _ports(pods) == [(7777, "TCP"), (9090, "TCP")]
+    assert pods["to"] == [{"namespaceSelector": {}}]  # cluster mode: pods in any namespace
+    assert _ports(dns) == [(53, "UDP"), (53, "TCP")] and "to" not in dns
+
+
+def test_network_policy_follows_the_values_it_is_given(helm: Path) -> None:
+    policy = only(
+        render(
+            helm,
+            "--set=networkPolicy.enabled=true",
+            "--set=watch.mode=namespaced",
+            "--set=watch.namespaces={team-a,team-b}",
+            "--set=networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            "--set=networkPolicy.apiServer.ports={6443}",
+            "--set=networkPolicy.podPorts={7777,6060}",
+            "--set=networkPolicy.dns=false",
+            "--set=metrics.enabled=false",
+            '--set-json=networkPolicy.ingressFrom=[{"namespaceSelector":{}}]',
+            '--set-json=networkPolicy.extraEgress=[{"ports":[{"port":9000}]}]',
+        ),
+        "NetworkPolicy",
+    )
+    spec = policy["spec"]
+    [ingress] = spec["ingress"]
+    assert _ports(ingress) == [(9095, "TCP")]  # no metrics port
+    assert ingress["from"] == [{"namespaceSelector": {}}]
+    api_server, pods, extra = spec["egress"]  # no DNS rule
+    assert api_server == {
+        "ports": [{"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+    }
+    assert _ports(pods) == [(7777, "TCP"), (6060, "TCP")]
+    assert pods["to"] == [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "In",
+                        "values": ["team-a", "team-b"],
+                    }
+                ]
+            }
+        }
+    ]
+    assert extra == {"ports": [{"port": 9000}]}
+
+
+def test_network_policy_with_metrics_and_alerts_off_admits_nothing(helm: Path) -> None:
+    policy = only(
+        render(
+            helm,
+            "--set=networkPolicy.enabled=true",
+            "--set=metrics.enabled=false",
+            "--set=alerts.enabled=false",
+        ),
+        "NetworkPolicy",
+    )
+    assert policy["spec"]["ingress"] == []
 
 
 # -- the operator's pod ---------------------------------------------------------------------
