@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make manifests`: render deploy/ (plain manifests, one object per file, and install.yaml) from
-# charts/spikeprof with its default values. Builds (or reuses) helm, copies the single source of
-# the CRD, crds/, into the chart, then renders. Pass --check to only report drift.
+# charts/spikeprof with its default values, and the values table of charts/spikeprof/README.md.
+# Builds (or reuses) helm, copies the single source of the CRD, crds/, into the chart, then
+# renders. Pass --check to only report drift.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,4 +20,10 @@ fi
 
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
+# The chart README's values table, from values.yaml and its comments.
+if [ "${1:-}" = --check ]; then
+  "$python" tools/chart_readme.py --check
+else
+  "$python" tools/chart_readme.py
+fi
 exec "$python" tools/render_manifests.py --helm .cluster/bin/helm "$@"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
 
@@ -39,6 +40,11 @@ pytestmark = pytest.mark.e2e
 CHART = REPO_ROOT / "charts" / "spikeprof"
 CRD_IN_CHART = CHART / "files" / "crds" / CRD.name
 CRD_NAME = "profilingsessions.spikeprof.io"
+SESSION_SPEC = {
+    "selector": {"matchLabels": {"app": "web"}},
+    "profiles": [{"type": "heap"}],
+    "output": {"volume": {}},
+}
 # A denial by RBAC, as the API server words it; "forbidden" alone also covers namespaces that
 # are being deleted, which a cluster-wide operator may meet (other tests' leftovers).
 RBAC_DENIAL = re.compile(r'User \\?"system:serviceaccount:[^"\\]+\\?" cannot ')
@@ -122,7 +128,15 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         # What the ServiceAccount may do: exactly the operator's work, where it serves.
         assert _can(kubectl, user, "list", "pods", "-n", namespace)
         assert _can(kubectl, user, "watch", f"{PLURAL}.spikeprof.io", "-n", namespace)
-        assert _can(kubectl, user, "patch", f"{PLURAL}.spikeprof.io/status", "-n", namespace)
+        assert _can(
+            kubectl,
+            user,
+            "patch",
+            f"{PLURAL}.spikeprof.io",
+            "--subresource=status",
+            "-n",
+            namespace,
+        )
         assert _can(kubectl, user, "create", "events", "-n", namespace)
         assert not _can(kubectl, user, "get", "pods", "-n", namespace)
         assert not _can(kubectl, user, "patch", "pods", "-n", namespace)
@@ -201,3 +215,103 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
     assert kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     roles = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").stdout
     assert f"{release}-controller" not in roles
+
+
+def test_people_bound_to_built_in_edit_create_sessions_and_those_bound_to_view_only_read(
+    cluster: ControlPlane,
+    crd_installed: None,
+    namespace: str,
+    release_namespace: str,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    helm: Callable[..., subprocess.CompletedProcess[str]],
+    wait_for: Callable[..., Any],
+) -> None:
+    release = release_namespace
+    helm("install", release, str(CHART), f"--namespace={release_namespace}", "--take-ownership")
+    editor, viewer, admin = (f"{who}-{release}" for who in ("editor", "viewer", "admin"))
+    try:
+        # The built-in roles, bound in one namespace, as a cluster admin grants them to people.
+        for user, role in ((editor, "edit"), (viewer, "view"), (admin, "admin")):
+            kubectl(
+                "create",
+                "rolebinding",
+                user,
+                f"--clusterrole={role}",
+                f"--user={user}",
+                "-n",
+                namespace,
+            )
+        sessions = f"{PLURAL}.spikeprof.io"
+        # kube-controller-manager's clusterrole-aggregation controller copies the chart's rules
+        # into the built-in roles; that takes a moment after the install.
+        wait_for(
+            lambda: (
+                _can(kubectl, editor, "create", sessions, "-n", namespace)
+                and _can(kubectl, viewer, "list", sessions, "-n", namespace)
+            ),
+            60,
+            "the chart's roles to be aggregated into edit and view",
+        )
+        assert _can(kubectl, admin, "delete", sessions, "-n", namespace)
+        # Status is the operator's: the edit role leaves it out.
+        assert not _can(kubectl, editor, "patch", sessions, "--subresource=status", "-n", namespace)
+        assert _can(kubectl, viewer, "get", sessions, "--subresource=status", "-n", namespace)
+        assert not _can(kubectl, editor, "create", sessions, "-n", release_namespace)
+
+        body = yaml.safe_dump(session_body("by-editor", SESSION_SPEC))
+        kubectl("apply", "-n", namespace, f"--as={editor}", "-f", "-", input=body)
+        got = kubectl("get", PLURAL, "by-editor", "-n", namespace, f"--as={viewer}", "-o", "name")
+        assert got.stdout.strip() == "profilingsession.spikeprof.io/by-editor"
+        refused = kubectl(
+            "apply",
+            "-n",
+            namespace,
+            f"--as={viewer}",
+            "-f",
+            "-",
+            input=yaml.safe_dump(session_body("by-viewer", SESSION_SPEC)),
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert f'User "{viewer}" cannot create resource "{PLURAL}"' in refused.stderr
+        refused = kubectl(
+            "delete", PLURAL, "by-editor", "-n", namespace, f"--as={viewer}", check=False
+        )
+        assert f'User "{viewer}" cannot delete resource "{PLURAL}"' in refused.stderr
+        kubectl("delete", PLURAL, "by-editor", "-n", namespace, f"--as={editor}", "--wait=false")
+    finally:
+        helm("uninstall", release, f"--namespace={release_namespace}", check=False)
+    # Uninstalled, the roles and so their aggregated rules are gone again.
+    wait_for(
+        lambda: not _can(kubectl, editor, "create", f"{PLURAL}.spikeprof.io", "-n", namespace),
+        60,
+        "the aggregated rules to leave the edit role",
+    )
+
+
+def test_the_api_server_accepts_every_optional_object_the_chart_renders(
+    crd_installed: None,
+    release_namespace: str,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    helm: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    # Every flag that adds or changes an object (the ServiceMonitor needs prometheus-operator's
+    # CRD, which this cluster does not have).
+    rendered = helm(
+        "template",
+        release_namespace,
+        str(CHART),
+        f"--namespace={release_namespace}",
+        "--kube-version=1.37.2",  # the repository's helm has no version stamps of its own
+        "--set=networkPolicy.enabled=true",
+        "--set=networkPolicy.apiServer.cidrs={127.0.0.1/32}",
+        '--set-json=networkPolicy.ingressFrom=[{"namespaceSelector":{}}]',
+        "--set=artifacts.persistence.enabled=true",
+        "--set=rbac.workloadPatching=true",
+        "--set=rbac.secrets=true",
+    ).stdout
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
+    assert {"NetworkPolicy", "PersistentVolumeClaim", "ClusterRole"} <= kinds
+    result = kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert "networkpolicy.networking.k8s.io/" in result.stdout, result.stdout
+    assert f"clusterrole.rbac.authorization.k8s.io/{release_namespace}-edit" in result.stdout

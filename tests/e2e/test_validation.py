@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client  # type: ignore[import-untyped]
+
+from .conftest import Operator
+from .sessions import create_session, get_session, session_body, session_events
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +140,46 @@ INVALID = [
         "output must say where artifacts go: set output.volume",
     ),
     (
+        "negative threshold",
+        _with("spec.trigger", {"thresholds": [{"metric": "cpu", "above": "-5"}]}),
+        "above must not be negative: a threshold below zero would fire on every pod",
+    ),
+    (
+        "negative spike minimum",
+        _with(
+            "spec.trigger",
+            {"thresholds": [{"metric": "cpu", "spike": {"increasePercent": 50, "minimum": "-1"}}]},
+        ),
+        "spike.minimum must not be negative",
+    ),
+    (
+        "label value with a space",
+        _with("spec.selector", {"matchLabels": {"app": "a b"}}),
+        "spec.selector.matchLabels: Invalid value: matchLabels values must be label values such as"
+        " web or v1.2",
+    ),
+    (
+        "label key with a space",
+        _with("spec.selector", {"matchLabels": {"my app": "web"}}),
+        "matchLabels keys must be label keys such as app or app.kubernetes.io/name",
+    ),
+    (
+        "matchExpressions value with a space",
+        _with(
+            "spec.selector",
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "a b"]}]},
+        ),
+        "matchExpressions values must be label values",
+    ),
+    (
+        "alert regex that does not compile",
+        _with("spec.trigger", {"alerts": {"matchRegex": {"severity": "(unclosed"}}}),
+        # CEL cannot ask whether a string is a regex; the rule's matches() compiles it, and the
+        # API server reports RE2's reason with the rule's message.
+        "missing closing ): `(unclosed` evaluating rule: matchRegex values must be regular"
+        " expressions that compile",
+    ),
+    (
         "immediate as a word",
         _with("spec.trigger", {"immediate": "yes"}),
         'spec.trigger.immediate: Invalid value: "string": spec.trigger.immediate in body must be of type boolean: "string"',
@@ -184,3 +228,38 @@ def test_the_valid_base_and_the_examples_are_accepted(
         "baseline": False,
         "metricsSource": "metricsServer",
     }
+
+
+def test_a_regex_only_re2_accepts_fails_the_session_naming_the_field_and_the_reason(
+    api: client.ApiClient,
+    namespace: str,
+    operator: Operator,
+    wait_for: Callable[..., Any],
+) -> None:
+    # \p{Lu} compiles in RE2 (the API server's check, and Alertmanager's syntax) but not in
+    # Python's re, which the operator matches alerts with: only the operator can refuse it.
+    spec = {
+        **VALID["spec"],
+        "trigger": {"alerts": {"matchRegex": {"severity": r"\p{Lu}+"}}},
+    }
+    create_session(api, namespace, session_body("re2-only", spec))
+
+    def failed() -> dict[str, Any] | None:
+        status: dict[str, Any] = get_session(api, namespace, "re2-only").get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, 30, "the session to fail")
+    [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec"), operator.log()
+    assert ready["message"] == (
+        "spec.trigger.alerts.matchRegex.severity: '\\\\p{Lu}+' is not a regex: "
+        "bad escape \\p at position 0"
+    )
+    wait_for(
+        lambda: (
+            ("Warning", "InvalidSpec", ready["message"])
+            in session_events(api, namespace, "re2-only")
+        ),
+        30,
+        "the InvalidSpec event",
+    )
