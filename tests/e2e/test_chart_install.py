@@ -142,7 +142,12 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         assert not _can(kubectl, user, "patch", "pods", "-n", namespace)
         assert not _can(kubectl, user, "patch", "events", "-n", namespace)
         assert not _can(kubectl, user, "create", f"{PLURAL}.spikeprof.io", "-n", namespace)
-        assert not _can(kubectl, user, "create", "pods/portforward", "-n", namespace)
+        # rbac.portForward is on by default (Dapr's pprof listens on the pod's loopback only).
+        # `can-i create pods/portforward` would ask about a pod named portforward: name the
+        # subresource instead.
+        for verb in ("create", "get"):
+            assert _can(kubectl, user, verb, "pods", "--subresource=portforward", "-n", namespace)
+        assert not _can(kubectl, user, "create", "pods", "-n", namespace)
         assert not _can(kubectl, user, "patch", "deployments.apps", "-n", namespace)
         assert not _can(kubectl, user, "list", "secrets", "-n", namespace)
         assert not _can(kubectl, user, "list", "namespaces")
