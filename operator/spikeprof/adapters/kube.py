@@ -68,7 +68,9 @@ def _reachable(what: str) -> Iterator[None]:
         raise
     # A connection refused or reset, or a request timeout: the API server is away.
     except (aiohttp.ClientError, TimeoutError) as error:
-        raise ApiUnavailableError(f"{what}: the API server is unreachable ({error!r})") from None
+        raise ApiUnavailableError(
+            f"{what}: the API server is unreachable ({type(error).__name__}: {error})"
+        ) from None
 
 
 async def connect(kubeconfig: str | None = None) -> Any:
@@ -274,15 +276,32 @@ class _NamespacePods:
         self.task = asyncio.create_task(self._run(), name=f"pod watch {namespace}")
 
     async def _run(self) -> None:
+        failing_since: float | None = None  # one line when the API server goes, one when back
         while True:
             try:
                 version = await self._list()
+                if failing_since is not None:
+                    log.info(
+                        "Watching pods in %s again, after %.1f s.",
+                        self.namespace,
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
                 self.ready.set()
                 await self._watch(version)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a broken watch must heal, not end the operator's view
-                log.warning("Watching pods in %s failed (%r); retrying.", self.namespace, error)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning(
+                        "Watching pods in %s failed (%s: %s); the pods as last seen are kept, "
+                        "and the watch is tried again every %.0f s.",
+                        self.namespace,
+                        type(error).__name__,
+                        error,
+                        RETRY_SECONDS,
+                    )
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
