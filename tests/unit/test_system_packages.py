@@ -41,17 +41,19 @@ def test_a_user_who_is_not_root_is_told_the_exact_apt_command_and_the_run_stops(
     ]
 
 
-def test_make_test_runs_the_setup_step_before_anything_that_needs_it() -> None:
+def test_make_test_sets_up_first_and_make_demo_builds_only_what_it_uses() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     prerequisites = {
         line.split(":")[0]: line.split(":")[1].split("##")[0].split()
         for line in makefile.splitlines()
-        if line.startswith(("test:", "test-e2e:", "test-integration:"))
+        if line.startswith(("test:", "test-e2e:", "test-integration:", "demo:"))
     }
     assert prerequisites["test"][:3] == ["system-packages", "venv", "binaries"]
     assert prerequisites["test-e2e"][0] == "system-packages"
     assert prerequisites["test-integration"][0] == "system-packages"
     assert "tools/setup/system-packages.sh" in makefile
+    # The demo needs no Debian packages and builds only the binaries demo.py names.
+    assert prerequisites["demo"] == ["venv"]
 
 
 def test_ci_runs_nothing_but_the_readmes_make_test() -> None:
