@@ -160,8 +160,24 @@ def load_renderer() -> ModuleType:
 # -- lint and render ------------------------------------------------------------------------
 
 
-def test_helm_lint_passes_in_strict_mode(helm: Path) -> None:
-    result = run_helm(helm, "lint", "--strict", str(CHART))
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        # Every optional object on at once (the ServiceMonitor too: lint needs no CRD for it).
+        [
+            "--set=networkPolicy.enabled=true",
+            "--set=artifacts.persistence.enabled=true",
+            "--set=metrics.serviceMonitor.enabled=true",
+            "--set=rbac.workloadPatching=true",
+            "--set=rbac.secrets=true",
+        ],
+        ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a}"],
+    ],
+    ids=["defaults", "every optional object", "namespaced"],
+)
+def test_helm_lint_passes_in_strict_mode(helm: Path, args: list[str]) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 
