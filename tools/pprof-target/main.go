@@ -39,9 +39,7 @@ type load struct {
 }
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:7777", "address for /metrics, /control and (unless -pprof=false) /debug/pprof")
-	pprofListen := flag.String("pprof-listen", "", "extra address that serves only /debug/pprof (as daprd's profile port does)")
-	servePprof := flag.Bool("pprof", true, "serve /debug/pprof on -listen")
+	listen := flag.String("listen", "127.0.0.1:7777", "address for /metrics, /control and /debug/pprof")
 	burn := flag.Int("burn", 0, "cores to burn from start-up")
 	flag.Parse()
 
@@ -65,17 +63,10 @@ func main() {
 	mux.HandleFunc("/control/fault", l.handleFault)
 	mux.HandleFunc("/control/reset", l.handleReset)
 	mux.HandleFunc("/control/first-pprof-request", l.handleFirstPprof)
-	if *servePprof {
-		registerPprof(mux, l)
-	}
+	registerPprof(mux, l)
 
 	servers := []*http.Server{serve(*listen, mux)}
-	if *pprofListen != "" {
-		only := http.NewServeMux()
-		registerPprof(only, l)
-		servers = append(servers, serve(*pprofListen, only))
-	}
-	log.Printf("pprof-target pid %d listening on %s (pprof extra: %q)", os.Getpid(), *listen, *pprofListen)
+	log.Printf("pprof-target pid %d listening on %s", os.Getpid(), *listen)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
