@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spikeprof.adapters.artifact_reader import (
-    ArtifactReadError,
     ArtifactSource,
     StoreArtifacts,
     VolumeArtifacts,
 )
-from spikeprof.adapters.object_store import ObjectStore, ObjectStoreError, StoreOptions
+from spikeprof.adapters.object_store import ObjectStore, StoreOptions
 from spikeprof.core import catalog
-from spikeprof.core.catalog import Capture, CaptureFilter, CaptureRef, CatalogError
+from spikeprof.core.catalog import Capture, CaptureFilter, CaptureRef
+from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
 from spikeprof.pprof import units
 from spikeprof.pprof.profile import ProfileDecodeError, decode_file
@@ -55,7 +55,7 @@ _CREDENTIAL_ENV = {
 _PPROF_FILE_SUFFIX = ".pb.gz"
 
 
-class CommandError(Exception):
+class CommandError(SpikeprofError):
     """A failure to report to the user as one sentence, with exit status 1."""
 
 
@@ -134,15 +134,10 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     try:
         source = _open_source(args)
         return asyncio.run(commands[args.captures_command](args, source, out, err))
-    except (
-        CommandError,
-        CatalogError,
-        ArtifactReadError,
-        ObjectStoreError,
-        ProfileDecodeError,
-        pprof_diff.ProfileMismatchError,
-    ) as error:
-        # The user's input or the artifacts are wrong: say so in one line, without a traceback.
+    except SpikeprofError as error:
+        # The user's input or the artifacts are wrong (CommandError, CatalogError,
+        # ArtifactReadError, ObjectStoreError, ProfileDecodeError, ProfileMismatchError, ...):
+        # say so in one line, without a traceback.
         err.write(f"spikeprof: {_sentence(str(error))}\n")
         return 1
     except OSError as error:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spikeprof.core.quantities import parse_quantity
+from spikeprof.errors import SpikeprofError
 
 
-class SettingsError(ValueError):
+class SettingsError(SpikeprofError, ValueError):
     """An environment variable holds a value the operator cannot use."""
 
 

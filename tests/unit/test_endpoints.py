@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from spikeprof.core.pods import (
-    EndpointProblem,
+    EndpointError,
     pod_info,
     pod_of_port_forward_host,
     port_forward_host,
@@ -80,7 +80,7 @@ def test_ipv6_pod_addresses_are_bracketed() -> None:
     ],
 )
 def test_a_missing_endpoint_is_explained(annotations: dict[str, str], message: str) -> None:
-    with pytest.raises(EndpointProblem, match=message):
+    with pytest.raises(EndpointError, match=message):
         resolve_endpoint(pod(annotations), target())
 
 
@@ -96,7 +96,7 @@ def test_port_forward_endpoints_name_the_pod_under_a_domain_that_never_resolves(
 
 
 def test_direct_endpoints_need_an_ip_and_port_forward_ones_do_not() -> None:
-    with pytest.raises(EndpointProblem, match="no IP"):
+    with pytest.raises(EndpointError, match="no IP"):
         resolve_endpoint(pod(ip=None), target(port=1))
     assert resolve_endpoint(pod(ip=None), target(port=1), "portForward").base_url.startswith(
         "http://p.n.port-forward.invalid:1/"
@@ -114,7 +114,7 @@ def test_other_hosts_are_not_port_forward_hosts(host: str) -> None:
 
 
 def test_an_annotated_port_out_of_range_is_refused() -> None:
-    with pytest.raises(EndpointProblem, match="not a TCP port"):
+    with pytest.raises(EndpointError, match="not a TCP port"):
         pprof_port(pod({"spikeprof.io/pprof-port": "70000"}), target())
 
 
@@ -188,10 +188,10 @@ async def test_fixed_access_modes_never_probe(access: str) -> None:
 def test_a_pod_annotation_cannot_steer_the_url_to_another_host(path: str) -> None:
     annotations = {"spikeprof.io/pprof-port": "7777", "spikeprof.io/pprof-path": path}
     for access in ("direct", "portForward"):
-        with pytest.raises(EndpointProblem, match="is not a URL path"):
+        with pytest.raises(EndpointError, match="is not a URL path"):
             resolve_endpoint(pod(annotations), target(), access)  # type: ignore[arg-type]
 
 
 def test_a_pod_ip_that_is_not_an_address_is_refused() -> None:
-    with pytest.raises(EndpointProblem, match="is not an IP address"):
+    with pytest.raises(EndpointError, match="is not an IP address"):
         resolve_endpoint(pod(ip="evil.example:80@10.0.0.7"), target(port=1))

@@ -9,7 +9,7 @@ from spikeprof.core.results import (
     CaptureOutcome,
     FailureReason,
     PodOutcome,
-    ProfileFailure,
+    ProfileError,
     ProfileOutcome,
 )
 from spikeprof.core.status import (
@@ -59,7 +59,7 @@ def test_observation_says_why_no_pod_is_reachable() -> None:
 
 def _outcome(i: int, failed: bool) -> CaptureOutcome:
     request = CaptureRequest(f"id-{i:02d}", "capture-now", "r", T0, token=str(i))
-    failure = ProfileFailure(FailureReason.TIMEOUT, "slow") if failed else None
+    failure = ProfileError(FailureReason.TIMEOUT, "slow") if failed else None
     profiles = (
         ProfileOutcome("heap", file="heap.pb.gz", bytes=10, sha256="x"),
         ProfileOutcome("cpu", failure=failure)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from spikeprof.core.alerts import Notification, PayloadError, parse_notification
+from spikeprof.errors import SpikeprofError
 
 MAX_BODY = 1 << 20  # 1 MiB: a notification with hundreds of alerts is a few hundred KiB
 PATH = "/alerts"
@@ -21,7 +22,7 @@ log = logging.getLogger("spikeprof.alerts")
 Receive = Callable[[Notification], Awaitable[Any]]
 
 
-class RecordingFailedError(Exception):
+class RecordingFailedError(SpikeprofError):
     """The alert could not be recorded durably; Alertmanager should retry (HTTP 503)."""
 
 

@@ -22,6 +22,7 @@ from spikeprof.adapters.object_store import ObjectStore, ObjectStoreError
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.catalog import Capture, CatalogError, capture_from_metadata
+from spikeprof.errors import SpikeprofError
 
 COPY_CHUNK = 1024 * 1024
 """Bytes copied per step from the volume: progress moves often enough, memory stays small."""
@@ -34,7 +35,7 @@ Progress = Callable[[int], None]
 """Called with the bytes just written, as a file is being fetched."""
 
 
-class ArtifactReadError(Exception):
+class ArtifactReadError(SpikeprofError):
     """Captures could not be listed or read; the message says which and why."""
 
 

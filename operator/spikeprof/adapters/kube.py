@@ -29,6 +29,7 @@ from spikeprof.core.observations import MetricsUnavailableError, ObservationBatc
 from spikeprof.core.pods import PodInfo, pod_info
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Metric, Observation
+from spikeprof.errors import SpikeprofError
 
 log = logging.getLogger("spikeprof.kube")
 
@@ -37,11 +38,11 @@ VERSION = "v1alpha1"
 PLURAL = "profilingsessions"
 
 
-class SessionGoneError(Exception):
+class SessionGoneError(SpikeprofError):
     """The session no longer exists: whatever was to be written about it has no home."""
 
 
-class KubeError(Exception):
+class KubeError(SpikeprofError):
     """The API server refused or failed a request; the message says which and why."""
 
 

@@ -26,6 +26,8 @@ import obstore
 import obstore.exceptions
 import obstore.store
 
+from spikeprof.errors import SpikeprofError
+
 if TYPE_CHECKING:
     from obstore import Attributes
     from obstore.store import (
@@ -114,7 +116,7 @@ _AZURE_CREDENTIAL_KEYS = {
 }
 
 
-class ObjectStoreError(Exception):
+class ObjectStoreError(SpikeprofError):
     """Something went wrong talking to an object store; the message says what, for a person."""
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from spikeprof.adapters.port_forward import PortForwardError
 from spikeprof.core.quantities import format_bytes, format_duration
-from spikeprof.core.results import FailureReason, ProfileFailure
+from spikeprof.core.results import FailureReason, ProfileError
 from spikeprof.core.spec import ProfileRequest
 
 CHUNK = 1 << 16
@@ -30,23 +30,23 @@ class Fetched:
     seconds: float
 
 
-def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileFailure:
+def _connect_failure(error: httpx.ConnectError, url: str) -> ProfileError:
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, PortForwardError):
             refused = cause.refused
             reason = FailureReason.CONNECTION_REFUSED if refused else FailureReason.UNREACHABLE
-            return ProfileFailure(reason, str(cause))
+            return ProfileError(reason, str(cause))
         if (
             isinstance(cause, ConnectionRefusedError)
             or getattr(cause, "errno", None) == errno.ECONNREFUSED
         ):
-            return ProfileFailure(
+            return ProfileError(
                 FailureReason.CONNECTION_REFUSED,
                 f"{url} refused the connection: nothing listens on that port",
             )
         cause = cause.__cause__ or cause.__context__
-    return ProfileFailure(FailureReason.UNREACHABLE, f"cannot connect to {url}: {error}")
+    return ProfileError(FailureReason.UNREACHABLE, f"cannot connect to {url}: {error}")
 
 
 async def pod_ip_accepts(ip: str, port: int) -> bool:
@@ -85,7 +85,7 @@ class ProfileFetcher:
         max_bytes: int,
         fetch_timeout: float,
     ) -> Fetched:
-        """Write the profile to `destination`; raise ProfileFailure saying what went wrong.
+        """Write the profile to `destination`; raise ProfileError saying what went wrong.
 
         `fetch_timeout` is allowed on top of the profile's sampling time, for the whole answer.
         """
@@ -99,7 +99,7 @@ class ProfileFetcher:
             except httpx.ConnectError as error:
                 raise _connect_failure(error, url) from None
             except (TimeoutError, httpx.TimeoutException):
-                raise ProfileFailure(
+                raise ProfileError(
                     FailureReason.TIMEOUT,
                     f"{url} gave no complete answer within {format_duration(round(budget))} "
                     f"(sampling {format_duration(request.seconds or 0)} + fetchTimeout "
@@ -107,10 +107,10 @@ class ProfileFetcher:
                 ) from None
             except httpx.HTTPError as error:
                 # Connection reset, malformed HTTP, or the pod going away while it answered.
-                raise ProfileFailure(
+                raise ProfileError(
                     FailureReason.UNREACHABLE, f"{url} failed mid-answer: {error!r}"
                 ) from None
-        except ProfileFailure:
+        except ProfileError:
             await asyncio.to_thread(destination.unlink, missing_ok=True)
             raise
         return Fetched(fetched[0], fetched[1], time.monotonic() - started)
@@ -126,12 +126,12 @@ class ProfileFetcher:
             if reply.status_code != 200:
                 body = (await reply.aread())[:500].decode("utf-8", "replace").strip()
                 if any(marker in body for marker in IN_USE_MARKERS):
-                    raise ProfileFailure(
+                    raise ProfileError(
                         FailureReason.PROFILING_IN_USE,
                         "the pod is already taking a CPU profile (Go allows one at a time): "
                         + body,
                     )
-                raise ProfileFailure(
+                raise ProfileError(
                     FailureReason.HTTP_ERROR, f"{url} answered HTTP {reply.status_code}: {body}"
                 )
             # Chunks go to the page cache in microseconds; a thread hop per chunk would cost more.
@@ -139,7 +139,7 @@ class ProfileFetcher:
                 async for chunk in reply.aiter_raw(CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ProfileFailure(
+                        raise ProfileError(
                             FailureReason.TOO_LARGE,
                             f"the profile exceeded maxProfileBytes ({format_bytes(max_bytes)}); "
                             "reading stopped there and nothing was kept",

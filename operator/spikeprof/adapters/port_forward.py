@@ -26,6 +26,7 @@ import httpcore
 import httpx
 
 from spikeprof.core.pods import PORT_FORWARD_DOMAIN, pod_of_port_forward_host
+from spikeprof.errors import SpikeprofError
 
 DATA_CHANNEL = 0
 ERROR_CHANNEL = 1
@@ -34,7 +35,7 @@ PORT_HEADER_BYTES = 2
 REFUSED_MARKER = "connection refused"
 
 
-class PortForwardError(httpcore.ConnectError):
+class PortForwardError(SpikeprofError, httpcore.ConnectError):
     """The tunnel could not be opened, or the kubelet could not connect to the pod's port."""
 
     def __init__(self, message: str, *, refused: bool = False) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spikeprof.core.selector import LabelSelector
+from spikeprof.errors import SpikeprofError
 
 if TYPE_CHECKING:  # pods -> spec -> alerts at run time: a type-only import breaks the cycle
     from spikeprof.core.pods import PodInfo
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pods -> spec -> alerts at run time: a type-only import brea
 MAX_ALERTS = 1000  # per notification; Alertmanager's max_alerts is usually far lower
 
 
-class PayloadError(ValueError):
+class PayloadError(SpikeprofError, ValueError):
     """The request is not an Alertmanager v4 notification; the message says what is wrong."""
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.errors import SpikeprofError
 
 _CAPTURE_ID_TIME = re.compile(r"^(\d{8}T\d{6})\.(\d{3})Z")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class CatalogError(ValueError):
+class CatalogError(SpikeprofError, ValueError):
     """A reference, filter or metadata file that cannot be used; the message says why."""
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spikeprof.core.rules import Observation
+from spikeprof.errors import SpikeprofError
 
 
-class MetricsUnavailableError(Exception):
+class MetricsUnavailableError(SpikeprofError):
     """The session's metric source gave nothing usable; the message says what failed."""
 
 

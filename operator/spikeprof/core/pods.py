@@ -11,6 +11,7 @@ from typing import Any, Literal
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Resources
 from spikeprof.core.spec import DAPR_CONTAINER, DAPR_PROFILE_PORT, TargetSpec
+from spikeprof.errors import SpikeprofError
 
 PORT_ANNOTATION = "spikeprof.io/pprof-port"
 PATH_ANNOTATION = "spikeprof.io/pprof-path"
@@ -109,7 +110,7 @@ class Endpoint:
     access: Literal["direct", "portForward", "auto"] = "direct"
 
 
-class EndpointProblem(ValueError):
+class EndpointError(SpikeprofError, ValueError):
     """The pod's endpoint cannot be worked out; the message says what is missing."""
 
 
@@ -120,16 +121,16 @@ def pprof_port(pod: PodInfo, target: TargetSpec) -> int:
         try:
             port = int(pod.annotations[PORT_ANNOTATION])
         except ValueError:
-            raise EndpointProblem(
+            raise EndpointError(
                 f"pod annotation {PORT_ANNOTATION}="
                 f"{pod.annotations[PORT_ANNOTATION]!r} is not a port"
             ) from None
         if not 1 <= port <= 65535:
-            raise EndpointProblem(f"pod annotation {PORT_ANNOTATION}={port} is not a TCP port")
+            raise EndpointError(f"pod annotation {PORT_ANNOTATION}={port} is not a TCP port")
     if port is None and target.kind == "dapr":
         port = DAPR_PROFILE_PORT
     if port is None:
-        raise EndpointProblem(
+        raise EndpointError(
             f"no pprof port: set spec.target.port or annotate the pod with {PORT_ANNOTATION}"
         )
     return port
@@ -157,7 +158,7 @@ def resolve_endpoint(
     """Where the pod's pprof handlers answer: by its IP, or by the API server's port-forward."""
     port = pprof_port(pod, target)
     if access == "direct" and not pod.ip:
-        raise EndpointProblem("pod has no IP yet")
+        raise EndpointError("pod has no IP yet")
     # The pod's annotations describe its endpoint only when the session leaves the port open.
     path = target.path_prefix
     if target.port is None and PATH_ANNOTATION in pod.annotations:
@@ -165,7 +166,7 @@ def resolve_endpoint(
         # Whoever may annotate a pod must not steer the operator elsewhere: a path such as
         # "@other-host/..." would change the URL's host. Same rule as the CRD's pathPrefix.
         if len(path) > 256 or not _PATH.fullmatch(path):
-            raise EndpointProblem(
+            raise EndpointError(
                 f"pod annotation {PATH_ANNOTATION}={path[:80]!r} is not a URL path such as "
                 "/debug/pprof (letters, digits and . _ ~ / - only)"
             )
@@ -182,6 +183,6 @@ def resolve_endpoint(
         try:
             address = ipaddress.ip_address(pod.ip)
         except ValueError:
-            raise EndpointProblem(f"pod IP {pod.ip[:80]!r} is not an IP address") from None
+            raise EndpointError(f"pod IP {pod.ip[:80]!r} is not an IP address") from None
         host = f"[{address}]" if address.version == 6 else str(address)
     return Endpoint(f"http://{host}:{port}{path.rstrip('/')}", container, access)

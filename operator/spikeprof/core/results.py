@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spikeprof.core.planner import CaptureRequest, format_time
+from spikeprof.errors import SpikeprofError
 
 # Pods and failures listed per capture in status; the rest are in the artifacts' metadata.
 MAX_LISTED = 20
@@ -27,7 +28,7 @@ class FailureReason(enum.StrEnum):
     WRITE_FAILED = "WriteFailed"
 
 
-class ProfileFailure(Exception):
+class ProfileError(SpikeprofError):
     """A profile that failed, with a reason for machines and a message for people."""
 
     def __init__(self, reason: FailureReason, message: str) -> None:
@@ -36,7 +37,7 @@ class ProfileFailure(Exception):
         self.message = message
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ProfileFailure) and (self.reason, self.message) == (
+        return isinstance(other, ProfileError) and (self.reason, self.message) == (
             other.reason,
             other.message,
         )
@@ -54,7 +55,7 @@ class ProfileOutcome:
     file: str | None = None
     bytes: int = 0
     sha256: str | None = None
-    failure: ProfileFailure | None = None
+    failure: ProfileError | None = None
     seconds_taken: float = 0.0
     summary: dict[str, Any] | None = None  # top functions per sample type, as go tool pprof -top
     empty_reason: str | None = None  # taken, but with no samples: the likely reason

@@ -17,6 +17,7 @@ from spikeprof.core.quantities import parse_bytes, parse_duration, parse_quantit
 from spikeprof.core.retention import RetentionPolicy
 from spikeprof.core.rules import Metric, Threshold
 from spikeprof.core.selector import LabelSelector
+from spikeprof.errors import SpikeprofError
 
 ProfileType = Literal[
     "cpu", "heap", "allocs", "goroutine", "block", "mutex", "threadcreate", "trace"
@@ -35,7 +36,7 @@ DEFAULT_INTERVAL: Final = {"metricsServer": 15.0, "prometheus": 15.0, "scrape": 
 RULE_METRICS: Final = ("cpu", "memory", "goroutines", "heap")
 
 
-class SpecError(ValueError):
+class SpecError(SpikeprofError, ValueError):
     """The session's spec cannot be acted on; the message names the field and the problem."""
 
 

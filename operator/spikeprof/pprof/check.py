@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from spikeprof.errors import SpikeprofError
+
 CHUNK = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 TRACE_MAGIC = b"go 1."
@@ -36,7 +38,7 @@ PROFILE_FIELDS: dict[int, frozenset[int]] = {
 }
 
 
-class NotAProfileError(ValueError):
+class NotAProfileError(SpikeprofError, ValueError):
     """The bytes are not the profile they should be; the message says what was found."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
 
+from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff_page, units
 from spikeprof.pprof.flamegraph import MAX_FRAMES, MIN_FRAME_FRACTION, ROOT_NAME
 from spikeprof.pprof.frames import frame_table
@@ -36,7 +37,7 @@ DEFAULT_TOP = 10
 """Gainers and losers shown: the handful of functions that explain a spike."""
 
 
-class ProfileMismatchError(ValueError):
+class ProfileMismatchError(SpikeprofError, ValueError):
     """The two profiles do not measure the same thing, so their difference means nothing."""
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
+from spikeprof.errors import SpikeprofError
+
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
 """Largest protobuf body decoded, after gunzip (and largest file read). A busy Go server's 30 s
 CPU profile is a few MiB and even huge heap profiles stay far below this, while the decoded
@@ -36,7 +38,7 @@ _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 _WIRE_TYPE_NAMES = {3: "a group start", 4: "a group end", 6: "undefined", 7: "undefined"}
 
 
-class ProfileDecodeError(ValueError):
+class ProfileDecodeError(SpikeprofError, ValueError):
     """The bytes are not a pprof profile that can be read; the message says what is wrong."""
 
 
@@ -350,7 +352,7 @@ def _fields(buf: bytes, pos: int, end: int, message: str) -> list[_Field]:
     return fields
 
 
-class _UndefinedLocationError(LookupError):
+class _UndefinedLocationError(SpikeprofError, LookupError):
     """A sample names a location id the profile does not define (reported with the sample)."""
 
 

@@ -14,7 +14,7 @@ from spikeprof.core.arming import (
     disarm_patch,
     profiling_on,
 )
-from spikeprof.core.pods import EndpointProblem, PodInfo
+from spikeprof.core.pods import EndpointError, PodInfo
 from spikeprof.core.spec import TargetSpec
 from spikeprof.services.routes import EndpointRouter
 
@@ -105,7 +105,7 @@ class Armer:
         if pod.uid not in self._serving:
             try:
                 endpoint = await self.router.endpoint(pod, target)
-            except EndpointProblem:
+            except EndpointError:
                 return False
             if await self.fetcher.serves(endpoint.base_url):
                 self._serving.add(pod.uid)

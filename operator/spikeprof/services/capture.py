@@ -16,12 +16,12 @@ from spikeprof.adapters.volume import StagedCapture, VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE, build_metadata
 from spikeprof.core.planner import CaptureRequest
-from spikeprof.core.pods import Endpoint, EndpointProblem, PodInfo
+from spikeprof.core.pods import Endpoint, EndpointError, PodInfo
 from spikeprof.core.results import (
     CaptureOutcome,
     FailureReason,
     PodOutcome,
-    ProfileFailure,
+    ProfileError,
     ProfileOutcome,
 )
 from spikeprof.core.spec import ProfileRequest, SessionSpec
@@ -86,9 +86,9 @@ class Capturer:
         try:
             try:
                 endpoint = await self.router.endpoint(pod, job.spec.target)
-            except EndpointProblem as problem:
+            except EndpointError as problem:
                 endpoint = Endpoint("", None, job.spec.target.access)
-                failure = ProfileFailure(FailureReason.NO_ENDPOINT, str(problem))
+                failure = ProfileError(FailureReason.NO_ENDPOINT, str(problem))
                 results = tuple(ProfileOutcome(p.type, failure=failure) for p in job.spec.profiles)
             else:
                 results = tuple(
@@ -141,10 +141,10 @@ class Capturer:
                 f"{pod.name} {request.type} ({job.request.id})",
                 baseline,
             )
-        except ProfileFailure as failure:
+        except ProfileError as failure:
             reported = failure
             if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
-                reported = ProfileFailure(
+                reported = ProfileError(
                     FailureReason.POD_GONE,
                     f"the pod was deleted during the capture ({failure.message})",
                 )
@@ -167,7 +167,7 @@ class Capturer:
     async def _fetch_checked(
         self, job: CaptureJob, endpoint: Endpoint, staged: StagedCapture, request: ProfileRequest
     ) -> Fetched:
-        """Fetch, check and keep one profile; every way it can fail becomes a ProfileFailure."""
+        """Fetch, check and keep one profile; every way it can fail becomes a ProfileError."""
         temp = staged.temp_path(request.file_name)
         fetched = await self.fetcher.fetch(
             endpoint.base_url,
@@ -181,14 +181,14 @@ class Capturer:
             await asyncio.to_thread(staged.keep, request.file_name)
         except NotAProfileError as error:
             await asyncio.to_thread(staged.drop, request.file_name)
-            raise ProfileFailure(
+            raise ProfileError(
                 FailureReason.NOT_A_PROFILE,
                 f"{endpoint.base_url}/{request.endpoint} did not return a {request.type} "
                 f"profile: {error}",
             ) from None
         except OSError as error:
             await asyncio.to_thread(staged.drop, request.file_name)
-            raise ProfileFailure(
+            raise ProfileError(
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
         return fetched
@@ -275,7 +275,7 @@ def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, path: Path) -> PodOut
         kind = entry["parameters"]["type"]
         failed = entry.get("failed")
         if failed:
-            failure = ProfileFailure(FailureReason(failed["reason"]), failed["message"])
+            failure = ProfileError(FailureReason(failed["reason"]), failed["message"])
             results.append(ProfileOutcome(kind, failure=failure))
         else:
             results.append(

@@ -35,7 +35,7 @@ class EndpointRouter:
         self.routes: dict[tuple[str, int], float | None] = {}
 
     async def endpoint(self, pod: PodInfo, target: TargetSpec) -> Endpoint:
-        """The endpoint to use; raises EndpointProblem when it cannot be worked out."""
+        """The endpoint to use; raises EndpointError when it cannot be worked out."""
         if target.access != "auto":
             return resolve_endpoint(pod, target, target.access)
         port = pprof_port(pod, target)

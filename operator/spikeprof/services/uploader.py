@@ -40,6 +40,7 @@ from spikeprof.core.planner import format_time
 from spikeprof.core.quantities import format_bytes
 from spikeprof.core.retention import RetentionPolicy, StoredCapture, capture_time
 from spikeprof.core.retention import captures_to_delete as retention_deletes
+from spikeprof.errors import SpikeprofError
 
 log = logging.getLogger("spikeprof.uploader")
 
@@ -61,7 +62,7 @@ CONTENT_TYPES = {
 """Content types a browser opening the object needs; profiles stay application/octet-stream."""
 
 
-class SpoolFullError(Exception):
+class SpoolFullError(SpikeprofError):
     """The spool holds as many bytes waiting for upload as it may; the message says how many."""
 
 
