@@ -16,8 +16,8 @@ import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import REPO_ROOT, Operator
-from localcluster.peers import Alertmanager, Prometheus
-from localcluster.sessions import (
+from .peers import Alertmanager, Prometheus
+from .sessions import (
     capture_dirs,
     control,
     create_pod,

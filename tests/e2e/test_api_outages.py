@@ -19,7 +19,7 @@ from kubernetes import client, config  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
 
 from .conftest import CRD, Operator, _wait_for
-from localcluster.sessions import (
+from .sessions import (
     capture_dirs,
     control,
     create_pod,

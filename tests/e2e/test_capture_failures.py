@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import Operator
-from localcluster.sessions import (
+from .sessions import (
     capture_dirs,
     control,
     create_pod,

@@ -23,7 +23,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
 
 from .conftest import CRD, REPO_ROOT, Operator
-from localcluster.sessions import (
+from .sessions import (
     PLURAL,
     capture_dirs,
     create_pod,

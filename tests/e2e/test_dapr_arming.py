@@ -17,7 +17,7 @@ from localcluster.controlplane import ControlPlane
 from tests.pprof_top import go_tool_pprof, pprof_rows
 
 from .conftest import REPO_ROOT, Operator
-from localcluster.sessions import (
+from .sessions import (
     GROUP,
     PLURAL,
     VERSION,

@@ -24,7 +24,7 @@ from localcluster.controlplane import ControlPlane
 from tests.pprof_top import go_tool_pprof, pprof_rows
 
 from .conftest import Operator
-from localcluster.sessions import (
+from .sessions import (
     capture_dirs,
     create_session,
     read_metadata,

@@ -12,7 +12,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.processes import free_port
 
 from .conftest import Operator
-from localcluster.sessions import create_pod, create_session, session_body, wait_captures, wait_running
+from .sessions import create_pod, create_session, session_body, wait_captures, wait_running
 
 pytestmark = pytest.mark.e2e
 

@@ -31,9 +31,9 @@ from localcluster.controlplane import ControlPlane
 from localcluster.processes import free_port
 
 from .conftest import REPO_ROOT
-from localcluster.peers import require_binary
+from .peers import require_binary
 from .podman_pod import PodmanPod, write_service_account_dir
-from localcluster.sessions import (
+from .sessions import (
     capture_dirs,
     control,
     create_pod,

@@ -21,7 +21,7 @@ from tests.integration.object_store.conftest import (  # the MinIO fixtures, sha
 )
 
 from .conftest import Operator
-from localcluster.sessions import (
+from .sessions import (
     annotate_session,
     capture_dirs,
     create_pod,

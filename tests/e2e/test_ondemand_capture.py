@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import REPO_ROOT, Operator
-from localcluster.sessions import (
+from .sessions import (
     annotate_session,
     capture_dirs,
     read_metadata,

@@ -20,7 +20,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
 
 from .conftest import REPO_ROOT, Operator
-from localcluster.sessions import (
+from .sessions import (
     annotate_session,
     capture_dirs,
     create_session,

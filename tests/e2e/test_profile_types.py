@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import Operator
-from localcluster.sessions import (
+from .sessions import (
     annotate_session,
     capture_dirs,
     control,

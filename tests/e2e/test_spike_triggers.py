@@ -11,8 +11,8 @@ from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
 
 from .conftest import Operator
-from localcluster.peers import Prometheus
-from localcluster.sessions import (
+from .peers import Prometheus
+from .sessions import (
     capture_dirs,
     control,
     create_pod,

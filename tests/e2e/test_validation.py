@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 
 from .conftest import Operator
-from localcluster.sessions import create_session, get_session, session_body, session_events
+from .sessions import create_session, get_session, session_body, session_events
 
 pytestmark = pytest.mark.e2e
 
