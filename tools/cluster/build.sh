@@ -12,6 +12,11 @@ cache=${SPIKEPROF_CACHE:-$HOME/.cache/spikeprof}
 links="$root/.cluster/bin"
 mkdir -p "$cache/bin" "$links"
 
+# One build at a time: a second run would delete the .tmp directory of a build in progress
+# (tests build what they need, and two test runs may start together).
+exec 9>"$cache/bin/.build.lock"
+flock 9
+
 k8s_version=v1.37.2
 k8s_ldflags="-s -w \
  -X k8s.io/component-base/version.gitVersion=$k8s_version \
