@@ -1,11 +1,18 @@
-"""Operator settings, read once from the environment at start-up."""
+"""Operator settings, read once from the environment at start-up.
+
+Each setting is declared once, as a field of `Settings`: its environment variable, its default
+(written as it would be in the environment), the parser that reads it, and the line the README's
+settings table shows (tests/unit/test_settings.py checks the table against these declarations).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.errors import SpikeprofError
@@ -15,30 +22,49 @@ class SettingsError(SpikeprofError, ValueError):
     """An environment variable holds a value the operator cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+Parser = Callable[[str, str], Any]  # (variable, text) -> value, or SettingsError
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _port(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name}={value} is not a port")
+    return value
+
+
+def _at_least_one(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1")
+    return value
+
+
+def _positive_seconds(name: str, raw: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be above 0")
+    return value
 
 
-def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _bytes(name: str, raw: str) -> int:
     try:
         value = parse_quantity(raw)
     except ValueError:
@@ -46,6 +72,188 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be at least one byte")
     return int(value)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting: where it is read from, its default, how it is parsed, what it is for."""
+
+    env: str
+    default: str | None
+    """As written in the environment; None: unset, the field is None."""
+    parse: Parser
+    doc: str
+    """The meaning, as the README's settings table shows it."""
+    unset: str = "unset"
+    """What an unset value means, for the README (when `default` is None)."""
+    also: tuple[str, ...] = ()
+    """Variables read when `env` is unset, in order."""
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        for name in (self.env, *self.also):
+            raw = env.get(name)
+            if raw:  # an empty variable counts as unset
+                return self.parse(name, raw)
+        return None if self.default is None else self.parse(self.env, self.default)
+
+
+def _declare(
+    env: str,
+    default: str | None,
+    parse: Parser,
+    doc: str,
+    *,
+    unset: str = "unset",
+    also: tuple[str, ...] = (),
+) -> dict[str, Declaration]:
+    """A field's metadata: its declaration (`Settings.from_env({})` holds every default)."""
+    return {"setting": Declaration(env, default, parse, doc, unset, also)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    artifact_root: Path = field(
+        metadata=_declare(
+            "SPIKEPROF_ARTIFACT_ROOT",
+            "/var/lib/spikeprof",
+            _path,
+            "root of `output.volume` artifacts",
+        )
+    )
+    """A volume mounted into the operator."""
+
+    metrics_port: int = field(
+        metadata=_declare(
+            "SPIKEPROF_METRICS_PORT", "8080", _port, "Prometheus `/metrics`; `0` turns it off"
+        )
+    )
+
+    metrics_address: str = field(
+        metadata=_declare(
+            "SPIKEPROF_METRICS_ADDRESS", "0.0.0.0", _text, "address `/metrics` binds to"
+        )
+    )
+    """All interfaces by default, so Prometheus in the cluster can scrape the pod."""
+
+    max_concurrent_pods: int = field(
+        metadata=_declare(
+            "SPIKEPROF_MAX_CONCURRENT_PODS",
+            "32",
+            _at_least_one,
+            "pods profiled at once across all sessions",
+        )
+    )
+    """On top of each session's limits.maxConcurrent; bounds the operator's sockets and disk
+    writes."""
+
+    poll_seconds: float = field(
+        metadata=_declare(
+            "SPIKEPROF_POLL_SECONDS",
+            "1.0",
+            _positive_seconds,
+            "how often each session looks at its cached pods and triggers",
+        )
+    )
+    """Each look reads memory only (the pod cache), so it is cheap."""
+
+    prometheus_url: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_PROMETHEUS_URL", None, _text, "Prometheus for `metricsSource: prometheus`"
+        )
+    )
+    """e.g. http://prometheus.monitoring:9090. Unset: such sessions report
+    MetricsAvailable=False."""
+
+    prometheus_token_file: Path | None = field(
+        metadata=_declare(
+            "SPIKEPROF_PROMETHEUS_TOKEN_FILE", None, _path, "bearer token for that Prometheus"
+        )
+    )
+    """Read at start-up; unset sends no Authorization header."""
+
+    alerts_port: int = field(
+        metadata=_declare(
+            "SPIKEPROF_ALERTS_PORT",
+            "9095",
+            _port,
+            "Alertmanager webhook receiver; `0` turns it off",
+        )
+    )
+    """The receiver answers POST /alerts."""
+
+    alerts_address: str = field(
+        metadata=_declare(
+            "SPIKEPROF_ALERTS_ADDRESS", "0.0.0.0", _text, "address the receiver binds to"
+        )
+    )
+
+    alerts_token_file: Path | None = field(
+        metadata=_declare(
+            "SPIKEPROF_ALERTS_TOKEN_FILE", None, _path, "bearer token Alertmanager must send"
+        )
+    )
+    """A mounted Secret holding Alertmanager's http_config.authorization.credentials; unset
+    accepts any caller."""
+
+    alerts_tls_cert: Path | None = field(
+        metadata=_declare(
+            "SPIKEPROF_ALERTS_TLS_CERT", None, _path, "serve the receiver over TLS: its certificate"
+        )
+    )
+    """Set together with SPIKEPROF_ALERTS_TLS_KEY, or neither (plain HTTP)."""
+
+    alerts_tls_key: Path | None = field(
+        metadata=_declare(
+            "SPIKEPROF_ALERTS_TLS_KEY", None, _path, "serve the receiver over TLS: its key"
+        )
+    )
+
+    spool_max_bytes: int = field(
+        metadata=_declare(
+            "SPIKEPROF_SPOOL_MAX_BYTES",
+            "1Gi",
+            _bytes,
+            "a session's captures that may wait for its object store",
+        )
+    )
+    """Past it, new captures are refused (as failed) until uploads resume. 1 GiB holds a
+    capture a minute of 10 MiB for well over an hour of outage, on a node's disk (the
+    operator's emptyDir) that is shared with everything else."""
+
+    kubeconfig: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_KUBECONFIG",
+            None,
+            _text,
+            "kubeconfig when running outside a pod; kopf's watches use the same identity",
+            unset="in-cluster",
+            also=("KUBECONFIG",),
+        )
+    )
+    """Unset in a pod, where the ServiceAccount is used. It is the operator's one identity:
+    kopf's watches log in with it too, never with ~/.kube/config or another KUBECONFIG."""
+
+    def __post_init__(self) -> None:
+        if (self.alerts_tls_cert is None) != (self.alerts_tls_key is None):
+            raise SettingsError(
+                "set both SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY, or neither"
+            )
+
+    def alerts_token(self) -> str | None:
+        return _read_secret(self.alerts_token_file, "SPIKEPROF_ALERTS_TOKEN_FILE")
+
+    def prometheus_token(self) -> str | None:
+        return _read_secret(self.prometheus_token_file, "SPIKEPROF_PROMETHEUS_TOKEN_FILE")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(**{f.name: declared.read(env) for f, declared in declarations()})
+
+
+def declarations() -> list[tuple[dataclasses.Field[Any], Declaration]]:
+    """Every setting, in the order of the README's table."""
+    return [(f, f.metadata["setting"]) for f in dataclasses.fields(Settings)]
 
 
 def _read_secret(path: Path | None, name: str) -> str | None:
@@ -58,101 +266,3 @@ def _read_secret(path: Path | None, name: str) -> str | None:
     if not value:
         raise SettingsError(f"{name}={path} is empty")
     return value
-
-
-def _path(env: Mapping[str, str], name: str) -> Path | None:
-    return Path(env[name]) if env.get(name) else None
-
-
-@dataclass(frozen=True)
-class Settings:
-    artifact_root: Path
-    """SPIKEPROF_ARTIFACT_ROOT: where output.volume artifacts go (a volume mounted into the
-    operator). Default /var/lib/spikeprof."""
-
-    metrics_port: int
-    """SPIKEPROF_METRICS_PORT: port of the operator's Prometheus /metrics; 0 turns it off.
-    Default 8080."""
-
-    metrics_address: str
-    """SPIKEPROF_METRICS_ADDRESS: address /metrics binds to. Default 0.0.0.0 (all interfaces),
-    so Prometheus in the cluster can scrape the pod."""
-
-    max_concurrent_pods: int
-    """SPIKEPROF_MAX_CONCURRENT_PODS: pods profiled at once across all sessions, on top of each
-    session's limits.maxConcurrent; bounds the operator's sockets and disk writes. Default 32."""
-
-    poll_seconds: float
-    """SPIKEPROF_POLL_SECONDS: how often each session's loop looks at its (locally cached) pods
-    and triggers. Reads memory only, so it is cheap. Default 1.0."""
-
-    kubeconfig: str | None
-    """SPIKEPROF_KUBECONFIG (or KUBECONFIG): kubeconfig for running outside the cluster; unset
-    in a pod, where the ServiceAccount is used. It is the operator's one identity: kopf's
-    watches log in with it too, never with ~/.kube/config or another KUBECONFIG."""
-
-    prometheus_url: str | None = None
-    """SPIKEPROF_PROMETHEUS_URL: base URL of the Prometheus that `metricsSource: prometheus`
-    sessions query, e.g. http://prometheus.monitoring:9090. Unset: such sessions report
-    MetricsAvailable=False."""
-
-    prometheus_token_file: Path | None = None
-    """SPIKEPROF_PROMETHEUS_TOKEN_FILE: file holding a bearer token for Prometheus (read at
-    start-up); unset sends no Authorization header."""
-
-    alerts_port: int = 9095
-    """SPIKEPROF_ALERTS_PORT: port of the Alertmanager webhook receiver (POST /alerts); 0 turns
-    it off. Default 9095."""
-
-    alerts_address: str = "0.0.0.0"
-    """SPIKEPROF_ALERTS_ADDRESS: address the receiver binds to. Default all interfaces."""
-
-    alerts_token_file: Path | None = None
-    """SPIKEPROF_ALERTS_TOKEN_FILE: file (a mounted Secret) holding the bearer token Alertmanager
-    must send (its http_config.authorization.credentials); unset accepts any caller."""
-
-    alerts_tls_cert: Path | None = None
-    """SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY: serve the receiver over TLS with
-    this certificate and key; unset serves plain HTTP."""
-
-    alerts_tls_key: Path | None = None
-    spool_max_bytes: int = 1 << 30
-    """SPIKEPROF_SPOOL_MAX_BYTES: bytes of one session's captures that may wait on the volume
-    for its object store; past it, new captures are refused (as failed) until uploads resume."""
-
-    def alerts_token(self) -> str | None:
-        return _read_secret(self.alerts_token_file, "SPIKEPROF_ALERTS_TOKEN_FILE")
-
-    def prometheus_token(self) -> str | None:
-        return _read_secret(self.prometheus_token_file, "SPIKEPROF_PROMETHEUS_TOKEN_FILE")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        settings = cls(
-            artifact_root=Path(env.get("SPIKEPROF_ARTIFACT_ROOT", "/var/lib/spikeprof")),
-            metrics_port=_int(env, "SPIKEPROF_METRICS_PORT", 8080),
-            metrics_address=env.get("SPIKEPROF_METRICS_ADDRESS", "0.0.0.0"),
-            max_concurrent_pods=_int(env, "SPIKEPROF_MAX_CONCURRENT_PODS", 32),
-            poll_seconds=_float(env, "SPIKEPROF_POLL_SECONDS", 1.0),
-            kubeconfig=env.get("SPIKEPROF_KUBECONFIG") or env.get("KUBECONFIG") or None,
-            prometheus_url=env.get("SPIKEPROF_PROMETHEUS_URL") or None,
-            prometheus_token_file=_path(env, "SPIKEPROF_PROMETHEUS_TOKEN_FILE"),
-            alerts_port=_int(env, "SPIKEPROF_ALERTS_PORT", 9095),
-            alerts_address=env.get("SPIKEPROF_ALERTS_ADDRESS", "0.0.0.0"),
-            alerts_token_file=_path(env, "SPIKEPROF_ALERTS_TOKEN_FILE"),
-            alerts_tls_cert=_path(env, "SPIKEPROF_ALERTS_TLS_CERT"),
-            alerts_tls_key=_path(env, "SPIKEPROF_ALERTS_TLS_KEY"),
-            spool_max_bytes=_bytes(env, "SPIKEPROF_SPOOL_MAX_BYTES", 1 << 30),
-        )
-        if (settings.alerts_tls_cert is None) != (settings.alerts_tls_key is None):
-            raise SettingsError(
-                "set both SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY, or neither"
-            )
-        if not 0 <= settings.metrics_port <= 65535:
-            raise SettingsError(f"SPIKEPROF_METRICS_PORT={settings.metrics_port} is not a port")
-        if settings.max_concurrent_pods < 1:
-            raise SettingsError("SPIKEPROF_MAX_CONCURRENT_PODS must be at least 1")
-        if settings.poll_seconds <= 0:
-            raise SettingsError("SPIKEPROF_POLL_SECONDS must be above 0")
-        return settings

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from spikeprof.settings import Settings, SettingsError
+from spikeprof.settings import Declaration, Settings, SettingsError, declarations
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
@@ -31,3 +33,30 @@ def test_the_spool_bound_is_a_kubernetes_size() -> None:
 def test_bad_values_are_named_with_what_is_wrong(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_the_readme_settings_table_lists_every_declared_setting_as_declared() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Running the operator", 1)[1]
+    header = "| variable | default | meaning |\n|---|---|---|\n"
+    table = section.split(header, 1)[1].split("\n\n", 1)[0].splitlines()
+    expected = [_row(declared) for _, declared in declarations()]
+    assert table == expected, "README.md's settings table should read:\n" + "\n".join(expected)
+
+
+def test_every_setting_has_a_default_or_is_unset_by_default() -> None:
+    defaults = Settings.from_env({})
+    for field, declared in declarations():
+        assert (getattr(defaults, field.name) is None) == (declared.default is None), declared.env
+
+
+def _row(declared: Declaration) -> str:
+    names = " / ".join(f"`{name}`" for name in (declared.env, *declared.also))
+    default = declared.unset if declared.default is None else f"`{declared.default}`"
+    return f"| {names} | {default} | {declared.doc} |"
+
+
+def test_kubeconfig_falls_back_to_the_usual_variable() -> None:
+    assert Settings.from_env({"KUBECONFIG": "/k"}).kubeconfig == "/k"
+    both = {"KUBECONFIG": "/k", "SPIKEPROF_KUBECONFIG": "/spikeprof"}
+    assert Settings.from_env(both).kubeconfig == "/spikeprof"

@@ -14,7 +14,7 @@ from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core import status as status_rules
 from spikeprof.core.retention import StoredCapture, capture_time, captures_to_delete
 from spikeprof.core.spec import ObjectStoreSpec, SessionSpec
-from spikeprof.services.uploader import DEFAULT_MAX_SPOOL_BYTES, SpoolFullError, Uploader
+from spikeprof.services.uploader import SpoolFullError, Uploader
 
 ReadSecret = Callable[[str, str], Awaitable[dict[str, str]]]
 TICK_SECONDS = 10.0  # how often pending uploads and retention are looked at without a capture
@@ -31,7 +31,7 @@ class SessionOutputs:
         name: str,
         root: Path,
         read_secret: ReadSecret,
-        spool_max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        spool_max_bytes: int,
     ) -> None:
         self.namespace = namespace
         self.name = name

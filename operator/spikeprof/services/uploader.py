@@ -41,6 +41,7 @@ from spikeprof.core.quantities import format_bytes
 from spikeprof.core.retention import RetentionPolicy, StoredCapture, capture_time
 from spikeprof.core.retention import captures_to_delete as retention_deletes
 from spikeprof.errors import SpikeprofError
+from spikeprof.settings import Settings
 
 log = logging.getLogger("spikeprof.uploader")
 
@@ -50,9 +51,8 @@ UPLOADED_MARKER = ".uploaded"
 PROGRESS_FILE = ".upload-progress"
 """One line per file of the capture already in the store, appended as each upload succeeds."""
 
-DEFAULT_MAX_SPOOL_BYTES = 1 << 30
-"""1 GiB of captures waiting for the store: a capture a minute of 10 MiB for well over an hour of
-outage, on a node's disk (the operator's emptyDir) that is shared with everything else."""
+DEFAULT_MAX_SPOOL_BYTES = Settings.from_env({}).spool_max_bytes
+"""SPIKEPROF_SPOOL_MAX_BYTES's default, declared (with its reason) in spikeprof.settings."""
 
 CONTENT_TYPES = {
     ".json": "application/json",
