@@ -37,7 +37,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from spikeprof.adapters import kube
 from spikeprof.adapters.pod_http import ProfileFetcher
 from spikeprof.adapters.port_forward import port_forward_mounts
-from spikeprof.core.pods import port_forward_host
+from spikeprof.core.endpoints import port_forward_host
 from spikeprof.core.spec import ProfileRequest
 
 NAMESPACE = "bench-pf"

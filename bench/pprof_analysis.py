@@ -35,7 +35,7 @@ KINDS = ("cpu", "heap")
 
 def measure_ours(path: Path, trace_memory: bool) -> dict[str, Any]:
     """Runs in the child process: each stage's wall and CPU seconds (and traced peak, if asked)."""
-    from spikeprof.pprof import flamegraph, profile, summary
+    from spikeprof.pprof import flamegraph_page, profile, summary
 
     if trace_memory:
         tracemalloc.start()
@@ -49,7 +49,7 @@ def measure_ours(path: Path, trace_memory: bool) -> dict[str, Any]:
 
     decoded = timed("decode", lambda: profile.decode_file(path))
     timed("summary", lambda: summary.summarize(decoded).to_json())
-    page = timed("flamegraph", lambda: flamegraph.render_flamegraph(decoded))
+    page = timed("flamegraph", lambda: flamegraph_page.render_flamegraph(decoded))
     report: dict[str, Any] = {
         "stages": stages,
         "samples": len(decoded.samples),

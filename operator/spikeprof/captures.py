@@ -31,7 +31,7 @@ from spikeprof.core import catalog
 from spikeprof.core.catalog import Capture, CaptureFilter, CaptureRef
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
-from spikeprof.pprof import units
+from spikeprof.pprof import diff_page, units
 from spikeprof.pprof.profile import ProfileDecodeError, decode_file
 
 ROOT_ENV = "SPIKEPROF_ARTIFACT_ROOT"
@@ -427,7 +427,7 @@ async def _diff(args: argparse.Namespace, source: ArtifactSource, out: TextIO, e
     except pprof_diff.ProfileMismatchError as error:
         raise CommandError(f"Cannot compare the two {type_} profiles: {error}") from None
     if args.flamegraph is not None:
-        page = pprof_diff.render_diff_flamegraph(
+        page = diff_page.render_diff_flamegraph(
             profiles[0],
             profiles[1],
             sample_type=result.sample_type.type,

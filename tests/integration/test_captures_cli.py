@@ -19,7 +19,7 @@ import pytest
 from localcluster.processes import free_port, spawn, stop_group
 
 from spikeprof.cli import main
-from spikeprof.pprof.flamegraph import render_flamegraph
+from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.summary import analyze_file
 from tests.integration.pprof.conftest import REPO_ROOT, _get, _wait_until_serving
 

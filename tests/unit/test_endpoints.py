@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from spikeprof.core.pods import (
+from spikeprof.core.endpoints import (
     EndpointError,
-    pod_info,
     pod_of_port_forward_host,
     port_forward_host,
     pprof_port,
     resolve_endpoint,
 )
+from spikeprof.core.pods import pod_info
 from spikeprof.core.spec import TargetSpec
 from spikeprof.services.routes import RETRY_DIRECT_SECONDS, EndpointRouter
 

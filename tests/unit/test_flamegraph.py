@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from spikeprof.pprof import flamegraph_page
-from spikeprof.pprof.flamegraph import FlameGraph, build_flamegraph, render_flamegraph
+from spikeprof.pprof.flamegraph import FlameGraph, build_flamegraph
+from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.frames import frame_table
 from spikeprof.pprof.profile import Profile, decode
 from tests.unit.pprof_proto import ProfileBuilder, call_chain

@@ -12,8 +12,8 @@ from spikeprof.pprof.diff import (
     build_diff_flamegraph,
     diff_profiles,
     render_diff,
-    render_diff_flamegraph,
 )
+from spikeprof.pprof.diff_page import render_diff_flamegraph
 from spikeprof.pprof.profile import Profile, decode
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 

@@ -1,10 +1,10 @@
 """HTTP to pods through the API server's port-forward, for pods the operator cannot dial.
 
 The fetcher's HTTP client mounts `port_forward_transport()` for hosts under
-`core.pods.PORT_FORWARD_DOMAIN`: each new connection to `<pod>.<namespace>.port-forward.invalid:
-<port>` becomes a port-forward websocket to that pod and port, and HTTP/1.1 runs over it exactly
-as over TCP, so fetching, limits and timeouts are the same on both routes. Each request gets
-its own tunnel (see `port_forward_transport`).
+`core.endpoints.PORT_FORWARD_DOMAIN`: each new connection to
+`<pod>.<namespace>.port-forward.invalid:<port>` becomes a port-forward websocket to that pod and
+port, and HTTP/1.1 runs over it exactly as over TCP, so fetching, limits and timeouts are the
+same on both routes. Each request gets its own tunnel (see `port_forward_transport`).
 
 The channel protocol (v4.channel.k8s.io): every binary message starts with its channel number;
 channel 0 carries the connection's bytes both ways, channel 1 the kubelet's error text. Each
@@ -25,7 +25,7 @@ import aiohttp
 import httpcore
 import httpx
 
-from spikeprof.core.pods import PORT_FORWARD_DOMAIN, pod_of_port_forward_host
+from spikeprof.core.endpoints import PORT_FORWARD_DOMAIN, pod_of_port_forward_host
 from spikeprof.errors import SpikeprofError
 
 DATA_CHANNEL = 0

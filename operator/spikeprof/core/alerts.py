@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from spikeprof.core.pods import PodInfo
 from spikeprof.core.selector import LabelSelector
 from spikeprof.errors import SpikeprofError
-
-if TYPE_CHECKING:  # pods -> spec -> alerts at run time: a type-only import breaks the cycle
-    from spikeprof.core.pods import PodInfo
 
 MAX_ALERTS = 1000  # per notification; Alertmanager's max_alerts is usually far lower
 

@@ -6,8 +6,9 @@ import datetime
 from typing import Any
 
 from spikeprof.core.artifact_key import ArtifactKey
+from spikeprof.core.endpoints import Endpoint
 from spikeprof.core.planner import CaptureRequest, format_time
-from spikeprof.core.pods import Endpoint, PodInfo
+from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import ProfileOutcome
 from spikeprof.core.spec import ProfileRequest
 

@@ -25,7 +25,7 @@ from itertools import chain
 from typing import Any, Literal
 
 from spikeprof.errors import SpikeprofError
-from spikeprof.pprof import diff_page, units
+from spikeprof.pprof import units
 from spikeprof.pprof.flamegraph import MAX_FRAMES, MIN_FRAME_FRACTION, ROOT_NAME
 from spikeprof.pprof.frames import frame_table
 from spikeprof.pprof.profile import Profile, ValueType
@@ -399,28 +399,4 @@ def build_diff_flamegraph(
         frames=tuple(frames),
         dropped_frames=dropped,
         base_only_share=base_only / root.base if root.base else 0.0,
-    )
-
-
-def render_diff_flamegraph(
-    base: Profile,
-    spike: Profile,
-    *,
-    sample_type: str | None = None,
-    title: str | None = None,
-    normalize: bool = True,
-) -> str:
-    """A self-contained differential flame graph page (HTML), no network needed.
-
-    Width is the spike's; colour is the change of a frame's self value on that path from the
-    base to the spike (as Brendan Gregg's differential flame graphs): red grew, blue shrank,
-    white unchanged, deeper for larger changes. Normalised (the default) compares shares of each
-    profile's total. Search and click-to-zoom work as in the plain flame graph.
-    Raises ProfileMismatchError for profiles that measure different things.
-    """
-    graph = build_diff_flamegraph(base, spike, sample_type=sample_type)
-    if title is None:
-        title = f"{graph.sample_type.type}: spike against base"
-    return diff_page.page(
-        graph, title=title, normalized=normalize, time_nanos=(base.time_nanos, spike.time_nanos)
     )

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import TYPE_CHECKING
 
 from spikeprof.pprof import flamegraph_page, units
-
-if TYPE_CHECKING:
-    from spikeprof.pprof.diff import DiffFlameGraph
+from spikeprof.pprof.diff import DiffFlameGraph, build_diff_flamegraph
+from spikeprof.pprof.profile import Profile
 
 _EXTRA_STYLE = """
 .legend { display: inline-flex; gap: 4px; align-items: center; font-size: 13px; color: #555; }
@@ -28,6 +26,30 @@ def _taken(time_nanos: int) -> str:
         return "unknown time"
     taken = datetime.datetime.fromtimestamp(time_nanos // 10**9, tz=datetime.UTC)
     return f"{taken:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def render_diff_flamegraph(
+    base: Profile,
+    spike: Profile,
+    *,
+    sample_type: str | None = None,
+    title: str | None = None,
+    normalize: bool = True,
+) -> str:
+    """A self-contained differential flame graph page (HTML), no network needed.
+
+    Width is the spike's; colour is the change of a frame's self value on that path from the
+    base to the spike (as Brendan Gregg's differential flame graphs): red grew, blue shrank,
+    white unchanged, deeper for larger changes. Normalised (the default) compares shares of each
+    profile's total. Search and click-to-zoom work as in the plain flame graph.
+    Raises ProfileMismatchError for profiles that measure different things.
+    """
+    graph = build_diff_flamegraph(base, spike, sample_type=sample_type)
+    if title is None:
+        title = f"{graph.sample_type.type}: spike against base"
+    return page(
+        graph, title=title, normalized=normalize, time_nanos=(base.time_nanos, spike.time_nanos)
+    )
 
 
 def page(

@@ -1,4 +1,4 @@
-"""Flame graphs of a profile: identical stacks merged into a tree of frames, drawn as one HTML file.
+"""Flame graphs: identical stacks of a profile merged into a tree of frames (page: flamegraph_page).
 
 Frames are the functions of `go tool pprof`'s default granularity (frames.py), so a flame graph
 and a summary of the same profile name and count the same things: a frame's width is the cum
@@ -17,11 +17,9 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from operator import itemgetter
-from pathlib import Path
 
-from spikeprof.pprof import flamegraph_page
 from spikeprof.pprof.frames import frame_table
-from spikeprof.pprof.profile import Profile, ValueType, decode_file
+from spikeprof.pprof.profile import Profile, ValueType
 
 MIN_FRAME_FRACTION = 0.0005
 """Frames narrower than this share of the total are not drawn: 0.6 px of a 1200 px wide graph,
@@ -135,25 +133,3 @@ def build_flamegraph(
         min_fraction=min_fraction,
         max_frames_reached=max_frames_reached,
     )
-
-
-def render_flamegraph(
-    source: Profile | Path | str,
-    *,
-    sample_type: str | None = None,
-    title: str | None = None,
-) -> str:
-    """A self-contained interactive flame graph page (HTML) of a profile or a profile file.
-
-    The page needs nothing from the network: click a frame to zoom, type in the search box to
-    highlight functions and see their share, hover for name, value and percentage. Write it
-    next to the profile as UTF-8. Raises ProfileDecodeError for a bad file, ValueError for a
-    sample type the profile does not have.
-    """
-    profile = source if isinstance(source, Profile) else decode_file(source)
-    graph = build_flamegraph(profile, sample_type=sample_type)
-    if title is None:
-        binary = profile.main_mapping.filename if profile.main_mapping else ""
-        program = binary.rstrip("/").rsplit("/", 1)[-1]
-        title = f"{program} {graph.sample_type.type}" if program else graph.sample_type.type
-    return flamegraph_page.page(graph, title=title, time_nanos=profile.time_nanos)

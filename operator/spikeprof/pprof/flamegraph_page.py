@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from spikeprof.pprof import units
-
-if TYPE_CHECKING:
-    from spikeprof.pprof.flamegraph import FlameGraph
+from spikeprof.pprof.flamegraph import FlameGraph, build_flamegraph
+from spikeprof.pprof.profile import Profile, decode_file
 
 _STYLE = """
 :root { color-scheme: light; }
@@ -252,6 +252,28 @@ def _json_for_script(data: object) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
+
+
+def render_flamegraph(
+    source: Profile | Path | str,
+    *,
+    sample_type: str | None = None,
+    title: str | None = None,
+) -> str:
+    """A self-contained interactive flame graph page (HTML) of a profile or a profile file.
+
+    The page needs nothing from the network: click a frame to zoom, type in the search box to
+    highlight functions and see their share, hover for name, value and percentage. Write it
+    next to the profile as UTF-8. Raises ProfileDecodeError for a bad file, ValueError for a
+    sample type the profile does not have.
+    """
+    profile = source if isinstance(source, Profile) else decode_file(source)
+    graph = build_flamegraph(profile, sample_type=sample_type)
+    if title is None:
+        binary = profile.main_mapping.filename if profile.main_mapping else ""
+        program = binary.rstrip("/").rsplit("/", 1)[-1]
+        title = f"{program} {graph.sample_type.type}" if program else graph.sample_type.type
+    return page(graph, title=title, time_nanos=profile.time_nanos)
 
 
 def page(graph: FlameGraph, *, title: str, time_nanos: int) -> str:

@@ -14,7 +14,8 @@ from spikeprof.core.arming import (
     disarm_patch,
     profiling_on,
 )
-from spikeprof.core.pods import EndpointError, PodInfo
+from spikeprof.core.endpoints import EndpointError
+from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import TargetSpec
 from spikeprof.services.routes import EndpointRouter
 

@@ -15,8 +15,9 @@ from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
 from spikeprof.adapters.volume import StagedCapture, VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE, build_metadata
+from spikeprof.core.endpoints import Endpoint, EndpointError
 from spikeprof.core.planner import CaptureRequest
-from spikeprof.core.pods import Endpoint, EndpointError, PodInfo
+from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import (
     CaptureOutcome,
     FailureReason,
@@ -26,9 +27,10 @@ from spikeprof.core.results import (
 )
 from spikeprof.core.spec import ProfileRequest, SessionSpec
 from spikeprof.pprof.check import NotAProfileError, check_file
-from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles, render_diff_flamegraph
+from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles
+from spikeprof.pprof.diff_page import render_diff_flamegraph
 from spikeprof.pprof.emptiness import empty_reason
-from spikeprof.pprof.flamegraph import render_flamegraph
+from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
 from spikeprof.services.routes import EndpointRouter

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from spikeprof.core.pods import Endpoint, PodInfo, pprof_port, resolve_endpoint
+from spikeprof.core.endpoints import Endpoint, pprof_port, resolve_endpoint
+from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import TargetSpec
 
 # Bounds the memory of answers; pods come and go, so old entries are simply forgotten.

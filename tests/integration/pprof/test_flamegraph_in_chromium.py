@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spikeprof.pprof.diff import render_diff_flamegraph
-from spikeprof.pprof.flamegraph import render_flamegraph
+from spikeprof.pprof.diff_page import render_diff_flamegraph
+from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.profile import decode, decode_file
 from spikeprof.pprof.summary import summarize
 from tests.integration.pprof.devtools import VIEWPORT, Chromium, Page, find_chromium
