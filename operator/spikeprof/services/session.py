@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from spikeprof.adapters.kube import KubeError, SessionStatusWriter
+from spikeprof.adapters.kube import (
+    ApiUnavailableError,
+    KubeError,
+    SessionGoneError,
+    SessionStatusWriter,
+)
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
 from spikeprof.core.arming import parse_workload
@@ -36,6 +42,13 @@ class AlertCandidate:
 
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class StopFlag(Protocol):
+    """True once the session's loop must end (kopf's DaemonStopped is one)."""
+
+    def __bool__(self) -> bool: ...
 
 
 def _changed(current: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
@@ -93,6 +106,36 @@ class SessionWorker:
         self.alert_hints: dict[str, Any] = {}  # recorded by the receiver, maybe not yet watched
         self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
+
+    async def serve(
+        self,
+        stopped: StopFlag,
+        spec: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        stored: Mapping[str, Any],
+        poll_seconds: float,
+        logger: Logger,
+    ) -> None:
+        """Look again and again until stopped or the session is deleted.
+
+        `spec`, `meta` and `stored` are live views (kopf's): each look sees the latest watch event.
+        """
+        try:
+            while not stopped:
+                try:
+                    captured = await self.step(
+                        spec, meta, stored, datetime.datetime.now(datetime.UTC)
+                    )
+                # The API server is away: the loop (and what it remembers) waits for it, not
+                # kopf's restart of a failed daemon a minute later.
+                except ApiUnavailableError as error:
+                    logger.warning("The session waits for the API server: %s", error)
+                    captured = False
+                if not captured:
+                    await self.idle(poll_seconds)
+        # Deleted: nothing is left to look at.
+        except SessionGoneError:
+            logger.info("The session was deleted; its daemon stops.")
 
     async def step(
         self,
