@@ -5,7 +5,6 @@ SHELL := /usr/bin/env bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
-export PYTHONPATH := $(CURDIR)/tools/cluster/py
 
 ##@ General
 
@@ -15,14 +14,14 @@ help: ## Show this help.
 
 ##@ Setup
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tools/cluster/py/pyproject.toml
 	python3.11 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e tools/cluster/py
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator and dev tools.
+venv: $(VENV)/.installed ## Create the Python environment (.venv) with the operator, dev tools and the test kit (localcluster).
 
 .PHONY: system-packages
 system-packages: ## Install the Debian packages the tests need, if missing (as root; otherwise print the apt-get command and stop).
@@ -37,8 +36,8 @@ binaries: ## Build (or reuse from ~/.cache/spikeprof) etcd, kube-apiserver, kube
 
 .PHONY: lint
 lint: venv ## ruff, and the import-linter layering contract.
-	$(VENV)/bin/ruff check operator tests tools
-	$(VENV)/bin/ruff format --check operator tests tools
+	$(VENV)/bin/ruff check operator tests tools bench
+	$(VENV)/bin/ruff format --check operator tests tools bench
 	$(VENV)/bin/lint-imports
 
 .PHONY: typecheck

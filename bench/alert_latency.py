@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import control_plane, create_namespace, operator, save, wait
-from tests.e2e.sessions import create_pod, create_session, get_session, session_body, wait_running
+from localcluster.sessions import (
+    create_pod,
+    create_session,
+    get_session,
+    session_body,
+    wait_running,
+)
 
 NAMESPACE = "alerts"
 

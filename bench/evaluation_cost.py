@@ -21,7 +21,7 @@ from typing import Any
 
 from harness import control_plane, cpu_seconds, create_namespace, operator, rss_bytes, save, wait
 from kubernetes import client  # type: ignore[import-untyped]
-from tests.e2e.sessions import create_session, get_session, session_body
+from localcluster.sessions import create_session, get_session, session_body
 
 INTERVAL = 5.0
 

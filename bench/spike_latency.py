@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import control_plane, create_namespace, operator, save, wait
-from tests.e2e.peers import Prometheus
-from tests.e2e.sessions import create_pod, create_session, get_session, session_body, wait_running
+from localcluster.peers import Prometheus
+from localcluster.sessions import (
+    create_pod,
+    create_session,
+    get_session,
+    session_body,
+    wait_running,
+)
 
 SOURCES = ("scrape", "prometheus", "metricsServer")
 CPU_QUERY = 'sum by (pod) (rate(process_cpu_seconds_total{namespace="$namespace"}[2s]))'

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
-
-from .conftest import REPO_ROOT, Operator
-from .peers import Alertmanager, Prometheus
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.peers import Alertmanager, Prometheus
+from localcluster.sessions import (
     capture_dirs,
     control,
     create_pod,
@@ -27,6 +26,8 @@ from .sessions import (
     wait_captures,
     wait_running,
 )
+
+from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 TOKEN = "s3cret-alerts-token"
@@ -41,7 +42,7 @@ def _example_session() -> dict[str, Any]:
 
 
 def _post(
-    operator: Operator, body: bytes | dict[str, Any], token: str | None = TOKEN
+    operator: OperatorProcess, body: bytes | dict[str, Any], token: str | None = TOKEN
 ) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -106,7 +107,7 @@ def _armed(
     return ips
 
 
-def _start_with_token(operator_process: Operator, tmp_path: Path) -> Operator:
+def _start_with_token(operator_process: OperatorProcess, tmp_path: Path) -> OperatorProcess:
     token_file = tmp_path / "alerts-token"
     token_file.write_text(TOKEN + "\n")
     operator_process.env["SPIKEPROF_ALERTS_TOKEN_FILE"] = str(token_file)
@@ -188,7 +189,7 @@ BAD = [
 def test_bad_payloads_are_refused_with_their_reason_and_change_nothing(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
@@ -213,7 +214,7 @@ def test_bad_payloads_are_refused_with_their_reason_and_change_nothing(
 def test_re_sends_capture_once_and_resolved_alerts_capture_nothing(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
@@ -259,7 +260,7 @@ def test_re_sends_capture_once_and_resolved_alerts_capture_nothing(
 def test_an_operator_killed_right_after_answering_still_captures_once(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
@@ -287,7 +288,7 @@ def test_an_operator_killed_right_after_answering_still_captures_once(
 def test_a_real_prometheus_and_alertmanager_drive_a_capture(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:

@@ -8,7 +8,6 @@ API server. They take about three minutes.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from .conftest import CRD, Operator, _wait_for
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     capture_dirs,
     control,
+    create_namespace,
     create_pod,
     create_session,
     get_session,
@@ -30,6 +29,9 @@ from .sessions import (
     session_events,
     wait_running,
 )
+from localcluster.waiting import wait_for
+
+from .conftest import CRD
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +45,9 @@ BURN_SECONDS = 20  # the spike: shorter than either outage, so it begins and end
 def outage_cluster(
     bin_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("outage-cluster"), bin_dir)
+    plane = ControlPlane(tmp_path_factory.mktemp("outage-cluster"), bin_dir, crds=(CRD,))
     try:
         plane.start()
-        subprocess.run(
-            [str(bin_dir / "kubectl"), f"--kubeconfig={plane.kubeconfig}", "apply", "-f", str(CRD)],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
         yield plane
     finally:
         plane.stop()
@@ -65,25 +61,15 @@ def outage_api(outage_cluster: ControlPlane) -> client.ApiClient:
 @pytest.fixture(scope="module")
 def outage_namespace(outage_api: client.ApiClient) -> str:
     name = "outages"
-    core = client.CoreV1Api(outage_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    _wait_for(lambda: _has_default_sa(core, name), 60, f"ServiceAccount default in {name}")
+    create_namespace(outage_api, name, wait_for, timeout=60)
     return name
-
-
-def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
-    try:
-        core.read_namespaced_service_account("default", namespace)
-    except client.ApiException:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def hot_pods(outage_api: client.ApiClient, outage_namespace: str) -> dict[str, str]:
     for name in ("hot-a", "hot-b"):
         create_pod(outage_api, outage_namespace, name, {"app": "hot"}, cpu_limit="500m")
-    return wait_running(outage_api, outage_namespace, "app=hot", 2, _wait_for)
+    return wait_running(outage_api, outage_namespace, "app=hot", 2, wait_for)
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +79,9 @@ def outage_operator(
     outage_namespace: str,
     hot_pods: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Operator]:
+) -> Iterator[OperatorProcess]:
     work = tmp_path_factory.mktemp("outage-operator")
-    op = Operator(
+    op = OperatorProcess(
         outage_cluster.kubeconfig, work / "artifacts", work / "operator.log", [outage_namespace]
     )
     op.start()
@@ -128,7 +114,7 @@ def outage_operator(
             },
         ),
     )
-    _wait_for(
+    wait_for(
         lambda: _condition(get_session(outage_api, outage_namespace, "spikes"), "MetricsAvailable"),
         60,
         "the scraped metrics to arrive",
@@ -155,7 +141,7 @@ def test_an_api_outage_loses_no_spike_and_delays_new_sessions_by_seconds(
     outage_cluster: ControlPlane,
     outage_api: client.ApiClient,
     outage_namespace: str,
-    outage_operator: Operator,
+    outage_operator: OperatorProcess,
     hot_pods: dict[str, str],
 ) -> None:
     api, namespace, root = outage_api, outage_namespace, outage_operator.artifact_root
@@ -167,7 +153,7 @@ def test_an_api_outage_loses_no_spike_and_delays_new_sessions_by_seconds(
     killed = time.monotonic()
     control(hot_pods[pod], f"burn?cores=1&seconds={BURN_SECONDS}")
     # The capture happens in the dark: its files are published while the API server is away.
-    new = _wait_for(
+    new = wait_for(
         lambda: set(capture_dirs(root)) - dirs_before, down_for - 3, f"a capture of {pod}"
     )
     assert time.monotonic() - killed < down_for
@@ -192,7 +178,7 @@ def test_an_api_outage_loses_no_spike_and_delays_new_sessions_by_seconds(
             },
         ),
     )
-    _wait_for(lambda: _served(api, namespace, name), 60, f"session {name} to be served")
+    wait_for(lambda: _served(api, namespace, name), 60, f"session {name} to be served")
     recovery = time.monotonic() - ready_at
     print(f"\n{down_for}s outage: /readyz ok -> new session served in {recovery:.1f}s")
 
@@ -202,7 +188,7 @@ def test_an_api_outage_loses_no_spike_and_delays_new_sessions_by_seconds(
         done = status.get("captures", {}).get("total") == captured_before + 1
         return status if done and not status.get("pendingCapture") else None
 
-    status = _wait_for(recorded, 30, f"capture {capture_id} in the status")
+    status = wait_for(recorded, 30, f"capture {capture_id} in the status")
     assert status["lastCapture"]["id"] == capture_id
     assert status["lastCapture"]["result"] == "Succeeded"
     assert [c["id"] for c in status["recentCaptures"]].count(capture_id) == 1
@@ -215,7 +201,7 @@ def test_an_api_outage_loses_no_spike_and_delays_new_sessions_by_seconds(
         ]
         return reasons if "Captured" in reasons else None
 
-    reasons = _wait_for(events_of_capture, 30, f"the events of capture {capture_id}")
+    reasons = wait_for(events_of_capture, 30, f"the events of capture {capture_id}")
     time.sleep(5)  # time for a duplicate to show, if there were one
     assert sorted(events_of_capture() or ()) == ["CaptureStarted", "Captured"]
     status = get_session(api, namespace, "spikes")["status"]

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
-
-from .conftest import Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     capture_dirs,
     control,
     create_pod,
@@ -45,7 +44,7 @@ def _hold_cpu_profile(ip: str, seconds: int) -> threading.Thread:
 def test_each_failure_is_explained_and_other_profiles_are_kept(
     namespace: str,
     api: client.ApiClient,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     labels = {"app": "faulty"}
@@ -152,7 +151,7 @@ def test_each_failure_is_explained_and_other_profiles_are_kept(
 def test_operator_killed_mid_capture_resumes_without_duplicate_or_partial_file(
     namespace: str,
     api: client.ApiClient,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     labels = {"app": "slow"}

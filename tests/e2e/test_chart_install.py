@@ -21,9 +21,8 @@ import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from .conftest import CRD, REPO_ROOT, Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     PLURAL,
     capture_dirs,
     create_pod,
@@ -34,6 +33,8 @@ from .sessions import (
     wait_captures,
     wait_running,
 )
+
+from .conftest import CRD, REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +96,6 @@ def _can(
 def test_operator_running_as_the_charts_service_account_captures_a_session(
     mode: str,
     cluster: ControlPlane,
-    crd_installed: None,
     namespace: str,
     release_namespace: str,
     api: client.ApiClient,
@@ -104,7 +104,7 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    # helm takes over the CRD that crd_installed applied from crds/: the chart must hold the same.
+    # helm takes over the CRD the cluster fixture applied from crds/: the chart must hold the same.
     assert CRD_IN_CHART.read_bytes() == CRD.read_bytes(), "chart CRD is stale: make manifests"
     release = release_namespace  # contains "spikeprof": the objects are named after the release
     scope = (
@@ -157,7 +157,7 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         kubeconfig = cluster.service_account_kubeconfig(
             release_namespace, release, tmp_path / "service-account.kubeconfig"
         )
-        operator = Operator(
+        operator = OperatorProcess(
             kubeconfig,
             tmp_path / "artifacts",
             tmp_path / "operator.log",
@@ -224,7 +224,6 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
 
 def test_people_bound_to_built_in_edit_create_sessions_and_those_bound_to_view_only_read(
     cluster: ControlPlane,
-    crd_installed: None,
     namespace: str,
     release_namespace: str,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
@@ -295,7 +294,6 @@ def test_people_bound_to_built_in_edit_create_sessions_and_those_bound_to_view_o
 
 
 def test_the_api_server_accepts_every_optional_object_the_chart_renders(
-    crd_installed: None,
     release_namespace: str,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
     helm: Callable[..., subprocess.CompletedProcess[str]],

@@ -23,7 +23,7 @@ def test_api_server_reports_the_pinned_version(api: client.ApiClient) -> None:
 
 
 def test_crd_cel_rule_accepts_good_and_rejects_bad_with_its_message(
-    crd_installed: None, namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+    namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     good = f"""
 apiVersion: spikeprof.io/v1alpha1

@@ -13,11 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from tests.pprof_top import go_tool_pprof, pprof_rows
-
-from .conftest import REPO_ROOT, Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     GROUP,
     PLURAL,
     VERSION,
@@ -28,6 +25,10 @@ from .sessions import (
     session_body,
     wait_captures,
 )
+
+from tests.pprof_top import go_tool_pprof, pprof_rows
+
+from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = REPO_ROOT / "examples"
@@ -93,7 +94,7 @@ def _delete_session(
 
 
 def test_a_deployment_is_armed_then_captured_then_restored_exactly(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment("checkout"))
@@ -132,7 +133,7 @@ def test_a_deployment_is_armed_then_captured_then_restored_exactly(
 
 
 def test_two_sessions_share_a_workload_and_the_last_one_restores_it(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment("checkout", replicas=1))
@@ -159,7 +160,7 @@ def test_two_sessions_share_a_workload_and_the_last_one_restores_it(
 
 
 def test_a_statefulset_is_armed_and_restored(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     apps = client.AppsV1Api(api)
     apps.create_namespaced_stateful_set(
@@ -187,7 +188,7 @@ def test_a_statefulset_is_armed_and_restored(
 
 
 def test_bare_pods_are_never_patched_and_dry_run_changes_nothing(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     bare = _template("loner")
     bare["metadata"]["name"] = "loner"
@@ -259,7 +260,7 @@ def test_the_readme_dapr_how_to_captures_a_busy_daprd_and_restores_the_deploymen
     namespace: str,
     api: client.ApiClient,
     cluster: ControlPlane,
-    operator: Operator,
+    operator: OperatorProcess,
     kubectl: Callable[..., Any],
     wait_for: Callable[..., Any],
 ) -> None:

@@ -20,11 +20,8 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from tests.pprof_top import go_tool_pprof, pprof_rows
-
-from .conftest import Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     capture_dirs,
     create_session,
     read_metadata,
@@ -32,6 +29,8 @@ from .sessions import (
     wait_captures,
     wait_running,
 )
+
+from tests.pprof_top import go_tool_pprof, pprof_rows
 
 pytestmark = pytest.mark.e2e
 PROFILE_PORT = 7777
@@ -121,7 +120,7 @@ def test_daprd_serves_pprof_on_the_pods_loopback_only_and_metrics_on_its_ip(
 def test_a_dapr_session_with_defaults_captures_through_port_forward_and_says_why_block_is_empty(
     namespace: str,
     api: client.ApiClient,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     create_dapr_pod(api, namespace, "checkout-0")
@@ -176,7 +175,7 @@ def test_a_dapr_session_with_defaults_captures_through_port_forward_and_says_why
 def test_a_sidecar_listening_on_all_addresses_is_dialed_directly(
     namespace: str,
     api: client.ApiClient,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     create_dapr_pod(api, namespace, "open-0", **{"dapr.io/sidecar-listen-addresses": "0.0.0.0"})

@@ -9,10 +9,15 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
+from localcluster.operator_process import OperatorProcess
 from localcluster.processes import free_port
-
-from .conftest import Operator
-from .sessions import create_pod, create_session, session_body, wait_captures, wait_running
+from localcluster.sessions import (
+    create_pod,
+    create_session,
+    session_body,
+    wait_captures,
+    wait_running,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +45,7 @@ def _home_naming_a_dead_cluster(home: Path) -> Path:
 def test_with_only_spikeprof_kubeconfig_set_the_operator_serves_the_cluster_it_names(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     tmp_path: Path,
     wait_for: Callable[..., Any],
 ) -> None:

@@ -28,12 +28,9 @@ import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
+from localcluster.peers import require_binary
 from localcluster.processes import free_port
-
-from .conftest import REPO_ROOT
-from .peers import require_binary
-from .podman_pod import PodmanPod, write_service_account_dir
-from .sessions import (
+from localcluster.sessions import (
     capture_dirs,
     control,
     create_pod,
@@ -44,6 +41,9 @@ from .sessions import (
     wait_captures,
     wait_running,
 )
+
+from .conftest import REPO_ROOT
+from .podman_pod import PodmanPod, write_service_account_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +160,6 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
     operator_image: str,
     cluster: ControlPlane,
     bin_dir: Path,
-    crd_installed: None,
     namespace: str,
     release_namespace: str,
     api: client.ApiClient,
@@ -176,7 +175,7 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
         {"metadata": {"name": "alerts-token"}, "stringData": {"token": ALERTS_TOKEN}},
     )
     values = {
-        "crds": {"install": False},  # crd_installed applied it from crds/
+        "crds": {"install": False},  # the cluster fixture applied it from crds/
         "replicas": 0,  # no kubelet runs pods here: podman runs the pod template below
         "watch": {"mode": "namespaced", "namespaces": [namespace]},
         "health": {"port": health},

@@ -10,18 +10,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
-
-from tests.integration.object_store.conftest import (  # the MinIO fixtures, shared
-    ACCESS_KEY,
-    BUCKET,
-    SECRET_KEY,
-    MinioServer,
-    minio_binary,
-    minio_factory,
-)
-
-from .conftest import Operator
-from .sessions import (
+from localcluster.object_stores import ACCESS_KEY, BUCKET, SECRET_KEY, MinioServer, StoreServer
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     annotate_session,
     capture_dirs,
     create_pod,
@@ -33,7 +24,6 @@ from .sessions import (
 )
 
 pytestmark = pytest.mark.e2e
-__all__ = ["minio_binary", "minio_factory"]  # fixtures, imported so pytest finds them here
 
 
 def _objects(minio: MinioServer, prefix: str) -> list[str]:
@@ -86,11 +76,12 @@ def _start_s3_session(
 def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
     namespace: str,
     api: client.ApiClient,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
-    minio_factory: Callable[[], MinioServer],
+    store_server_factory: Callable[[str], StoreServer],
 ) -> None:
-    minio = minio_factory()
+    minio = store_server_factory("s3")
+    assert isinstance(minio, MinioServer)
     prefix = f"e2e/{namespace}"
     _start_s3_session(
         api,
@@ -153,7 +144,7 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
     assert len(captures) == 2 and captures[1].endswith("-capture-now")
     assert capture_dirs(operator.artifact_root) == []
     time.sleep(2)
-    asyncio.run(minio.settle_audit())
+    asyncio.run(minio.settle())
     # Each file of the spooled capture was written once: 4 objects, no second PUT.
     assert len(minio.audit.writes(prefix)) - writes_before == 4
 
@@ -171,14 +162,15 @@ def test_captures_go_to_the_bucket_keep_the_newest_and_survive_an_outage(
 def test_a_full_spool_refuses_new_captures_and_keeps_the_waiting_ones(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
-    minio_factory: Callable[[], MinioServer],
+    store_server_factory: Callable[[str], StoreServer],
 ) -> None:
     operator = operator_process
     operator.env["SPIKEPROF_SPOOL_MAX_BYTES"] = "1"  # one waiting capture fills it
     operator.start()
-    minio = minio_factory()
+    minio = store_server_factory("s3")
+    assert isinstance(minio, MinioServer)
     minio.stop()  # the store is away from the start
     _start_s3_session(
         api, namespace, minio, wait_for, prefix=f"full/{namespace}", profiles=["goroutine"]

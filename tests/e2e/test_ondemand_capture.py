@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
-
-from .conftest import REPO_ROOT, Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     annotate_session,
     capture_dirs,
     read_metadata,
@@ -21,6 +20,8 @@ from .sessions import (
     wait_running,
 )
 
+from .conftest import REPO_ROOT
+
 pytestmark = pytest.mark.e2e
 
 
@@ -28,7 +29,7 @@ def test_example_session_captures_every_pod_with_readable_artifacts(
     namespace: str,
     api: client.ApiClient,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     kubectl(
@@ -103,7 +104,7 @@ def test_capture_now_annotation_captures_once_per_new_value(
     namespace: str,
     api: client.ApiClient,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     kubectl(

@@ -18,9 +18,8 @@ import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from .conftest import REPO_ROOT, Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     annotate_session,
     capture_dirs,
     create_session,
@@ -30,6 +29,8 @@ from .sessions import (
     wait_captures,
     wait_running,
 )
+
+from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 UNROUTABLE = "stand-in.spikeprof.io/unroutable"
@@ -85,7 +86,7 @@ def _by_pod(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_port_forward_captures_a_pod_whose_ip_does_not_answer(
-    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+    api: client.ApiClient, namespace: str, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     _dapr_pod(api, namespace, "hidden-0", unroutable=True)
     wait_running(api, namespace, "app=pf", 1, wait_for)
@@ -119,7 +120,7 @@ def test_port_forward_captures_a_pod_whose_ip_does_not_answer(
 
 
 def test_auto_dials_pods_that_answer_and_tunnels_to_the_others(
-    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+    api: client.ApiClient, namespace: str, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     _dapr_pod(api, namespace, "seen-0", unroutable=False, listen_addresses="0.0.0.0")
     _dapr_pod(api, namespace, "hidden-0", unroutable=True, listen_addresses="0.0.0.0")
@@ -134,7 +135,7 @@ def test_auto_dials_pods_that_answer_and_tunnels_to_the_others(
 
 
 def test_a_port_nothing_listens_on_fails_the_capture_with_the_kubelets_reason(
-    api: client.ApiClient, namespace: str, operator: Operator, wait_for: Callable[..., Any]
+    api: client.ApiClient, namespace: str, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     _dapr_pod(api, namespace, "hidden-0", unroutable=True)
     wait_running(api, namespace, "app=pf", 1, wait_for)
@@ -174,7 +175,6 @@ def _chart_role_rules(namespace: str, *, port_forward: bool) -> list[dict[str, A
 def test_port_forward_needs_the_charts_rbac_flag(
     api: client.ApiClient,
     cluster: ControlPlane,
-    crd_installed: None,
     namespace: str,
     wait_for: Callable[..., Any],
     tmp_path: Path,
@@ -185,7 +185,9 @@ def test_port_forward_needs_the_charts_rbac_flag(
         _chart_role_rules(namespace, port_forward=False),
         tmp_path / "operator.kubeconfig",
     )
-    operator = Operator(kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", [namespace])
+    operator = OperatorProcess(
+        kubeconfig, tmp_path / "artifacts", tmp_path / "operator.log", [namespace]
+    )
     _dapr_pod(api, namespace, "hidden-0", unroutable=True)
     wait_running(api, namespace, "app=pf", 1, wait_for)
     operator.start()

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
-
-from .conftest import Operator
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import (
     annotate_session,
     capture_dirs,
     control,
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_block_mutex_threadcreate_and_trace_are_captured_and_readable(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     create_pod(api, namespace, "all-types", {"app": "types"})
     wait_running(api, namespace, "app=types", 1, wait_for)
@@ -84,7 +83,7 @@ def test_block_mutex_threadcreate_and_trace_are_captured_and_readable(
 
 
 def test_a_baseline_is_taken_first_and_later_captures_are_diffed_against_it(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     create_pod(api, namespace, "calm-then-hot", {"app": "baseline"})
     ips = wait_running(api, namespace, "app=baseline", 1, wait_for)

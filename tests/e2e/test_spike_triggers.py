@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
-
-from .conftest import Operator
-from .peers import Prometheus
-from .sessions import (
+from localcluster.operator_process import OperatorProcess
+from localcluster.peers import Prometheus
+from localcluster.sessions import (
     capture_dirs,
     control,
     create_pod,
@@ -49,7 +48,7 @@ def _spike_session(trigger: dict[str, Any]) -> dict[str, Any]:
 def _burn_and_expect_capture(
     api: client.ApiClient,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
     ips: dict[str, str],
     source: str,
@@ -88,7 +87,7 @@ def _two_hot_pods(
 
 
 def test_scrape_source_captures_the_pod_that_burns_cpu_and_holds_it_in_cooldown(
-    namespace: str, api: client.ApiClient, operator: Operator, wait_for: Callable[..., Any]
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
 ) -> None:
     ips = _two_hot_pods(api, namespace, wait_for)
     create_session(api, namespace, _spike_session({"metricsSource": "scrape", "interval": "1s"}))
@@ -133,7 +132,7 @@ def _cpu_below(ip: str) -> bool:
 def test_prometheus_source_captures_through_a_real_prometheus(
     namespace: str,
     api: client.ApiClient,
-    operator_process: Operator,
+    operator_process: OperatorProcess,
     wait_for: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
@@ -162,7 +161,7 @@ def test_metrics_server_source_captures_through_the_aggregation_layer(
     namespace: str,
     api: client.ApiClient,
     metrics_api: ControlPlane,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     ips = _two_hot_pods(api, namespace, wait_for)
@@ -173,7 +172,10 @@ def test_metrics_server_source_captures_through_the_aggregation_layer(
 
 
 def test_an_unreachable_prometheus_is_reported_not_fatal(
-    namespace: str, api: client.ApiClient, operator_process: Operator, wait_for: Callable[..., Any]
+    namespace: str,
+    api: client.ApiClient,
+    operator_process: OperatorProcess,
+    wait_for: Callable[..., Any],
 ) -> None:
     _two_hot_pods(api, namespace, wait_for)
     operator_process.env["SPIKEPROF_PROMETHEUS_URL"] = "http://127.0.0.1:9"  # discard port: refused

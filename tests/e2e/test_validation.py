@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
-
-from .conftest import Operator
-from .sessions import create_session, get_session, session_body, session_events
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import create_session, get_session, session_body, session_events
 
 pytestmark = pytest.mark.e2e
 
@@ -191,7 +190,6 @@ INVALID = [
     ("body", "message"), [(b, m) for _, b, m in INVALID], ids=[i for i, _, _ in INVALID]
 )
 def test_api_server_rejects_invalid_session_with_a_specific_message(
-    crd_installed: None,
     namespace: str,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
     body: dict[str, Any],
@@ -203,7 +201,7 @@ def test_api_server_rejects_invalid_session_with_a_specific_message(
 
 
 def test_the_valid_base_and_the_examples_are_accepted(
-    crd_installed: None, namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+    namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(VALID))
     applied = yaml.safe_load(
@@ -233,7 +231,7 @@ def test_the_valid_base_and_the_examples_are_accepted(
 def test_a_regex_only_re2_accepts_fails_the_session_naming_the_field_and_the_reason(
     api: client.ApiClient,
     namespace: str,
-    operator: Operator,
+    operator: OperatorProcess,
     wait_for: Callable[..., Any],
 ) -> None:
     # \p{Lu} compiles in RE2 (the API server's check, and Alertmanager's syntax) but not in

@@ -8,7 +8,6 @@ cleans up after itself, and stops with an error if any step takes too long.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from localcluster.controlplane import ControlPlane, build_binaries
+from localcluster.operator_process import OperatorProcess
+from localcluster.waiting import WaitTimeoutError, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools" / "cluster" / "py"))
-
-from localcluster.controlplane import ControlPlane, build_binaries  # noqa: E402
-from localcluster.processes import spawn, stop_group  # noqa: E402
 
 NAMESPACE = "demo"
 SESSION = "checkout-spike"
@@ -35,19 +33,22 @@ def step(message: str) -> None:
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
+    """The kit's wait_for, with a dot every 2 s of waiting and a plain failure message."""
     dots = 0
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            if dots:
-                print(flush=True)
-            return value
-        time.sleep(0.5)
+
+    def progress() -> None:
+        nonlocal dots
         dots += 1
         if dots % 4 == 0:
             print(".", end="", flush=True)
-    raise SystemExit(f"demo failed: timed out after {timeout:.0f}s waiting for {what}")
+
+    try:
+        value = wait_for(predicate, timeout, what, every=0.5, on_wait=progress)
+    except WaitTimeoutError as error:
+        raise SystemExit(f"demo failed: {error}") from None
+    if dots:
+        print(flush=True)
+    return value
 
 
 def main() -> int:
@@ -58,10 +59,12 @@ def main() -> int:
     )
     bin_dir = build_binaries("etcd", "k8s", "helm", "pprof-target", "kubelet-standin")
     workdir = Path(tempfile.mkdtemp(prefix="spikeprof-demo-"))
-    plane = ControlPlane(workdir / "cluster", bin_dir)
+    plane = ControlPlane(
+        workdir / "cluster", bin_dir, crds=(REPO / "crds" / "spikeprof.io_profilingsessions.yaml",)
+    )
     operator = None
     try:
-        step("Starting a local control plane")
+        step("Starting a local control plane with the ProfilingSession CRD")
         plane.start()
         print(f"    API server {plane.server} (kubeconfig {plane.kubeconfig})")
 
@@ -77,20 +80,6 @@ def main() -> int:
                 raise SystemExit(f"demo failed: kubectl {' '.join(args)}: {result.stderr}")
             return result.stdout
 
-        step("Installing the ProfilingSession CRD")
-        kubectl("apply", "-f", str(REPO / "crds" / "spikeprof.io_profilingsessions.yaml"))
-        # Right after apply the CRD has no conditions yet; read them as JSON, not with jsonpath.
-        wait(
-            lambda: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in json.loads(
-                    kubectl("get", "crd/profilingsessions.spikeprof.io", "-o", "json")
-                )["status"].get("conditions")
-                or ()
-            ),
-            60,
-            "the CRD to be established",
-        )
         kubectl("create", "namespace", NAMESPACE)
         wait(lambda: "default" in kubectl("get", "sa", "-n", NAMESPACE), 30, "the namespace")
 
@@ -132,18 +121,15 @@ def main() -> int:
 
         artifacts = workdir / "artifacts"
         step("Starting the spikeprof operator as that ServiceAccount")
-        env = dict(
-            os.environ,
-            KUBECONFIG=str(operator_kubeconfig),
-            SPIKEPROF_ARTIFACT_ROOT=str(artifacts),
-            SPIKEPROF_METRICS_PORT="0",
-            SPIKEPROF_ALERTS_PORT="0",
-        )
-        operator = spawn(
-            [sys.executable, "-m", "spikeprof.cli", "run", "-n", NAMESPACE, "--liveness="],
+        operator = OperatorProcess(
+            operator_kubeconfig,
+            artifacts,
             workdir / "operator.log",
-            env=env,
+            [NAMESPACE],
+            # No metrics endpoint and no alert receiver: the demo scrapes pods and reads status.
+            settings={"SPIKEPROF_METRICS_PORT": "0", "SPIKEPROF_ALERTS_PORT": "0"},
         )
+        operator.start()
 
         step(
             f"Applying ProfilingSession {SESSION}: "
@@ -210,7 +196,7 @@ def main() -> int:
         return 0
     finally:
         if operator is not None:
-            stop_group(operator.pid)
+            operator.stop()
         plane.stop()
 
 

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from localcluster.object_stores import BUCKET, CREDENTIALS, MinioServer
 
 from spikeprof.cli import main
 from spikeprof.services.uploader import Uploader
 from tests.integration.test_captures_cli import _write_capture
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
-
-from .conftest import BUCKET, CREDENTIALS, MinioServer
 
 NS, SESSION, POD = "shop", "checkout-now", "checkout-1"
 CALM_ID = "20261126T010000.000Z-immediate"

@@ -1,15 +1,15 @@
-"""The object store adapter against a real MinIO: streaming round trips, listing, errors."""
+"""S3 alone, against a real MinIO: multipart uploads in bounded memory, and the S3 error forms
+(signature, access key, endpoint, bucket). What every store does is in test_stores.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import os
 from pathlib import Path
 
 import obstore
 import obstore.store
 import pytest
+from localcluster.object_stores import ACCESS_KEY, BUCKET, CREDENTIALS, SECRET_KEY, MinioServer
 from localcluster.processes import free_port
 
 from spikeprof.adapters.object_store import (
@@ -20,15 +20,7 @@ from spikeprof.adapters.object_store import (
     ObjectStoreUnreachableError,
 )
 
-from .conftest import (
-    ACCESS_KEY,
-    BUCKET,
-    CREDENTIALS,
-    SECRET_KEY,
-    MinioServer,
-    sha256_of,
-    write_random,
-)
+from .conftest import sha256_of, write_random
 
 MiB = 1 << 20
 
@@ -58,29 +50,6 @@ def raw_s3(minio: MinioServer) -> obstore.store.S3Store:
     )
 
 
-async def test_an_uploaded_file_is_listed_with_its_size_and_downloads_byte_for_byte(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    store = minio.store(prefix)
-    source = write_random(tmp_path / "cpu.pb.gz", 3 * MiB + 17)
-    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
-
-    await store.upload_file("shop/checkout/web-1/cpu.pb.gz", source)
-
-    (listed,) = await store.list_objects("shop")
-    assert listed.key == "shop/checkout/web-1/cpu.pb.gz"
-    assert listed.size == 3 * MiB + 17
-    assert listed.last_modified > before
-    # The URL's prefix is the objects' real prefix in the bucket.
-    await obstore.head_async(raw_s3(minio), f"{prefix}/shop/checkout/web-1/cpu.pb.gz")
-
-    copy = tmp_path / "copy" / "cpu.pb.gz"
-    copy.parent.mkdir()
-    assert await store.download_file(listed.key, copy) == listed.size
-    assert sha256_of(copy) == sha256_of(source)
-    assert os.listdir(copy.parent) == ["cpu.pb.gz"]  # no temporary left
-
-
 async def test_a_large_file_goes_up_in_parts_with_memory_far_below_its_size(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
@@ -107,53 +76,6 @@ async def test_a_large_file_goes_up_in_parts_with_memory_far_below_its_size(
     print(f"download of {size / MiB:.0f} MiB: peak RSS grew by {download_growth / MiB:.1f} MiB")
     assert sha256_of(copy) == sha256_of(source)
     assert download_growth < size / 3, f"peak RSS grew by {download_growth / MiB:.0f} MiB"
-
-
-async def test_listing_a_prefix_matches_whole_path_segments(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    store = minio.store(prefix)
-    body = write_random(tmp_path / "body", 10)
-    for key in ("shop/checkout/a", "shop/checkout/b/c", "shop/checkout-2/a", "shopping/a"):
-        await store.upload_file(key, body)
-
-    assert sorted(o.key for o in await store.list_objects("shop/checkout")) == [
-        "shop/checkout/a",
-        "shop/checkout/b/c",
-    ]
-    assert sorted(o.key for o in await store.list_objects("shop/")) == [
-        "shop/checkout-2/a",
-        "shop/checkout/a",
-        "shop/checkout/b/c",
-    ]
-    assert len(await store.list_objects()) == 4
-    assert await store.list_objects("nothing/here") == []
-
-
-async def test_deleting_removes_the_keys_and_a_missing_key_is_no_error(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    store = minio.store(prefix)
-    body = write_random(tmp_path / "body", 10)
-    for key in ("a/1", "a/2", "a/3"):
-        await store.upload_file(key, body)
-
-    await store.delete(["a/1", "a/3", "a/never-was"])
-    await store.delete([])
-
-    assert [o.key for o in await store.list_objects("a")] == ["a/2"]
-
-
-async def test_downloading_a_missing_key_is_not_found_and_leaves_no_file(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    store = minio.store(prefix)
-    with pytest.raises(ObjectNotFoundError) as caught:
-        await store.download_file("no/such/key", tmp_path / "out")
-    assert str(caught.value) == (
-        f"Could not download s3://{BUCKET}/{prefix}/no/such/key: there is no such object."
-    )
-    assert os.listdir(tmp_path) == []
 
 
 async def test_a_wrong_secret_key_is_an_auth_error_that_says_so(

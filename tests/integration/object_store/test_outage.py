@@ -7,14 +7,17 @@ import datetime
 from collections.abc import Callable
 from pathlib import Path
 
+from localcluster.object_stores import BUCKET, CREDENTIALS, MinioServer, StoreServer
+
 from spikeprof.adapters.object_store import ObjectStore
+from spikeprof.adapters.spool import PROGRESS_FILE
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import capture_id
 from spikeprof.core.quantities import format_bytes
-from spikeprof.services.uploader import PROGRESS_FILE, Uploader
+from spikeprof.services.uploader import Uploader
 
-from .conftest import BUCKET, CREDENTIALS, MinioServer, make_capture, sha256_of
+from .conftest import make_capture, sha256_of
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 PROFILES = {"cpu.pb.gz": 1 << 20, "heap.pb.gz": 200_000}
@@ -26,9 +29,10 @@ def key(minutes_ago: int) -> ArtifactKey:
 
 
 async def test_captures_wait_out_an_outage_and_each_file_reaches_the_store_exactly_once(
-    minio_factory: Callable[[], MinioServer], tmp_path: Path
+    store_server_factory: Callable[[str], StoreServer], tmp_path: Path
 ) -> None:
-    server = minio_factory()  # a MinIO of its own: this test stops it
+    server = store_server_factory("s3")  # a MinIO of its own: this test stops it
+    assert isinstance(server, MinioServer)
     spool = tmp_path / "spool"
     first, second, third, fourth = key(40), key(30), key(20), key(10)
     hashes = {c: make_capture(spool, c, PROFILES) for c in (first, second, third)}
@@ -42,7 +46,7 @@ async def test_captures_wait_out_an_outage_and_each_file_reaches_the_store_exact
             self, key: str, path: Path, *, content_type: str | None = None
         ) -> None:
             if key == second_metadata and server.process is not None:
-                await server.settle_audit()  # MinIO has reported every PUT so far
+                await server.settle()  # MinIO has reported every PUT so far
                 server.stop()
             await super().upload_file(key, path, content_type=content_type)
 
@@ -81,7 +85,7 @@ async def test_captures_wait_out_an_outage_and_each_file_reaches_the_store_exact
     assert (back.state.pending_captures, back.state.last_error) == (0, None)
     assert (await uploader.upload_pending()).uploaded == ()
 
-    await server.settle_audit()
+    await server.settle()
     writes = collections.Counter(server.audit.writes("outage/"))
     expected = {
         f"outage/{capture.relative_path}/{name}" for capture in hashes for name in hashes[capture]

@@ -1,4 +1,5 @@
-"""The uploader moves spooled captures to a real MinIO, once each, and applies retention there."""
+"""The uploader against a real MinIO: each capture once, resumed where it stopped, only complete
+ones, one session's own. What every store does with it is in test_stores.py."""
 
 from __future__ import annotations
 
@@ -9,21 +10,17 @@ import os
 from pathlib import Path
 
 import pytest
+from localcluster.object_stores import BUCKET, MinioServer
 from localcluster.processes import free_port
 
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
+from spikeprof.adapters.spool import PROGRESS_FILE, UPLOADED_MARKER
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import capture_id
-from spikeprof.core.retention import RetentionPolicy
-from spikeprof.services.uploader import (
-    PROGRESS_FILE,
-    UPLOADED_MARKER,
-    SpoolFullError,
-    Uploader,
-)
+from spikeprof.services.uploader import SpoolFullError, Uploader
 
-from .conftest import BUCKET, MinioServer, make_capture, sha256_of
+from .conftest import make_capture
 
 MiB = 1 << 20
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
@@ -43,40 +40,6 @@ def spool_files(spool: Path) -> list[str]:
     )
 
 
-async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_and_leaves_the_spool(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    spool = tmp_path / "spool"
-    capture = key()
-    hashes = make_capture(spool, capture, PROFILES)
-    sizes = {
-        **PROFILES,
-        METADATA_FILE: spool.joinpath(*capture.parts, METADATA_FILE).stat().st_size,
-    }
-    uploader = Uploader(spool, minio.store(prefix), clock=lambda: NOW)
-
-    done = await uploader.upload_pending()
-
-    assert done.uploaded == (capture,)
-    assert done.state.pending_captures == 0 and done.state.pending_bytes == 0
-    assert done.state.last_error is None and done.state.last_upload == NOW
-    assert done.state.message() == "Every capture is in the object store."
-    assert spool_files(spool) == []  # uploaded captures leave the spool
-
-    await minio.settle_audit()
-    base = f"{prefix}/{capture.relative_path}/"
-    assert minio.audit.writes(base) == [
-        base + name for name in ["cpu.pb.gz", "goroutine.pb.gz", "heap.pb.gz", METADATA_FILE]
-    ]
-    listed = {o.key: o.size for o in await uploader.store.list_objects(capture.relative_path)}
-    assert listed == {f"{capture.relative_path}/{name}": size for name, size in sizes.items()}
-    for name, digest in hashes.items():
-        copy = tmp_path / "copy" / name
-        copy.parent.mkdir(exist_ok=True)
-        await uploader.store.download_file(f"{capture.relative_path}/{name}", copy)
-        assert sha256_of(copy) == digest
-
-
 async def test_an_uploaded_capture_is_never_uploaded_again(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
@@ -93,7 +56,7 @@ async def test_an_uploaded_capture_is_never_uploaded_again(
     assert (await restarted.upload_pending()).uploaded == (second,)
     assert (await restarted.upload_pending()).uploaded == ()
 
-    await minio.settle_audit()
+    await minio.settle()
     writes = minio.audit.writes(prefix + "/")
     assert len(writes) == len(set(writes)) == 4  # two files of each capture, each written once
     after = {o.key: o.last_modified for o in await uploader.store.list_objects()}
@@ -118,7 +81,7 @@ async def test_a_capture_cut_short_goes_on_with_only_the_files_still_missing(
 
     assert (await Uploader(spool, store).upload_pending()).uploaded == (capture,)
 
-    await minio.settle_audit()
+    await minio.settle()
     base = f"{prefix}/{capture.relative_path}/"
     assert minio.audit.writes(base) == [
         base + "cpu.pb.gz",
@@ -195,35 +158,6 @@ async def test_a_full_spool_refuses_new_captures_keeps_the_old_ones_and_says_why
         "did not answer (connection refused). 1 capture(s) were refused because the spool was full."
     )
     assert spool.joinpath(*old.parts, "cpu.pb.gz").exists()  # nothing was dropped
-
-
-async def test_retention_deletes_exactly_the_captures_the_policy_lets_go(
-    minio: MinioServer, prefix: str, tmp_path: Path
-) -> None:
-    spool = tmp_path / "spool"
-    # Five captures of checkout (two pods in the newest), one of search, 1 h to 400 h old.
-    checkout = [
-        key("web-1", 1),
-        key("web-2", 1),
-        key("web-1", 10),
-        key("web-1", 20),
-        key("web-2", 30),
-        key("web-1", 400),
-    ]
-    search = [key("api-1", 400, session="search")]
-    for capture in [*checkout, *search]:
-        make_capture(spool, capture, {"cpu.pb.gz": 100, "heap.pb.gz": 100})
-    uploader = Uploader(spool, minio.store(prefix), clock=lambda: NOW)
-    await uploader.upload_pending()
-
-    policy = RetentionPolicy(max_age_seconds=168 * 3600, max_count=3)
-    deleted = await uploader.apply_retention("shop", "checkout", policy)
-
-    assert deleted == (checkout[5], checkout[4])  # 400 h (too old), 30 h (fourth newest)
-    remaining = {o.key.rsplit("/", 1)[0] for o in await uploader.store.list_objects()}
-    assert remaining == {c.relative_path for c in [*checkout[:4], *search]}
-    # Done again, nothing more goes: the policy is already met.
-    assert await uploader.apply_retention("shop", "checkout", policy) == ()
 
 
 async def test_the_background_loop_uploads_when_woken_and_stops_when_cancelled(

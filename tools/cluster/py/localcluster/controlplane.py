@@ -6,6 +6,7 @@ The one kubelet endpoint the API server needs, /portForward (for pods/portforwar
 kubelet-standin (tools/cluster/kubelet-standin) over TLS on a free loopback port that the Node
 advertises; it forwards to the pod processes listed in the pods file the stand-in keeps. So
 `kubectl port-forward` and websocket clients of pods/portforward reach the stand-in pods.
+`crds` are applied once the API server serves, and start returns when each is Established.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import yaml
 
 from localcluster import pki
 from localcluster.processes import PidFile, free_port, spawn, stop_group
+from localcluster.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "cluster" / "build.sh"
@@ -46,6 +49,14 @@ def build_binaries(*names: str) -> Path:
     return DEFAULT_BIN_DIR
 
 
+def _crd_names(paths: tuple[Path, ...]) -> Iterator[str]:
+    for path in paths:
+        for file in sorted(path.glob("*.yaml")) if path.is_dir() else [path]:
+            for document in yaml.safe_load_all(file.read_text()):
+                if document and document.get("kind") == "CustomResourceDefinition":
+                    yield document["metadata"]["name"]
+
+
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -61,6 +72,8 @@ class ControlPlane:
     pod_subnet: int = 0
     """Pod IPs are 127.<pod_subnet>.x.y; 0 picks one from the process id, so that two clusters
     on one machine (say `make cluster-up` and a test run) never hand out the same address."""
+    crds: tuple[Path, ...] = ()
+    """CustomResourceDefinition files (or directories of them) to install on start."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -96,7 +109,44 @@ class ControlPlane:
         if not self.pod_subnet:
             self.pod_subnet = 10 if self.detached else 20 + os.getpid() % 230
         self._start_standin()
+        self.install_crds(self.crds, timeout)
         (self.workdir / "started-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
+
+    def install_crds(self, paths: tuple[Path, ...], timeout: float = 60.0) -> None:
+        """`kubectl apply` each file or directory, then wait until every CRD is Established."""
+        kubectl = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
+        for path in paths:
+            applied = subprocess.run(
+                [*kubectl, "apply", "-f", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if applied.returncode != 0:
+                raise ControlPlaneError(f"kubectl apply -f {path} failed:\n{applied.stderr}")
+        for name in _crd_names(paths):
+            # `kubectl wait` fails outright while the CRD has no conditions yet, so poll instead.
+            wait_for(
+                lambda name=name: (
+                    "True"
+                    in subprocess.run(
+                        [
+                            *kubectl,
+                            "get",
+                            f"crd/{name}",
+                            "-o",
+                            "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                        check=False,  # jsonpath fails while there are no conditions at all yet
+                    ).stdout
+                ),
+                timeout,
+                f"CRD {name} to be established",
+            )
 
     def stop(self) -> None:
         for proc in reversed(list(self.processes.values())):
@@ -106,8 +156,8 @@ class ControlPlane:
 
     # -- parts -------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        proc = spawn(args, self.log_dir / f"{name}.log", tie_to_parent=not self.detached, env=env)
+    def _spawn(self, name: str, args: list[str]) -> None:
+        proc = spawn(args, self.log_dir / f"{name}.log", tie_to_parent=not self.detached)
         self.processes[name] = proc
         PidFile(self.workdir / "pids.json").add(name, proc.pid)
 
@@ -303,8 +353,6 @@ class ControlPlane:
     def _start_standin(self) -> None:
         kubeconfig = self.workdir / "stand-in.kubeconfig"
         self._write_kubeconfig(kubeconfig, "spikeprof:pod-stand-in", self.standin_pair)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
         self._spawn(
             "pod-stand-in",
             [
@@ -324,7 +372,6 @@ class ControlPlane:
                 f"--kubelet-port={self.kubelet_port}",
                 f"--pods-file={self.pods_file}",
             ],
-            env=env,
         )
 
     def _write_kubeconfig(self, path: Path, user: str, pair: pki.KeyPair) -> None:
@@ -368,8 +415,6 @@ class ControlPlane:
         )
         port_file = self.workdir / "metrics-backend.port"
         port_file.unlink(missing_ok=True)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
         self._spawn(
             "metrics-backend",
             [
@@ -381,7 +426,6 @@ class ControlPlane:
                 f"--key={pair.key}",
                 f"--port-file={port_file}",
             ],
-            env=env,
         )
         deadline = time.monotonic() + timeout
         while not port_file.exists():

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from localcluster.processes import free_port, spawn, stop_group
 
 

@@ -1,10 +1,12 @@
-"""gs:// and az:// through the adapter, against fake-gcs-server and Azurite on loopback.
+"""s3://, gs:// and az:// through the adapter, against MinIO, fake-gcs-server and Azurite.
 
-The essentials the S3 tests prove against MinIO, for each: objects go up, are listed, come down
-byte for byte and are deleted; the uploader lands a capture profiles first and metadata.json
-last; retention deletes the oldest capture; wrong credentials and a stopped store give one
-sentence naming the store. What landed is read back through the emulator's own API and access
-log, not only through the adapter.
+What every store must do, each test run against all three (the kit's `store_server` fixture):
+objects go up, are listed by whole path segments, come down byte for byte and are deleted; the
+uploader lands a capture profiles first and metadata.json last; retention deletes exactly the
+captures its policy lets go; a stopped store gives one sentence naming it, and captures wait for
+it. What landed is read back through the store's own API and its record of writes (MinIO's
+audit log, the emulators' access logs), not only through the adapter. Checks that belong to one
+store (GCS keys, Azure endpoints and blocks) follow; S3's own are in test_object_store.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from localcluster.object_stores import (
+    AZURE_ACCOUNT,
+    BUCKET,
+    AzuriteServer,
+    StoreServer,
+    gcs_emulator_key,
+)
 
 from spikeprof.adapters.object_store import (
     PART_SIZE,
@@ -32,16 +41,7 @@ from spikeprof.core.planner import capture_id
 from spikeprof.core.retention import RetentionPolicy
 from spikeprof.services.uploader import Uploader
 
-from .conftest import (
-    AZURE_ACCOUNT,
-    BUCKET,
-    AzuriteServer,
-    EmulatorServer,
-    gcs_emulator_key,
-    make_capture,
-    sha256_of,
-    write_random,
-)
+from .conftest import make_capture, sha256_of, write_random
 
 MiB = 1 << 20
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
@@ -49,31 +49,41 @@ NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 PROFILES = {"cpu.pb.gz": 3 * MiB, "heap.pb.gz": 512 * 1024, "goroutine.pb.gz": 2000}
 
 
-def key(pod: str = "web-1", hours_ago: float = 1) -> ArtifactKey:
+def key(pod: str = "web-1", hours_ago: float = 1, session: str = "checkout") -> ArtifactKey:
     moment = NOW - datetime.timedelta(hours=hours_ago)
-    return ArtifactKey("shop", "checkout", pod, capture_id(moment, "threshold"))
+    return ArtifactKey("shop", session, pod, capture_id(moment, "threshold"))
 
 
-async def test_objects_go_up_are_listed_come_down_byte_for_byte_and_are_deleted(
-    emulator: EmulatorServer, prefix: str, tmp_path: Path
+async def test_objects_go_up_are_listed_by_whole_segments_come_down_byte_for_byte_and_are_deleted(
+    store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
-    store = emulator.store(prefix)
-    sizes = {"shop/checkout/a": MiB + 17, "shop/checkout/b/c": 10, "shop/checkout-2/a": 1}
+    store = store_server.store(prefix)
+    sizes = {
+        "shop/checkout/a": MiB + 17,
+        "shop/checkout/b/c": 10,
+        "shop/checkout-2/a": 1,
+        "shopping/a": 2,
+    }
     sources = {k: write_random(tmp_path / "src" / k, n) for k, n in sizes.items()}
     before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
 
     for k, source in sources.items():
         await store.upload_file(k, source)
 
-    # The emulator holds them under the URL's prefix, with their sizes.
-    assert emulator.listing(f"{prefix}/") == {f"{prefix}/{k}": n for k, n in sizes.items()}
+    # The store holds them under the URL's prefix, with their sizes.
+    assert store_server.listing(f"{prefix}/") == {f"{prefix}/{k}": n for k, n in sizes.items()}
     listed = await store.list_objects("shop/checkout")  # whole segments: not checkout-2
     assert {o.key: o.size for o in listed} == {
         "shop/checkout/a": MiB + 17,
         "shop/checkout/b/c": 10,
     }
     assert all(o.last_modified > before for o in listed)
-    assert len(await store.list_objects()) == 3
+    assert sorted(o.key for o in await store.list_objects("shop/")) == [
+        "shop/checkout-2/a",
+        "shop/checkout/a",
+        "shop/checkout/b/c",
+    ]
+    assert len(await store.list_objects()) == 4
     assert await store.list_objects("nothing/here") == []
 
     copy = tmp_path / "copy" / "a"
@@ -82,18 +92,18 @@ async def test_objects_go_up_are_listed_come_down_byte_for_byte_and_are_deleted(
     assert sha256_of(copy) == sha256_of(sources["shop/checkout/a"])
     assert os.listdir(copy.parent) == ["a"]  # no temporary left
 
-    await store.delete(["shop/checkout/a", "shop/checkout-2/a", "shop/never-was"])
+    await store.delete(["shop/checkout/a", "shop/checkout-2/a", "shopping/a", "shop/never-was"])
     await store.delete([])
     assert [o.key for o in await store.list_objects()] == ["shop/checkout/b/c"]
-    assert emulator.listing(f"{prefix}/") == {f"{prefix}/shop/checkout/b/c": 10}
+    assert store_server.listing(f"{prefix}/") == {f"{prefix}/shop/checkout/b/c": 10}
 
 
 async def test_a_delete_that_meets_a_missing_key_still_deletes_every_other_key(
-    emulator: EmulatorServer, prefix: str, tmp_path: Path
+    store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
     # GCS and Azure report a missing key where S3 does not; on GCS obstore then stops, and the
     # keys after the missing one were left until the adapter went over them one by one.
-    store = emulator.store(prefix)
+    store = store_server.store(prefix)
     body = write_random(tmp_path / "body", 10)
     keys = [f"d/{i:03}" for i in range(300)]  # more than one Azure batch (256)
     for k in keys:
@@ -102,23 +112,23 @@ async def test_a_delete_that_meets_a_missing_key_still_deletes_every_other_key(
     await store.delete(["d/missing", *keys])
 
     assert await store.list_objects("d") == []
-    assert emulator.listing(f"{prefix}/") == {}
+    assert store_server.listing(f"{prefix}/") == {}
 
 
 async def test_downloading_a_missing_key_is_not_found_and_leaves_no_file(
-    emulator: EmulatorServer, prefix: str, tmp_path: Path
+    store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
-    store = emulator.store(prefix)
+    store = store_server.store(prefix)
     with pytest.raises(ObjectNotFoundError) as caught:
         await store.download_file("no/such/key", tmp_path / "out")
     assert str(caught.value) == (
-        f"Could not download {emulator.url(prefix)}/no/such/key: there is no such object."
+        f"Could not download {store_server.url(prefix)}/no/such/key: there is no such object."
     )
     assert os.listdir(tmp_path) == []
 
 
 async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_with_matching_hashes(
-    emulator: EmulatorServer, prefix: str, tmp_path: Path
+    store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
     capture = key()
@@ -127,21 +137,22 @@ async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_with_match
         **PROFILES,
         METADATA_FILE: spool.joinpath(*capture.parts, METADATA_FILE).stat().st_size,
     }
-    uploader = Uploader(spool, emulator.store(prefix), clock=lambda: NOW)
+    uploader = Uploader(spool, store_server.store(prefix), clock=lambda: NOW)
 
     done = await uploader.upload_pending()
 
     assert done.uploaded == (capture,)
-    assert done.state.pending_captures == 0 and done.state.last_error is None
+    assert done.state.pending_captures == 0 and done.state.pending_bytes == 0
+    assert done.state.last_error is None and done.state.last_upload == NOW
     assert done.state.message() == "Every capture is in the object store."
     assert not any(files for _, _, files in os.walk(spool))  # uploaded captures leave the spool
 
+    await store_server.settle()
     base = f"{prefix}/{capture.relative_path}/"
-    emulator.wait_for_write(base + METADATA_FILE)
-    assert emulator.writes(base) == [
+    assert store_server.writes(base) == [
         base + name for name in ["cpu.pb.gz", "goroutine.pb.gz", "heap.pb.gz", METADATA_FILE]
     ]
-    assert emulator.listing(base) == {base + name: size for name, size in sizes.items()}
+    assert store_server.listing(base) == {base + name: size for name, size in sizes.items()}
     for name, digest in hashes.items():
         copy = tmp_path / "copy" / name
         copy.parent.mkdir(exist_ok=True)
@@ -153,30 +164,42 @@ async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_with_match
     }
 
 
-async def test_retention_deletes_the_oldest_capture_and_keeps_the_rest(
-    emulator: EmulatorServer, prefix: str, tmp_path: Path
+async def test_retention_deletes_exactly_the_captures_the_policy_lets_go(
+    store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    newest, middle, oldest = key("web-1", 1), key("web-2", 5), key("web-1", 30)
-    for capture in (newest, middle, oldest):
+    # Five captures of checkout (two pods in the newest), one of search, 1 h to 400 h old.
+    checkout = [
+        key("web-1", 1),
+        key("web-2", 1),
+        key("web-1", 10),
+        key("web-1", 20),
+        key("web-2", 30),
+        key("web-1", 400),
+    ]
+    search = [key("api-1", 400, session="search")]
+    for capture in [*checkout, *search]:
         make_capture(spool, capture, {"cpu.pb.gz": 100, "heap.pb.gz": 100})
-    uploader = Uploader(spool, emulator.store(prefix), clock=lambda: NOW)
-    assert len((await uploader.upload_pending()).uploaded) == 3
+    uploader = Uploader(spool, store_server.store(prefix), clock=lambda: NOW)
+    assert len((await uploader.upload_pending()).uploaded) == 7
 
-    policy = RetentionPolicy(max_age_seconds=168 * 3600, max_count=2)
-    assert await uploader.apply_retention("shop", "checkout", policy) == (oldest,)
+    policy = RetentionPolicy(max_age_seconds=168 * 3600, max_count=3)
+    deleted = await uploader.apply_retention("shop", "checkout", policy)
 
-    left = {k.rsplit("/", 1)[0] for k in emulator.listing(f"{prefix}/")}
-    assert left == {f"{prefix}/{c.relative_path}" for c in (newest, middle)}
+    assert deleted == (checkout[5], checkout[4])  # 400 h (too old), 30 h (fourth newest)
+    left = {k.rsplit("/", 1)[0] for k in store_server.listing(f"{prefix}/")}
+    assert left == {f"{prefix}/{c.relative_path}" for c in [*checkout[:4], *search]}
+    # Done again, nothing more goes: the policy is already met.
     assert await uploader.apply_retention("shop", "checkout", policy) == ()
 
 
-async def test_a_stopped_emulator_is_unreachable_in_one_sentence_and_captures_wait_for_it(
-    emulator_factory: Callable[[str], EmulatorServer],
+@pytest.mark.parametrize("scheme", ["s3", "gs", "az"])
+async def test_a_stopped_store_is_unreachable_in_one_sentence_and_captures_wait_for_it(
+    store_server_factory: Callable[[str], StoreServer],
     scheme: str,
     tmp_path: Path,
 ) -> None:
-    server = emulator_factory(scheme)  # its own: this test stops it
+    server = store_server_factory(scheme)  # its own: this test stops it
     store = server.store("outage", max_retries=2)
     await store.upload_file("before", write_random(tmp_path / "before", 10))
     spool = tmp_path / "spool"
@@ -209,16 +232,11 @@ async def test_a_stopped_emulator_is_unreachable_in_one_sentence_and_captures_wa
     }
 
 
-@pytest.fixture(params=["gs", "az"])
-def scheme(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 # --- GCS ----------------------------------------------------------------------------------------
 
 
 async def test_gcs_the_endpoint_option_replaces_the_key_base_url(
-    fake_gcs: EmulatorServer, prefix: str, tmp_path: Path
+    fake_gcs: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
     # A key without gcs_base_url (disable_oauth still: the emulator checks no token), and the
     # session's endpoint option, with a trailing slash as a person may write it.
@@ -254,7 +272,7 @@ async def test_gcs_the_endpoint_option_replaces_the_key_base_url(
     ids=["not-json", "no-private-key", "private-key-not-rsa"],
 )
 def test_gcs_a_key_that_cannot_be_used_is_refused_in_one_sentence_before_any_request(
-    fake_gcs: EmulatorServer, service_account_key: str, problem: str
+    fake_gcs: StoreServer, service_account_key: str, problem: str
 ) -> None:
     # fake-gcs-server accepts any token, so a well-formed but wrong key cannot be refused here;
     # one that is not a key at all is refused by the adapter, naming the store and the setting.
@@ -369,7 +387,7 @@ async def test_azure_a_file_larger_than_a_part_goes_up_in_blocks_and_comes_down_
     await store.upload_file("large/trace.out", source)
 
     path = f"/{AZURE_ACCOUNT}/{BUCKET}/{prefix}/large/trace.out"
-    azurite.wait_for_write(f"{prefix}/large/trace.out")
+    await azurite.settle()
     calls = [(r.query.get("comp"), r.status) for r in azurite.requests() if r.path == path]
     assert calls == [("block", 201)] * 3 + [("blocklist", 201)]
     assert azurite.listing(f"{prefix}/") == {f"{prefix}/large/trace.out": size}

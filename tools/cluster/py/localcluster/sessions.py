@@ -1,4 +1,5 @@
-"""Helpers for session tests: pods that run pprof-target, sessions, and reading their status."""
+"""Pods that run pprof-target, ProfilingSessions and reading their status: what tests,
+benchmarks and the demo do with the cluster."""
 
 from __future__ import annotations
 
@@ -126,3 +127,20 @@ def capture_dirs(root: Path) -> list[Path]:
 def read_metadata(directory: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((directory / "metadata.json").read_text())
     return data
+
+
+def create_namespace(
+    api: client.ApiClient, name: str, wait_for: Callable[..., Any], timeout: float = 30
+) -> None:
+    """A namespace, returned once its ServiceAccount `default` exists (pods need it)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+
+    def has_default_service_account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+        except client.ApiException:
+            return False  # not made yet by the controller-manager
+        return True
+
+    wait_for(has_default_service_account, timeout, f"ServiceAccount default in {name}")
