@@ -49,6 +49,15 @@ class StagedCapture:
     def drop(self, file_name: str) -> None:
         self.temp_path(file_name).unlink(missing_ok=True)
 
+    def write_text(self, file_name: str, text: str) -> None:
+        """Add a text file (a page made from a kept profile), in UTF-8, whole or not at all."""
+        try:
+            self.temp_path(file_name).write_text(text, encoding="utf-8")
+            self.keep(file_name)
+        except OSError:
+            self.drop(file_name)
+            raise
+
     def commit(self, metadata: dict[str, Any]) -> None:
         path = self.staging / METADATA_FILE
         temp = self.temp_path(METADATA_FILE)
@@ -77,6 +86,16 @@ class VolumeStore:
 
     def is_complete(self, key: ArtifactKey) -> bool:
         return (self.final_path(key) / METADATA_FILE).is_file()
+
+    def read_metadata(self, key: ArtifactKey) -> dict[str, Any]:
+        """The metadata.json of a complete capture."""
+        data: dict[str, Any] = json.loads((self.final_path(key) / METADATA_FILE).read_text())
+        return data
+
+    def published_file(self, key: ArtifactKey, file_name: str) -> Path | None:
+        """The path of one file of a published capture, or None when there is no such file."""
+        path = self.final_path(key) / file_name
+        return path if path.is_file() else None
 
     def published(self, namespace: str, session: str) -> list[ArtifactKey]:
         """The session's complete pod captures (those with metadata.json), in no order."""

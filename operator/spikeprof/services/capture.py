@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
 from spikeprof.adapters.volume import StagedCapture, VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
-from spikeprof.core.artifacts import METADATA_FILE, build_metadata
+from spikeprof.core.artifacts import build_metadata
 from spikeprof.core.endpoints import Endpoint, EndpointError
 from spikeprof.core.planner import CaptureRequest
 from spikeprof.core.pods import PodInfo
@@ -83,7 +82,8 @@ class Capturer:
         key = ArtifactKey(job.namespace, job.session, pod.name, job.request.id)
         if self.store.is_complete(key):
             # Finished before an operator restart: report it as it was, do not take it again.
-            return _outcome_from_metadata(pod, key, self.store.final_path(key) / METADATA_FILE)
+            metadata = await asyncio.to_thread(self.store.read_metadata, key)
+            return _outcome_from_metadata(pod, key, metadata)
         staged = await asyncio.to_thread(self.store.stage, key)
         try:
             try:
@@ -135,7 +135,9 @@ class Capturer:
             baseline = None
             if job.baseline_id is not None:
                 key = ArtifactKey(job.namespace, job.session, pod.name, job.baseline_id)
-                baseline = self.store.final_path(key) / request.file_name
+                baseline = await asyncio.to_thread(
+                    self.store.published_file, key, request.file_name
+                )
             readable = await asyncio.to_thread(
                 _make_readable,
                 staged,
@@ -226,10 +228,8 @@ def _make_readable(
         return Readable(summary=summary, empty_reason=empty)
     page = f"{request.type}.flamegraph.html"
     try:
-        staged.temp_path(page).write_text(render_flamegraph(profile, title=title), encoding="utf-8")
-        staged.keep(page)
+        staged.write_text(page, render_flamegraph(profile, title=title))
     except OSError as error:
-        staged.drop(page)
         return Readable(
             summary=summary, empty_reason=empty, error=f"writing the flame graph failed: {error}"
         )
@@ -246,16 +246,13 @@ def _versus_baseline(
 ) -> dict[str, Any] | None:
     """What changed against the session's calm baseline of the same pod: top gainers, and a
     differential flame graph page. None when there is no baseline of this pod to compare with."""
-    if baseline is None or not baseline.is_file():
+    if baseline is None:
         return None
     try:
         base = decode_file(baseline)
         diff = diff_profiles(base, profile)
         page = f"{request.type}.vs-baseline.html"
-        staged.temp_path(page).write_text(
-            render_diff_flamegraph(base, profile, title=f"{title} vs baseline"), encoding="utf-8"
-        )
-        staged.keep(page)
+        staged.write_text(page, render_diff_flamegraph(base, profile, title=f"{title} vs baseline"))
     except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
         return {"baseline": baseline.parent.name, "error": str(error)}
     return {"baseline": baseline.parent.name, "flamegraph": page, **diff.to_json(top=SUMMARY_TOP)}
@@ -270,8 +267,7 @@ async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:
     return not job.pod_exists(pod)
 
 
-def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, path: Path) -> PodOutcome:
-    data = json.loads(path.read_text())
+def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, data: dict[str, Any]) -> PodOutcome:
     results = []
     for entry in data.get("profiles", []):
         kind = entry["parameters"]["type"]

@@ -18,6 +18,8 @@ refused (`ensure_room` raises SpoolFullError) and the oldest are kept. A capture
 evidence of a moment that has passed, and the start of an incident is what an outage would make
 us drop first; a refused capture fails visibly, with a reason, and the next spike captures
 again. Nothing is ever deleted from the spool before it is uploaded.
+
+The disk itself (scanning, progress lines, markers, removal) is adapters/spool.py's.
 """
 
 from __future__ import annotations
@@ -25,18 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spikeprof.adapters import spool as spool_dir
 from spikeprof.adapters.object_store import ObjectStore, ObjectStoreError
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
-from spikeprof.core.planner import format_time
 from spikeprof.core.quantities import format_bytes
 from spikeprof.core.retention import RetentionPolicy, StoredCapture, capture_time
 from spikeprof.core.retention import captures_to_delete as retention_deletes
@@ -44,12 +43,6 @@ from spikeprof.errors import SpikeprofError
 from spikeprof.settings import Settings
 
 log = logging.getLogger("spikeprof.uploader")
-
-UPLOADED_MARKER = ".uploaded"
-"""Written in a capture's spool directory once every file of it is in the store."""
-
-PROGRESS_FILE = ".upload-progress"
-"""One line per file of the capture already in the store, appended as each upload succeeds."""
 
 DEFAULT_MAX_SPOOL_BYTES = Settings.from_env({}).spool_max_bytes
 """SPIKEPROF_SPOOL_MAX_BYTES's default, declared (with its reason) in spikeprof.settings."""
@@ -113,81 +106,6 @@ class UploadPass:
     state: SpoolState
 
 
-@dataclass(frozen=True)
-class SpooledCapture:
-    """One pod's complete capture in the spool."""
-
-    key: ArtifactKey
-    path: Path
-    files: tuple[str, ...]
-    """Its files in upload order: metadata.json last."""
-    bytes: int
-    uploaded: bool
-    """Its `.uploaded` marker is there: every file is in the store."""
-
-
-def _is_visible(entry: os.DirEntry[str]) -> bool:
-    # Hidden names are ours (markers) or the volume store's (staging dirs, temporary files).
-    return not entry.name.startswith(".")
-
-
-def _subdirectories(path: Path) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as entries:
-            found = sorted((e for e in entries if _is_visible(e) and e.is_dir()), key=_name)
-    except FileNotFoundError:
-        # Removed while we looked (an uploaded capture being cleared): nothing there any more.
-        return
-    yield from found
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def _read_progress(capture_dir: Path) -> set[str]:
-    try:
-        text = (capture_dir / PROGRESS_FILE).read_text()
-    except FileNotFoundError:
-        return set()
-    # A line cut short by a crash is not a file name we wrote; it cannot match one, so it is
-    # harmless and the file is uploaded again.
-    return {line for line in text.splitlines() if line}
-
-
-def _append_progress(capture_dir: Path, file_name: str) -> None:
-    with (capture_dir / PROGRESS_FILE).open("a") as handle:
-        handle.write(file_name + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _read_capture(key: ArtifactKey, path: Path) -> SpooledCapture | None:
-    files: dict[str, int] = {}
-    try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if _is_visible(entry) and entry.is_file():
-                    files[entry.name] = entry.stat().st_size
-        uploaded = (path / UPLOADED_MARKER).exists()
-    except FileNotFoundError:
-        return None  # removed while we looked
-    if METADATA_FILE not in files:
-        return None  # not complete yet: the volume store publishes metadata.json last
-    order = sorted(files, key=lambda name: (name == METADATA_FILE, name))
-    return SpooledCapture(key, path, tuple(order), sum(files.values()), uploaded)
-
-
-def _write_marker(capture_dir: Path, url: str, now: datetime.datetime) -> None:
-    temp = capture_dir / f"{UPLOADED_MARKER}.tmp"
-    with temp.open("w") as handle:
-        json.dump({"uploadedTo": url, "uploadedAt": format_time(now)}, handle)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    temp.rename(capture_dir / UPLOADED_MARKER)
-
-
 @dataclass
 class Uploader:
     """Uploads a spool's complete captures to one object store, and applies retention there."""
@@ -225,35 +143,23 @@ class Uploader:
             last_upload=self._last_upload,
         )
 
-    def scan(self) -> list[SpooledCapture]:
+    def scan(self) -> list[spool_dir.SpooledCapture]:
         """Complete captures in the spool, oldest capture id first (blocking: use a thread)."""
-        found: list[SpooledCapture] = []
-        for ns in _subdirectories(self.spool):
-            for session in _subdirectories(Path(ns.path)):
-                if self.only_session not in (None, (ns.name, session.name)):
-                    continue
-                for pod in _subdirectories(Path(session.path)):
-                    for capture in _subdirectories(Path(pod.path)):
-                        key = ArtifactKey(ns.name, session.name, pod.name, capture.name)
-                        spooled = _read_capture(key, Path(capture.path))
-                        if spooled is not None:
-                            found.append(spooled)
-        found.sort(key=lambda c: (c.key.capture_id, c.key.parts))
-        return found
+        return spool_dir.complete_captures(self.spool, self.only_session)
 
     async def refresh(self) -> SpoolState:
         """Look at the spool again and return the state."""
         await self._pending_captures()
         return self.state
 
-    async def _pending_captures(self) -> list[SpooledCapture]:
+    async def _pending_captures(self) -> list[spool_dir.SpooledCapture]:
         found = await asyncio.to_thread(self.scan)
         pending = [c for c in found if not c.uploaded]
         self._pending = (len(pending), sum(c.bytes for c in pending))
         if not self.keep_uploaded:
             for leftover in (c for c in found if c.uploaded):
                 # Uploaded, then the process stopped before clearing it: finish the job.
-                await asyncio.to_thread(shutil.rmtree, leftover.path, True)
+                await asyncio.to_thread(spool_dir.remove, leftover.path)
         return pending
 
     async def ensure_room(self) -> None:
@@ -301,8 +207,8 @@ class Uploader:
             await self.refresh()
             return UploadPass(tuple(uploaded), self.state)
 
-    async def _upload(self, capture: SpooledCapture) -> None:
-        done = await asyncio.to_thread(_read_progress, capture.path)
+    async def _upload(self, capture: spool_dir.SpooledCapture) -> None:
+        done = await asyncio.to_thread(spool_dir.uploaded_files, capture.path)
         for name in capture.files:
             if name in done:
                 continue
@@ -311,15 +217,15 @@ class Uploader:
                 capture.path / name,
                 content_type=CONTENT_TYPES.get(Path(name).suffix),
             )
-            await asyncio.to_thread(_append_progress, capture.path, name)
+            await asyncio.to_thread(spool_dir.record_uploaded, capture.path, name)
         now = self.clock()
         await asyncio.to_thread(
-            _write_marker, capture.path, self.store.url_of(capture.key.relative_path), now
+            spool_dir.mark_uploaded, capture.path, self.store.url_of(capture.key.relative_path), now
         )
         self._last_upload = now
         log.info("Uploaded %s to %s.", capture.key.relative_path, self.store.url_of())
         if not self.keep_uploaded:
-            await asyncio.to_thread(shutil.rmtree, capture.path, True)
+            await asyncio.to_thread(spool_dir.remove, capture.path)
 
     async def run_forever(self, interval: float) -> None:
         """Upload pending captures every `interval` seconds (or on `wake`) until cancelled."""
