@@ -4,6 +4,7 @@ prefix per test and captures laid out in a spool as the volume store leaves them
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -13,12 +14,22 @@ import pytest
 
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
+from spikeprof.core.planner import capture_id
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
+"""The uploader's clock in these tests: captures are dated hours before it."""
 
 
 @pytest.fixture
 def prefix(request: pytest.FixtureRequest) -> str:
     """A prefix of the bucket that belongs to this test alone."""
     return f"tests/{request.node.name.replace('[', '-').replace(']', '')}"
+
+
+def capture_key(pod: str = "web-1", hours_ago: float = 1, session: str = "checkout") -> ArtifactKey:
+    """A threshold capture of pod in shop/session, taken hours_ago before NOW."""
+    moment = NOW - datetime.timedelta(hours=hours_ago)
+    return ArtifactKey("shop", session, pod, capture_id(moment, "threshold"))
 
 
 def sha256_of(path: Path) -> str:

@@ -35,23 +35,15 @@ from spikeprof.adapters.object_store import (
     ObjectStoreError,
     ObjectStoreUnreachableError,
 )
-from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
-from spikeprof.core.planner import capture_id
 from spikeprof.core.retention import RetentionPolicy
 from spikeprof.services.uploader import Uploader
 
-from .conftest import make_capture, sha256_of, write_random
+from .conftest import NOW, capture_key, make_capture, sha256_of, write_random
 
 MiB = 1 << 20
-NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 # The largest profile stays under PART_SIZE: fake-gcs-server has no XML multipart upload.
 PROFILES = {"cpu.pb.gz": 3 * MiB, "heap.pb.gz": 512 * 1024, "goroutine.pb.gz": 2000}
-
-
-def key(pod: str = "web-1", hours_ago: float = 1, session: str = "checkout") -> ArtifactKey:
-    moment = NOW - datetime.timedelta(hours=hours_ago)
-    return ArtifactKey("shop", session, pod, capture_id(moment, "threshold"))
 
 
 async def test_objects_go_up_are_listed_by_whole_segments_come_down_byte_for_byte_and_are_deleted(
@@ -131,7 +123,7 @@ async def test_a_spooled_capture_goes_up_profiles_first_metadata_last_with_match
     store_server: StoreServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    capture = key()
+    capture = capture_key()
     hashes = make_capture(spool, capture, PROFILES)
     sizes = {
         **PROFILES,
@@ -170,14 +162,14 @@ async def test_retention_deletes_exactly_the_captures_the_policy_lets_go(
     spool = tmp_path / "spool"
     # Five captures of checkout (two pods in the newest), one of search, 1 h to 400 h old.
     checkout = [
-        key("web-1", 1),
-        key("web-2", 1),
-        key("web-1", 10),
-        key("web-1", 20),
-        key("web-2", 30),
-        key("web-1", 400),
+        capture_key("web-1", 1),
+        capture_key("web-2", 1),
+        capture_key("web-1", 10),
+        capture_key("web-1", 20),
+        capture_key("web-2", 30),
+        capture_key("web-1", 400),
     ]
-    search = [key("api-1", 400, session="search")]
+    search = [capture_key("api-1", 400, session="search")]
     for capture in [*checkout, *search]:
         make_capture(spool, capture, {"cpu.pb.gz": 100, "heap.pb.gz": 100})
     uploader = Uploader(spool, store_server.store(prefix), clock=lambda: NOW)
@@ -203,7 +195,7 @@ async def test_a_stopped_store_is_unreachable_in_one_sentence_and_captures_wait_
     store = server.store("outage", max_retries=2)
     await store.upload_file("before", write_random(tmp_path / "before", 10))
     spool = tmp_path / "spool"
-    capture = key()
+    capture = capture_key()
     hashes = make_capture(spool, capture, {"cpu.pb.gz": 1000, "heap.pb.gz": 2000})
 
     server.stop()

@@ -4,7 +4,6 @@ ones, one session's own. What every store does with it is in test_stores.py."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
 from pathlib import Path
@@ -15,21 +14,13 @@ from localcluster.processes import free_port
 
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
 from spikeprof.adapters.spool import PROGRESS_FILE, UPLOADED_MARKER
-from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
-from spikeprof.core.planner import capture_id
 from spikeprof.services.uploader import SpoolFullError, Uploader
 
-from .conftest import make_capture
+from .conftest import capture_key, make_capture
 
 MiB = 1 << 20
-NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 PROFILES = {"cpu.pb.gz": 3 * MiB, "heap.pb.gz": 512 * 1024, "goroutine.pb.gz": 2000}
-
-
-def key(pod: str = "web-1", hours_ago: float = 1, session: str = "checkout") -> ArtifactKey:
-    moment = NOW - datetime.timedelta(hours=hours_ago)
-    return ArtifactKey("shop", session, pod, capture_id(moment, "threshold"))
 
 
 def spool_files(spool: Path) -> list[str]:
@@ -44,7 +35,7 @@ async def test_an_uploaded_capture_is_never_uploaded_again(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    first, second = key("web-1"), key("web-2")
+    first, second = capture_key("web-1"), capture_key("web-2")
     make_capture(spool, first, {"cpu.pb.gz": 1000})
     uploader = Uploader(spool, minio.store(prefix), keep_uploaded=True)
     assert (await uploader.upload_pending()).uploaded == (first,)
@@ -71,7 +62,7 @@ async def test_a_capture_cut_short_goes_on_with_only_the_files_still_missing(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    capture = key()
+    capture = capture_key()
     make_capture(spool, capture, {"cpu.pb.gz": 1000, "heap.pb.gz": 1000})
     # A pass uploaded cpu.pb.gz, then the operator was killed.
     directory = spool.joinpath(*capture.parts)
@@ -94,13 +85,13 @@ async def test_captures_still_being_written_are_left_alone(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    complete = key("web-1")
+    complete = capture_key("web-1")
     make_capture(spool, complete, {"cpu.pb.gz": 1000})
     # The volume store's staging directory, and a directory without metadata.json yet.
-    staging = spool / "shop" / "checkout" / "web-2" / f".{key('web-2').capture_id}.partial"
+    staging = spool / "shop" / "checkout" / "web-2" / f".{capture_key('web-2').capture_id}.partial"
     staging.mkdir(parents=True)
     (staging / "cpu.pb.gz").write_bytes(b"half")
-    unfinished = spool.joinpath(*key("web-3").parts)
+    unfinished = spool.joinpath(*capture_key("web-3").parts)
     unfinished.mkdir(parents=True)
     (unfinished / "cpu.pb.gz").write_bytes(b"no metadata yet")
 
@@ -118,7 +109,7 @@ async def test_an_uploader_of_one_session_leaves_the_others_captures_alone(
     minio: MinioServer, prefix: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    mine, theirs = key(session="checkout"), key(session="search")
+    mine, theirs = capture_key(session="checkout"), capture_key(session="search")
     make_capture(spool, mine, {"cpu.pb.gz": 10})
     make_capture(spool, theirs, {"cpu.pb.gz": 10})
     uploader = Uploader(spool, minio.store(prefix), only_session=("shop", "checkout"))
@@ -131,7 +122,7 @@ async def test_a_full_spool_refuses_new_captures_keeps_the_old_ones_and_says_why
     tmp_path: Path,
 ) -> None:
     spool = tmp_path / "spool"
-    old = key(hours_ago=2)
+    old = capture_key(hours_ago=2)
     make_capture(spool, old, {"cpu.pb.gz": 2 * MiB})
     nowhere = ObjectStore.from_url(
         "s3://spikeprof-test/p",
@@ -168,7 +159,7 @@ async def test_the_background_loop_uploads_when_woken_and_stops_when_cancelled(
     loop = asyncio.create_task(uploader.run_forever(interval=3600))
     await asyncio.sleep(0.2)  # its first pass finds an empty spool
 
-    capture = key()
+    capture = capture_key()
     make_capture(spool, capture, {"cpu.pb.gz": 1000})
     uploader.wake()  # as the capture flow does when a capture lands
     for _ in range(200):
