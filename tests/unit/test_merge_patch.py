@@ -75,3 +75,18 @@ def test_a_squashed_patch_has_the_effect_of_both_in_turn_on_any_target() -> None
         in_turn = merge_patch.apply(merge_patch.apply(target, first), second)
         assert merge_patch.apply(target, both) == in_turn, (target, first, second, both)
     assert squashed > 1000  # the check covered many squashable pairs, not only refusals
+
+
+def test_a_diff_applied_gives_the_target_and_names_only_what_changed() -> None:
+    before = {"a": 1, "gone": 2, "map": {"x": 1, "y": 2}, "list": [1, 2], "same": {"k": "v"}}
+    after = {"a": 3, "map": {"x": 1, "z": 3}, "list": [1], "same": {"k": "v"}, "new": {"n": 1}}
+    patch = merge_patch.diff(before, after)
+    assert patch == {
+        "a": 3,
+        "gone": None,
+        "map": {"y": None, "z": 3},
+        "list": [1],
+        "new": {"n": 1},
+    }
+    assert merge_patch.apply(before, patch) == after
+    assert merge_patch.diff(after, after) == {}

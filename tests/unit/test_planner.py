@@ -11,8 +11,8 @@ from spikeprof.core.planner import (
     capture_id,
     next_capture,
     progress_after,
-    progress_from_status,
 )
+from spikeprof.core.session_status import SessionStatus
 from spikeprof.core.spec import SessionSpec, parse_spec
 
 NOW = datetime.datetime(2026, 11, 26, 1, 2, 3, 456000, tzinfo=datetime.UTC)
@@ -61,7 +61,7 @@ def test_capture_now_captures_once_per_new_value() -> None:
 def test_a_pending_capture_is_resumed_under_its_own_id() -> None:
     pending = CaptureRequest("20261126T000000.000Z-immediate", "immediate", "r", NOW)
     status = {"pendingCapture": pending.to_status(), "immediateDone": False}
-    progress = progress_from_status(status)
+    progress = SessionStatus.parse(status).progress()
     later = NOW + datetime.timedelta(minutes=5)
     request = next_capture(session(immediate=True), {}, progress, later)
     assert request is not None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from spikeprof.core.planner import parse_time
 from spikeprof.core.quantities import format_duration
+from spikeprof.core.session_status import SessionStatus
 from spikeprof.core.spec import Limits
 
 
@@ -91,18 +91,15 @@ def apply_guards(
 
 
 def apply_session_guards(
-    candidates: Iterable[C], *, limits: Limits, status: Mapping[str, Any], now: datetime.datetime
+    candidates: Iterable[C], *, limits: Limits, status: SessionStatus, now: datetime.datetime
 ) -> GuardDecision[C]:
     """The guards as a session's spec and status set them: cooldown per pod, maxCaptures."""
-    last = {
-        pod: parse_time(when) for pod, when in (status.get("podLastCaptured") or {}).items() if when
-    }
     return apply_guards(
         candidates,
         now=now,
-        last_capture_by_pod=last,
+        last_capture_by_pod=status.last_captured(),
         cooldown=limits.cooldown,
-        captures_so_far=int((status.get("captures") or {}).get("total", 0)),
+        captures_so_far=status.captures_so_far(),
         max_captures=limits.max_captures,
         is_expired=False,
     )

@@ -46,4 +46,22 @@ def squash(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any
     return result
 
 
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `before` into `after` ({} when they are equal).
+
+    Objects are compared key by key (a key gone is patched with null); anything else, lists
+    included, is replaced whole. `after` holds no nulls: a merge patch could not write them.
+    """
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        earlier = before.get(key, _ABSENT)
+        if isinstance(value, Mapping) and isinstance(earlier, Mapping):
+            below = diff(earlier, value)
+            if below:
+                patch[key] = below
+        elif earlier != value:
+            patch[key] = value
+    return patch
+
+
 _ABSENT = object()

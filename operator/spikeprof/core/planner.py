@@ -80,16 +80,6 @@ def capture_id(moment: datetime.datetime, trigger: str) -> str:
     return f"{utc:%Y%m%dT%H%M%S}.{utc.microsecond // 1000:03d}Z-{trigger}"
 
 
-def progress_from_status(status: Mapping[str, Any]) -> Progress:
-    pending = status.get("pendingCapture")
-    return Progress(
-        immediate_done=bool(status.get("immediateDone", False)),
-        capture_now_handled=status.get("captureNowHandled"),
-        pending=CaptureRequest.from_status(pending) if pending else None,
-        baseline_done=bool(status.get("baselineCapture")),
-    )
-
-
 def next_capture(
     spec: SessionSpec,
     annotations: Mapping[str, str],
@@ -140,12 +130,13 @@ def threshold_capture(firings: Sequence[Firing], now: datetime.datetime) -> Capt
 
 
 def alert_capture(
-    pending: Mapping[str, Mapping[str, Any]],
+    pending: Mapping[str, str],
     allowed_pods: Sequence[str] | None,
     now: datetime.datetime,
 ) -> CaptureRequest:
-    """One capture answering every pending alert; `allowed_pods` None means all selected pods."""
-    names = sorted({str(entry.get("alert", "?")) for entry in pending.values()})
+    """One capture answering every pending alert (key -> alert name); `allowed_pods` None
+    means all selected pods."""
+    names = sorted(set(pending.values()))
     reason = f"alert {', '.join(names)} fired ({len(pending)} notification(s))"
     return CaptureRequest(
         id=capture_id(now, "alert"),

@@ -1,60 +1,240 @@
 """The session's status as people read it: phase, conditions, counters, recent captures.
 
-Functions here return merge-patch fragments for `.status`; the handlers send them.
+One pure function, `next_status`, takes the status as it is and what a look at the session
+found (`Look`: pods, arming, alerts, metrics, uploads), and returns the whole next status; the
+service writes the difference once. Captures starting and finishing have their own two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from spikeprof.core.guards import Suppression
 from spikeprof.core.observations import ObservationBatch
 from spikeprof.core.planner import CaptureRequest, Progress, format_time, parse_time
 from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.rules import RuleProblem
+from spikeprof.core.session_status import (
+    CaptureCounts,
+    Condition,
+    LastSuppression,
+    SessionStatus,
+    Suppressed,
+    Targets,
+)
 
 RECENT_CAPTURES = 10
+HANDLED_ALERTS = 100  # alert keys remembered, so that Alertmanager's re-sends capture once
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A condition's status, reason and message as some part of the session found them."""
+
+    ok: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Arming:
+    """What arming (or disarming) the session's workloads came to in this look."""
+
+    ready: bool
+    """Triggers may fire: every pod serves profiles, or the session arms nothing."""
+    profiling: Verdict | None = None
+    """The ProfilingEnabled condition; None leaves it as it is."""
+    workloads: tuple[str, ...] = ()
+    """Workloads armed by the session, as now known; empty leaves armedWorkloads as it is."""
+    disarmed: bool = False
+    """Every armed workload was given back: armedWorkloads goes."""
+
+
+@dataclass(frozen=True)
+class MetricsReport:
+    """One evaluation of the session's thresholds: what the metric source gave, or its error."""
+
+    source: str
+    batch: ObservationBatch | None
+    error: str | None = None
+    problems: Sequence[RuleProblem] = ()
+
+
+@dataclass(frozen=True)
+class Look:
+    """The facts one look at a session gathered; `next_status` decides from them alone."""
+
+    generation: int
+    now: datetime.datetime
+    namespace: str
+    selector: str  # as people read it
+    matched: int
+    reachable: int
+    capturing: bool  # the planner's capture (pending, immediate, capture-now) runs now
+    expired: bool  # past limits.expiresAfter with no capture left to finish
+    arming: Arming
+    access: str  # spec.target.access
+    port_forward_missing: Sequence[str] | None  # verbs lacked on pods/portforward; None: unknown
+    suppressions: Sequence[Suppression] = ()  # captures the guards held back, in order
+    alerts_handled: Sequence[str] = ()  # alert keys answered without a capture
+    metrics: MetricsReport | None = None  # None: no evaluation was due
+    upload: Verdict | None = None  # None: uploads were not looked at
+
+
+def next_status(current: SessionStatus, look: Look) -> SessionStatus:
+    """The whole status after one look (equal to `current` when nothing changed)."""
+    conditions = _targets_conditions(current.conditions, look)
+    if look.arming.profiling is not None:
+        conditions = _set(conditions, "ProfilingEnabled", look.arming.profiling, look)
+    conditions = port_forward_conditions(
+        conditions,
+        access=look.access,
+        missing=look.port_forward_missing,
+        namespace=look.namespace,
+        generation=look.generation,
+        now=look.now,
+    )
+    if look.metrics is not None:
+        conditions = _metrics_conditions(conditions, look.metrics, look)
+    if look.upload is not None:
+        conditions = _set(conditions, "ArtifactsUploaded", look.upload, look)
+    phase = phase_for(capturing=look.capturing, reachable=look.reachable, is_expired=look.expired)
+    if not look.arming.ready and not look.capturing:
+        phase = "Arming"
+    armed = current.armed_workloads
+    if look.arming.disarmed:
+        armed = None
+    elif look.arming.workloads:
+        armed = look.arming.workloads
+    return dataclasses.replace(
+        _suppressed(_alerts_handled(current, look.alerts_handled), look.suppressions, look.now),
+        phase=phase,
+        observed_generation=look.generation,
+        targets=Targets(look.matched, look.reachable),
+        conditions=conditions,
+        armed_workloads=armed,
+    )
+
+
+def invalid_spec(
+    current: SessionStatus, message: str, generation: int, now: datetime.datetime
+) -> SessionStatus:
+    ready = Verdict(False, "InvalidSpec", message)
+    return dataclasses.replace(
+        current,
+        phase="Failed",
+        observed_generation=generation,
+        conditions=set_condition(
+            current.conditions, "Ready", ready, generation=generation, now=now
+        ),
+    )
+
+
+def capture_started(current: SessionStatus, request: CaptureRequest) -> SessionStatus:
+    """Recorded before any profile is fetched, so that a capture resumes after a crash."""
+    return dataclasses.replace(current, phase="Capturing", pending_capture=request)
+
+
+def capture_finished(
+    current: SessionStatus,
+    outcome: CaptureOutcome,
+    progress: Progress,
+    *,
+    generation: int,
+    now: datetime.datetime,
+    cooldown: float,
+    reachable: int,
+    uploading_to: str | None,
+) -> SessionStatus:
+    """Counters, lastCapture, recentCaptures and the consumed trigger, out of Capturing.
+
+    `uploading_to`: the object store the capture is on its way to, if any. Until the next
+    upload pass the store does not hold it; the same write says so, so that no reader sees it
+    finished and "every capture" uploaded.
+    """
+    entry = outcome.to_status()
+    recent = [entry, *(c for c in current.recent_captures if c.get("id") != entry["id"])]
+    last = Verdict(outcome.result == "Succeeded", outcome.result, outcome.summary())
+    conditions = set_condition(
+        current.conditions, "LastCaptureSucceeded", last, generation=generation, now=now
+    )
+    if uploading_to is not None:
+        uploading = Verdict(
+            False, "Uploading", f"Capture {outcome.request.id} is on its way to {uploading_to}."
+        )
+        conditions = set_condition(
+            conditions, "ArtifactsUploaded", uploading, generation=generation, now=now
+        )
+    finished = _alerts_handled(current, outcome.request.alert_keys)
+    return dataclasses.replace(
+        finished,
+        # Out of Capturing in the same write that ends the capture, never after it.
+        phase=phase_for(capturing=False, reachable=reachable),
+        baseline_capture=(
+            outcome.request.id
+            if outcome.request.trigger == "baseline"
+            else current.baseline_capture
+        ),
+        pod_last_captured=_cooldowns(current, outcome, now, cooldown),
+        pending_capture=None,
+        immediate_done=progress.immediate_done,
+        capture_now_handled=progress.capture_now_handled,
+        captures=_counted(current.captures or CaptureCounts(), outcome),
+        last_capture=entry,
+        recent_captures=tuple(recent[:RECENT_CAPTURES]),
+        conditions=conditions,
+    )
+
+
+def _counted(counts: CaptureCounts, outcome: CaptureOutcome) -> CaptureCounts:
+    return CaptureCounts(
+        total=counts.total + 1,
+        failed=counts.failed + (outcome.result != "Succeeded"),
+        profiles=counts.profiles + outcome.profiles_ok,
+        profiles_failed=counts.profiles_failed + outcome.profiles_failed,
+    )
+
+
+def _cooldowns(
+    current: SessionStatus, outcome: CaptureOutcome, now: datetime.datetime, cooldown: float
+) -> dict[str, str]:
+    """Per-pod capture times for the cooldown, with the captured pods; the expired dropped."""
+    captured_at = {
+        pod: when
+        for pod, when in current.pod_last_captured.items()
+        if (now - parse_time(when)).total_seconds() < cooldown
+    }
+    for pod in outcome.pods:
+        captured_at[pod.pod] = format_time(outcome.request.requested_at)
+    return captured_at
 
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    *,
+    conditions: Sequence[Condition],
     type: str,
-    status: bool,
-    reason: str,
-    message: str,
+    verdict: Verdict,
+    *,
     generation: int,
     now: datetime.datetime,
-) -> list[dict[str, Any]]:
+) -> tuple[Condition, ...]:
     """Conditions with `type` replaced; lastTransitionTime moves only when the status flips."""
-    value = "True" if status else "False"
-    out: list[dict[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    for condition in conditions:
-        if condition.get("type") == type:
-            previous = condition
-        else:
-            out.append(dict(condition))
+    previous = next((c for c in conditions if c.type == type), None)
     transition = format_time(now)
-    if previous is not None and previous.get("status") == value:
-        transition = str(previous.get("lastTransitionTime", transition))
-    out.append(
-        {
-            "type": type,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "observedGeneration": generation,
-            "lastTransitionTime": transition,
-        }
+    if previous is not None and previous.status == verdict.ok:
+        transition = previous.last_transition_time or transition
+    replaced = Condition(
+        type=type,
+        status=verdict.ok,
+        reason=verdict.reason,
+        message=verdict.message,
+        observed_generation=generation,
+        last_transition_time=transition,
     )
-    return sorted(out, key=lambda c: str(c["type"]))
-
-
-def targets_fragment(matched: int, reachable: int) -> dict[str, Any]:
-    return {"matched": matched, "reachable": reachable, "summary": f"{reachable}/{matched}"}
+    others = [c for c in conditions if c.type != type]
+    return tuple(sorted([*others, replaced], key=lambda c: c.type))
 
 
 def phase_for(*, capturing: bool, reachable: int, is_expired: bool = False) -> str:
@@ -65,241 +245,24 @@ def phase_for(*, capturing: bool, reachable: int, is_expired: bool = False) -> s
     return "Armed" if reachable else "Pending"
 
 
-def observation_patch(
-    status: Mapping[str, Any],
-    *,
-    matched: int,
-    reachable: int,
-    capturing: bool,
-    selector: str,
-    generation: int,
-    now: datetime.datetime,
-    is_expired: bool = False,
-) -> dict[str, Any]:
-    """Phase, targets and the TargetsReachable/Ready conditions from the latest look at pods."""
-    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
-    if reachable:
-        message = f"{reachable} of {matched} pod(s) matching {selector} are ready to profile."
-        reason = "PodsReachable"
-    elif matched:
-        message = f"{matched} pod(s) match {selector}, but none is running and ready with an IP."
-        reason = "PodsNotReady"
-    else:
-        message = f"No pod in this namespace matches {selector}."
-        reason = "NoPodsMatched"
-    conditions = set_condition(
-        conditions,
-        type="TargetsReachable",
-        status=reachable > 0,
-        reason=reason,
-        message=message,
-        generation=generation,
-        now=now,
-    )
-    conditions = set_condition(
-        conditions,
-        type="Ready",
-        status=not is_expired,
-        reason="Expired" if is_expired else "SpecAccepted",
-        message=(
-            "The session has passed limits.expiresAfter; it captures nothing more."
-            if is_expired
-            else "The session is valid and watched for triggers."
-        ),
-        generation=generation,
-        now=now,
-    )
-    return {
-        "phase": phase_for(capturing=capturing, reachable=reachable, is_expired=is_expired),
-        "observedGeneration": generation,
-        "targets": targets_fragment(matched, reachable),
-        "conditions": conditions,
-    }
-
-
-def invalid_spec_patch(
-    status: Mapping[str, Any], message: str, generation: int, now: datetime.datetime
-) -> dict[str, Any]:
-    return {
-        "phase": "Failed",
-        "observedGeneration": generation,
-        "conditions": set_condition(
-            status.get("conditions") or (),
-            type="Ready",
-            status=False,
-            reason="InvalidSpec",
-            message=message,
-            generation=generation,
-            now=now,
-        ),
-    }
-
-
-def pending_patch(request: CaptureRequest) -> dict[str, Any]:
-    return {"phase": "Capturing", "pendingCapture": request.to_status()}
-
-
-def metrics_patch(
-    status: Mapping[str, Any],
-    *,
-    source: str,
-    batch: ObservationBatch | None,
-    error: str | None,
-    problems: Sequence[RuleProblem],
-    generation: int,
-    now: datetime.datetime,
-) -> dict[str, Any]:
-    """MetricsAvailable and RulesApplicable after an evaluation (no timestamps in messages,
-    so that a steady state writes nothing)."""
-    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
-    if error is not None:
-        available, reason, message = False, "SourceFailed", f"{source}: {error}"
-    else:
-        assert batch is not None
-        available = batch.reporting > 0 or batch.asked == 0
-        reason = "Reporting" if available else "NoData"
-        message = f"{source}: metrics for {batch.reporting} of {batch.asked} selected pod(s)."
-        if batch.problems:
-            message += " " + "; ".join(batch.problems)
-    conditions = set_condition(
-        conditions,
-        type="MetricsAvailable",
-        status=available,
-        reason=reason,
-        message=message,
-        generation=generation,
-        now=now,
-    )
-    if problems:
-        shown = "; ".join(p.message for p in problems[:3])
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        conditions = set_condition(
-            conditions,
-            type="RulesApplicable",
-            status=False,
-            reason="MissingResourceBounds",
-            message=shown + more + ".",
-            generation=generation,
-            now=now,
-        )
-    else:
-        conditions = set_condition(
-            conditions,
-            type="RulesApplicable",
-            status=True,
-            reason="AllRulesApply",
-            message="Every rule applies to every reporting pod.",
-            generation=generation,
-            now=now,
-        )
-    return {"conditions": conditions}
-
-
-def suppression_patch(
-    status: Mapping[str, Any], suppressions: Sequence[Suppression], now: datetime.datetime
-) -> dict[str, Any]:
-    previous = status.get("suppressed") or {}
-    last = suppressions[-1]
-    return {
-        "suppressed": {
-            "total": int(previous.get("total", 0)) + len(suppressions),
-            "last": {
-                "time": format_time(now),
-                "pod": last.pod,
-                "rule": last.rule,
-                "guard": last.guard,
-                "message": last.message,
-            },
-        }
-    }
-
-
-HANDLED_ALERTS = 100  # alert keys remembered, so that Alertmanager's re-sends capture once
-
-
-def alerts_handled_patch(status: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
-    """Move alert keys from pendingAlerts to the bounded alertsHandled list."""
-    if not keys:
-        return {}
-    handled = [k for k in status.get("alertsHandled") or () if k not in keys]
-    return {
-        "pendingAlerts": {key: None for key in keys},
-        "alertsHandled": [*handled, *keys][-HANDLED_ALERTS:],
-    }
-
-
-def capture_done_patch(
-    status: Mapping[str, Any],
-    outcome: CaptureOutcome,
-    progress: Progress,
-    generation: int,
-    now: datetime.datetime,
-    cooldown: float = 0.0,
-) -> dict[str, Any]:
-    """Counters, lastCapture, recentCaptures and the consumed trigger, in one patch."""
-    counters = dict(status.get("captures") or {})
-    total = int(counters.get("total", 0)) + 1
-    failed = int(counters.get("failed", 0)) + (outcome.result != "Succeeded")
-    entry = outcome.to_status()
-    recent = [entry, *[c for c in status.get("recentCaptures") or () if c.get("id") != entry["id"]]]
-    ok = outcome.result == "Succeeded"
-    # Per-pod capture times for the cooldown; entries past the cooldown are dropped.
-    # A merge patch removes a map key only when told to with null.
-    previous = {k: v for k, v in (status.get("podLastCaptured") or {}).items() if v}
-    captured_at: dict[str, str | None] = {
-        pod: (when if (now - parse_time(when)).total_seconds() < cooldown else None)
-        for pod, when in previous.items()
-    }
-    for pod in outcome.pods:
-        captured_at[pod.pod] = format_time(outcome.request.requested_at)
-    baseline = {}
-    if outcome.request.trigger == "baseline":
-        baseline = {"baselineCapture": outcome.request.id}
-    return {
-        **baseline,
-        **alerts_handled_patch(status, outcome.request.alert_keys),
-        "podLastCaptured": captured_at or None,
-        "pendingCapture": None,
-        "immediateDone": progress.immediate_done,
-        "captureNowHandled": progress.capture_now_handled,
-        "captures": {
-            "total": total,
-            "failed": failed,
-            "profiles": int(counters.get("profiles", 0)) + outcome.profiles_ok,
-            "profilesFailed": int(counters.get("profilesFailed", 0)) + outcome.profiles_failed,
-        },
-        "lastCapture": entry,
-        "recentCaptures": recent[:RECENT_CAPTURES],
-        "conditions": set_condition(
-            status.get("conditions") or (),
-            type="LastCaptureSucceeded",
-            status=ok,
-            reason=outcome.result,
-            message=outcome.summary(),
-            generation=generation,
-            now=now,
-        ),
-    }
-
-
 def port_forward_conditions(
-    conditions: Sequence[Mapping[str, Any]],
+    conditions: Sequence[Condition],
     *,
     access: str,
     missing: Sequence[str] | None,
     namespace: str,
     generation: int,
     now: datetime.datetime,
-) -> list[dict[str, Any]]:
+) -> tuple[Condition, ...]:
     """The PortForwardAllowed condition for sessions that may port-forward; gone for direct.
 
     `missing`: the verbs on pods/portforward the operator lacks; None when not known (the
     review failed), so the conditions stay as they were.
     """
     if access == "direct":
-        return [dict(c) for c in conditions if c.get("type") != "PortForwardAllowed"]
+        return tuple(c for c in conditions if c.type != "PortForwardAllowed")
     if missing is None:
-        return [dict(c) for c in conditions]
+        return tuple(conditions)
     if not missing:
         message = f"The operator may open port-forwards to pods in {namespace} (access {access})."
     else:
@@ -313,12 +276,85 @@ def port_forward_conditions(
             f"{consequence}. Grant it create and get on pods/portforward "
             "(Helm: rbac.portForward=true)."
         )
-    return set_condition(
-        conditions,
-        type="PortForwardAllowed",
-        status=not missing,
-        reason="Forbidden" if missing else "Allowed",
-        message=message,
-        generation=generation,
-        now=now,
+    verdict = Verdict(not missing, "Forbidden" if missing else "Allowed", message)
+    return set_condition(conditions, "PortForwardAllowed", verdict, generation=generation, now=now)
+
+
+def _set(
+    conditions: Sequence[Condition], type: str, verdict: Verdict, look: Look
+) -> tuple[Condition, ...]:
+    return set_condition(conditions, type, verdict, generation=look.generation, now=look.now)
+
+
+def _targets_conditions(conditions: Sequence[Condition], look: Look) -> tuple[Condition, ...]:
+    """TargetsReachable and Ready from the latest look at the pods."""
+    matched, reachable, selector = look.matched, look.reachable, look.selector
+    if reachable:
+        message = f"{reachable} of {matched} pod(s) matching {selector} are ready to profile."
+        targets = Verdict(True, "PodsReachable", message)
+    elif matched:
+        message = f"{matched} pod(s) match {selector}, but none is running and ready with an IP."
+        targets = Verdict(False, "PodsNotReady", message)
+    else:
+        targets = Verdict(False, "NoPodsMatched", f"No pod in this namespace matches {selector}.")
+    if look.expired:
+        message = "The session has passed limits.expiresAfter; it captures nothing more."
+        ready = Verdict(False, "Expired", message)
+    else:
+        ready = Verdict(True, "SpecAccepted", "The session is valid and watched for triggers.")
+    return _set(_set(conditions, "TargetsReachable", targets, look), "Ready", ready, look)
+
+
+def _metrics_conditions(
+    conditions: Sequence[Condition], report: MetricsReport, look: Look
+) -> tuple[Condition, ...]:
+    """MetricsAvailable and RulesApplicable after an evaluation (no timestamps in messages,
+    so that a steady state writes nothing)."""
+    if report.error is not None or report.batch is None:
+        available = Verdict(False, "SourceFailed", f"{report.source}: {report.error}")
+    else:
+        batch = report.batch
+        ok = batch.reporting > 0 or batch.asked == 0
+        message = (
+            f"{report.source}: metrics for {batch.reporting} of {batch.asked} selected pod(s)."
+        )
+        if batch.problems:
+            message += " " + "; ".join(batch.problems)
+        available = Verdict(ok, "Reporting" if ok else "NoData", message)
+    conditions = _set(conditions, "MetricsAvailable", available, look)
+    problems = report.problems
+    if problems:
+        shown = "; ".join(p.message for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        rules = Verdict(False, "MissingResourceBounds", shown + more + ".")
+    else:
+        rules = Verdict(True, "AllRulesApply", "Every rule applies to every reporting pod.")
+    return _set(conditions, "RulesApplicable", rules, look)
+
+
+def _suppressed(
+    current: SessionStatus, suppressions: Sequence[Suppression], now: datetime.datetime
+) -> SessionStatus:
+    if not suppressions:
+        return current
+    last = suppressions[-1]
+    total = current.suppressed.total if current.suppressed else 0
+    return dataclasses.replace(
+        current,
+        suppressed=Suppressed(
+            total + len(suppressions),
+            LastSuppression(format_time(now), last.pod, last.rule, last.guard, last.message),
+        ),
+    )
+
+
+def _alerts_handled(current: SessionStatus, keys: Sequence[str]) -> SessionStatus:
+    """Alert keys moved from pendingAlerts to the bounded alertsHandled list."""
+    if not keys:
+        return current
+    kept = [k for k in current.alerts_handled if k not in keys]
+    return dataclasses.replace(
+        current,
+        pending_alerts={k: a for k, a in current.pending_alerts.items() if k not in keys},
+        alerts_handled=tuple([*kept, *keys][-HANDLED_ALERTS:]),
     )

@@ -8,6 +8,7 @@ import kopf
 
 from spikeprof.adapters.kube import KubeError
 from spikeprof.core.arming import parse_workload
+from spikeprof.core.session_status import SessionStatus
 from spikeprof.handlers.memo import factory_of
 
 
@@ -45,7 +46,8 @@ async def disarm_session(
 ) -> None:
     """Before a session goes, the workloads it armed get their pod templates back."""
     namespace = namespace or ""
-    recorded = [parse_workload(r, namespace) for r in status.get("armedWorkloads") or ()]
+    armed = SessionStatus.parse(status).armed_workloads or ()
+    recorded = [parse_workload(r, namespace) for r in armed]
     if not recorded:
         return
     try:

@@ -14,20 +14,18 @@ import datetime
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from spikeprof.adapters.alert_receiver import RecordingFailedError
 from spikeprof.adapters.kube import KubeError, SessionGoneError
 from spikeprof.core.alerts import Notification, alert_pods
 from spikeprof.core.planner import format_time
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.session_status import PendingAlert, SessionStatus
 from spikeprof.core.spec import SessionSpec
+from spikeprof.services.status_outbox import StatusPatcher
 
 RECENT_SECONDS = 3600.0  # keys recorded by this process, remembered beyond the watch's lag
-
-
-class StatusPatcher(Protocol):
-    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
 
 
 @dataclass
@@ -147,21 +145,17 @@ class AlertIntake:
                 if pods == ():
                     continue
                 matched = True
-                status = view.status()
+                status = SessionStatus.parse(view.status())
                 seen = (view.namespace, view.name, alert.key)
                 if (
-                    alert.key in (status.get("pendingAlerts") or {})
-                    or alert.key in (status.get("alertsHandled") or ())
+                    alert.key in status.pending_alerts
+                    or alert.key in status.alerts_handled
                     or seen in self._recent
                 ):
                     duplicates += 1
                     continue
-                writes.setdefault((view.namespace, view.name), {})[alert.key] = {
-                    "alert": alert.name,
-                    "pods": list(pods) if pods is not None else None,
-                    "receivedAt": received_at,
-                    "startsAt": alert.starts_at,
-                }
+                entry = PendingAlert(alert.name, pods, received_at, alert.starts_at)
+                writes.setdefault((view.namespace, view.name), {})[alert.key] = entry.render()
             unmatched += not matched
         for (namespace, name), entries in writes.items():
             try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from spikeprof.adapters.kube import KubeError, WorkloadApi
-from spikeprof.adapters.pod_http import ProfileFetcher
+from spikeprof.adapters.kube import KubeError
 from spikeprof.core.arming import (
     WorkloadRef,
     arm_patch,
@@ -18,6 +18,22 @@ from spikeprof.core.endpoints import EndpointError
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import TargetSpec
 from spikeprof.services.routes import EndpointRouter
+
+
+class Workloads(Protocol):
+    """The workloads that own pods, and their pod templates (adapters.kube.WorkloadApi)."""
+
+    async def owner_workload(self, namespace: str, pod: PodInfo) -> WorkloadRef | None: ...
+
+    async def annotations(self, ref: WorkloadRef) -> tuple[dict[str, str], dict[str, str]]: ...
+
+    async def patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None: ...
+
+
+class ProfileProbe(Protocol):
+    async def serves(self, base_url: str) -> bool:
+        """Whether a pprof index answers at `base_url`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,8 +49,8 @@ class Armer:
         self,
         namespace: str,
         name: str,
-        workloads: WorkloadApi,
-        fetcher: ProfileFetcher,
+        workloads: Workloads,
+        fetcher: ProfileProbe,
         router: EndpointRouter,
     ) -> None:
         self.namespace = namespace

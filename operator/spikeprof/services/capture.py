@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from spikeprof.adapters.pod_http import Fetched, ProfileFetcher
+from spikeprof.adapters.pod_http import Fetched
 from spikeprof.adapters.volume import StagedCapture, VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import build_metadata
@@ -43,6 +43,22 @@ POD_GONE_GRACE = 2.0
 _GONE_HINTS = {FailureReason.CONNECTION_REFUSED, FailureReason.TIMEOUT, FailureReason.UNREACHABLE}
 
 
+class ProfileSource(Protocol):
+    """Fetches one profile from a pod's pprof endpoint (adapters.pod_http.ProfileFetcher)."""
+
+    async def fetch(
+        self,
+        base_url: str,
+        request: ProfileRequest,
+        destination: Path,
+        *,
+        max_bytes: int,
+        fetch_timeout: float,
+    ) -> Fetched: ...
+
+    async def serves(self, base_url: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class CaptureJob:
     namespace: str
@@ -57,7 +73,7 @@ class CaptureJob:
 @dataclass
 class Capturer:
     store: VolumeStore
-    fetcher: ProfileFetcher
+    fetcher: ProfileSource
     router: EndpointRouter
     metrics: Metrics
     operator_slots: asyncio.Semaphore  # shared by all sessions: the operator's own bound

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from spikeprof.adapters.kube import KubeError
 from spikeprof.adapters.object_store import ObjectStore, ObjectStoreError, StoreOptions
 from spikeprof.adapters.volume import VolumeStore
-from spikeprof.core import status as status_rules
 from spikeprof.core.retention import StoredCapture, capture_time, captures_to_delete
 from spikeprof.core.spec import ObjectStoreSpec, SessionSpec
+from spikeprof.core.status import Verdict
 from spikeprof.services.uploader import SpoolFullError, Uploader
 
 ReadSecret = Callable[[str, str], Awaitable[dict[str, str]]]
@@ -41,25 +40,13 @@ class SessionOutputs:
         self.store_spec: ObjectStoreSpec | None = None
         self.uploader: Uploader | None = None
 
-    async def settle(
-        self, spec: SessionSpec, current: Mapping[str, Any], generation: int, now: datetime.datetime
-    ) -> dict[str, Any]:
-        """Upload what is pending, apply retention; the ArtifactsUploaded condition, if any."""
+    async def settle(self, spec: SessionSpec, now: datetime.datetime) -> Verdict | None:
+        """Upload what is pending, apply retention; what ArtifactsUploaded says, if anything."""
         if spec.retention is not None and spec.volume_output:
             self._volume_retention(spec, now)
         if spec.object_store is None:
-            return {}
-        ok, reason, message = await self._upload(spec, spec.object_store, now)
-        conditions = status_rules.set_condition(
-            current.get("conditions") or (),
-            type="ArtifactsUploaded",
-            status=ok,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
-        return {"conditions": conditions}
+            return None
+        return Verdict(*await self._upload(spec, spec.object_store, now))
 
     async def refusal(self, spec: SessionSpec) -> str | None:
         """Why a new capture may not be taken now (its spool is full), or None."""

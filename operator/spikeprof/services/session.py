@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from spikeprof.adapters.kube import (
-    ApiUnavailableError,
-    KubeError,
-    SessionGoneError,
-    SessionStatusWriter,
-)
+from spikeprof.adapters.kube import ApiUnavailableError, KubeError, SessionGoneError
 from spikeprof.core import planner
 from spikeprof.core import status as status_rules
-from spikeprof.core.arming import parse_workload
-from spikeprof.core.guards import apply_session_guards, expired
+from spikeprof.core.arming import WorkloadRef, parse_workload
+from spikeprof.core.guards import Suppression, apply_session_guards, expired
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.selector import LabelSelector
-from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
+from spikeprof.core.session_status import PendingAlert, SessionStatus
+from spikeprof.core.spec import SessionSpec, SpecError, TargetSpec, parse_spec
+from spikeprof.core.status import MetricsReport, Verdict
 from spikeprof.services.alerts import SessionRegistry, SessionView
-from spikeprof.services.arming import Armer, ArmingReport
-from spikeprof.services.capture import CaptureJob, Capturer
-from spikeprof.services.outputs import TICK_SECONDS, SessionOutputs
-from spikeprof.services.status_outbox import StatusOutbox
+from spikeprof.services.arming import ArmingReport
+from spikeprof.services.capture import CaptureJob
+from spikeprof.services.outputs import TICK_SECONDS
+from spikeprof.services.status_outbox import StatusOutbox, StatusPatcher
 from spikeprof.services.triggers import SpikeWatcher
 
 
@@ -41,18 +39,48 @@ class AlertCandidate:
     rule: str
 
 
+@dataclass(frozen=True)
+class _Triggered:
+    """What the alerts and thresholds came to in one look."""
+
+    request: planner.CaptureRequest | None = None
+    suppressions: tuple[Suppression, ...] = ()
+    alerts_handled: tuple[str, ...] = ()  # answered without a capture
+    metrics: MetricsReport | None = None
+
+
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class CaptureRunner(Protocol):
+    """Runs one capture on the given pods (services.capture.Capturer)."""
+
+    async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome: ...
+
+
+class WorkloadArmer(Protocol):
+    """Turns profiling on in the session's workloads and back off (services.arming.Armer)."""
+
+    async def reconcile(
+        self, pods: Sequence[PodInfo], target: TargetSpec, dry_run: bool
+    ) -> ArmingReport: ...
+
+    async def disarm(self, refs: Sequence[WorkloadRef]) -> list[WorkloadRef]: ...
+
+
+class Outputs(Protocol):
+    """Uploads, spool and retention of the session (services.outputs.SessionOutputs)."""
+
+    async def settle(self, spec: SessionSpec, now: datetime.datetime) -> Verdict | None: ...
+
+    async def refusal(self, spec: SessionSpec) -> str | None: ...
 
 
 class StopFlag(Protocol):
     """True once the session's loop must end (kopf's DaemonStopped is one)."""
 
     def __bool__(self) -> bool: ...
-
-
-def _changed(current: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
-    return any(current.get(key) != value for key, value in patch.items())
 
 
 class SessionWorker:
@@ -67,16 +95,16 @@ class SessionWorker:
         *,
         namespace: str,
         name: str,
-        writer: SessionStatusWriter,
-        capturer: Capturer,
+        writer: StatusPatcher,
+        capturer: CaptureRunner,
         version: str,
         pods_in_namespace: Callable[[], Iterable[PodInfo]],
         pods_version: Callable[[], int],
         post_event: PostEvent,
         spikes: SpikeWatcher,
         registry: SessionRegistry,
-        outputs: SessionOutputs,
-        armer: Armer,
+        outputs: Outputs,
+        armer: WorkloadArmer,
         port_forward_missing: Callable[[str], Awaitable[list[str]]],
     ) -> None:
         self.namespace = namespace
@@ -144,130 +172,160 @@ class SessionWorker:
         stored: Mapping[str, Any],
         now: datetime.datetime,
     ) -> bool:
-        """Look once; return True when a capture ran (so the caller looks again at once)."""
+        """Look once: gather the facts, decide the next status, write it; then run the capture
+        decided, if any. True when a capture ran (so the caller looks again at once)."""
         generation = int(meta.get("generation") or 0)
-        # What the status will be once the API server has every write (it may be away).
-        current = self.outbox.view(stored)
+        current = self._status(stored)
         try:
             parsed = parse_spec(spec)
-        except SpecError as error:
-            patch = status_rules.invalid_spec_patch(current, str(error), generation, now)
-            if _changed(current, patch):
-                await self.outbox.write(patch)
+        except SpecError as error:  # said in status and an event, until the spec is fixed
+            failed = status_rules.invalid_spec(current, str(error), generation, now)
+            if await self._write(current, failed):
                 self.post_event("Warning", "InvalidSpec", str(error))
             return False
+        look, request, progress, reachable = await self._gather(
+            parsed, meta, current, stored, generation, now
+        )
+        decided = status_rules.next_status(current, look)
+        await self._write(current, decided)
+        if request is None:
+            return False
+        await self._capture(parsed, request, progress, reachable, decided, generation)
+        return True
 
+    async def _gather(
+        self,
+        parsed: SessionSpec,
+        meta: Mapping[str, Any],
+        current: SessionStatus,
+        stored: Mapping[str, Any],
+        generation: int,
+        now: datetime.datetime,
+    ) -> tuple[status_rules.Look, planner.CaptureRequest | None, planner.Progress, list[PodInfo]]:
+        """What one look finds: pods, arming, triggers, uploads; and the capture to run."""
         pods, reachable = self._select(parsed.selector)
         created = planner.parse_time(str(meta.get("creationTimestamp") or planner.format_time(now)))
         is_expired = expired(created, parsed.limits.expires_after, now)
         progress = self._progress(current)
-        arming_patch, ready = await self._arm(parsed, pods, current, is_expired, generation, now)
+        arming = await self._arm(parsed, pods, current, is_expired)
         # Until armed, triggers wait (a capture would meet no endpoint); a capture already
         # decided before a restart still finishes.
-        waiting = is_expired or not ready
-        request = None
+        waiting = is_expired or not arming.ready
+        planned = None
         if not waiting or progress.pending is not None:
-            request = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
-
-        # Each part of the patch builds on the parts before it: they share `conditions`.
-        patch = status_rules.observation_patch(
-            {**current, **arming_patch},
-            matched=len(pods),
-            reachable=len(reachable),
-            capturing=request is not None,
-            selector=parsed.selector.describe(),
-            generation=generation,
-            now=now,
-            is_expired=is_expired and progress.pending is None,
-        )
-        patch["conditions"] = status_rules.port_forward_conditions(
-            patch["conditions"],
-            access=parsed.target.access,
-            missing=await self._port_forward_rights(parsed.target.access),
-            namespace=self.namespace,
-            generation=generation,
-            now=now,
-        )
-        if "armedWorkloads" in arming_patch:
-            patch["armedWorkloads"] = arming_patch["armedWorkloads"]
-        if not ready and not is_expired and request is None:
-            patch["phase"] = "Arming"
+            planned = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
+        missing = await self._port_forward_rights(parsed.target.access)
         self._register(parsed, stored)
-        if request is None and not waiting:
-            request = self._alert_request(parsed, current, reachable, now, patch)
-        if request is None and not waiting:
-            evaluation = await self.spikes.evaluate(
-                namespace=self.namespace,
-                spec=parsed,
-                reachable=reachable,
-                current={**current, **patch},
-                generation=generation,
-                now=now,
-                monotonic=time.monotonic(),
-            )
-            if evaluation is not None:
-                patch.update(evaluation.patch)
-                for event in evaluation.events:
-                    self.post_event(*event)
-                request = evaluation.request
+        triggered = _Triggered()
+        if planned is None and not waiting:
+            triggered = await self._triggers(parsed, current, reachable, now)
+        upload = None
         if time.monotonic() >= self.outputs_due:
             self.outputs_due = time.monotonic() + TICK_SECONDS
-            patch.update(await self.outputs.settle(parsed, {**current, **patch}, generation, now))
-        if _changed(current, patch):
-            await self.outbox.write(patch)
-            current.update(patch)
-        else:
-            await self.outbox.flush()  # what waited for the API server, written once it answers
-        if request is None:
-            return False
-        if request.pods is not None:
+            upload = await self.outputs.settle(parsed, now)
+        look = status_rules.Look(
+            generation=generation,
+            now=now,
+            namespace=self.namespace,
+            selector=parsed.selector.describe(),
+            matched=len(pods),
+            reachable=len(reachable),
+            capturing=planned is not None,
+            expired=is_expired and progress.pending is None,
+            arming=arming,
+            access=parsed.target.access,
+            port_forward_missing=missing,
+            suppressions=triggered.suppressions,
+            alerts_handled=triggered.alerts_handled,
+            metrics=triggered.metrics,
+            upload=upload,
+        )
+        request = planned or triggered.request
+        if request is not None and request.pods is not None:
             chosen = set(request.pods)
             reachable = [p for p in reachable if p.name in chosen]
-        await self._capture(parsed, request, progress, reachable, current, generation)
-        return True
+        return look, request, progress, reachable
+
+    async def _triggers(
+        self,
+        parsed: SessionSpec,
+        current: SessionStatus,
+        reachable: list[PodInfo],
+        now: datetime.datetime,
+    ) -> _Triggered:
+        """Pending alerts first; without a capture for them, the thresholds."""
+        alerts = self._alert_request(parsed, current, reachable, now)
+        if alerts.request is not None:
+            return alerts
+        evaluation = await self.spikes.evaluate(
+            namespace=self.namespace,
+            spec=parsed,
+            reachable=reachable,
+            current=current,
+            now=now,
+            monotonic=time.monotonic(),
+        )
+        if evaluation is None:
+            return alerts
+        for event in evaluation.events:
+            self.post_event(*event)
+        return _Triggered(
+            evaluation.request,
+            (*alerts.suppressions, *evaluation.suppressed),
+            alerts.alerts_handled,
+            evaluation.report,
+        )
+
+    def _status(self, stored: Mapping[str, Any]) -> SessionStatus:
+        """The status as it will be once the API server has every write (it may be away), with
+        the alerts the receiver recorded that the watch has not delivered yet."""
+        current = SessionStatus.parse(self.outbox.view(stored))
+        hints = {key: PendingAlert.parse(entry) for key, entry in self.alert_hints.items() if entry}
+        if not hints:
+            return current
+        return dataclasses.replace(current, pending_alerts={**hints, **current.pending_alerts})
+
+    async def _write(self, current: SessionStatus, after: SessionStatus) -> bool:
+        """Write what changed (True), or else what waited for the API server (False)."""
+        patch = current.patch_to(after)
+        if patch:
+            await self.outbox.write(patch)
+        else:
+            await self.outbox.flush()  # what waited for the API server, written once it answers
+        return bool(patch)
 
     async def _arm(
         self,
         parsed: SessionSpec,
         pods: list[PodInfo],
-        current: Mapping[str, Any],
+        current: SessionStatus,
         is_expired: bool,
-        generation: int,
-        now: datetime.datetime,
-    ) -> tuple[dict[str, Any], bool]:
-        """Arm (or, once expired, disarm) the session's workloads: (status patch, ready)."""
-        recorded = [parse_workload(r, self.namespace) for r in current.get("armedWorkloads") or ()]
+    ) -> status_rules.Arming:
+        """Arm (or, once expired, disarm) the session's workloads."""
+        recorded = [parse_workload(r, self.namespace) for r in current.armed_workloads or ()]
         if is_expired or not parsed.target.enable_profiling:
             if not recorded:
-                return {}, True
+                return status_rules.Arming(ready=True)
             # Expired, or arming turned off in the spec: put the workloads back now.
             restored = await self.armer.disarm(recorded)
             if restored:
                 self.post_event(
                     "Normal", "Disarmed", f"Restored {', '.join(map(str, restored))} as they were."
                 )
-            return {"armedWorkloads": None}, True
+            return status_rules.Arming(ready=True, disarmed=True)
         key = (self.pods_version(), parsed.target.dry_run)
         if self._arming is None or self._arming[0] != key or time.monotonic() > self._arming[2]:
             report = await self.armer.reconcile(pods, parsed.target, parsed.target.dry_run)
             self._arming = (key, report, time.monotonic() + TICK_SECONDS)
         report = self._arming[1]
-        patch: dict[str, Any] = {
-            "conditions": status_rules.set_condition(
-                current.get("conditions") or (),
-                type="ProfilingEnabled",
-                status=report.armed,
-                reason=report.reason,
-                message=report.message,
-                generation=generation,
-                now=now,
-            )
-        }
+        known: tuple[str, ...] = ()
         if not parsed.target.dry_run:
-            known = sorted({*map(str, recorded), *map(str, report.workloads)})
-            if known != sorted(current.get("armedWorkloads") or ()):
-                patch["armedWorkloads"] = known
-        return patch, report.armed
+            known = tuple(sorted({*map(str, recorded), *map(str, report.workloads)}))
+        return status_rules.Arming(
+            ready=report.armed,
+            profiling=status_rules.Verdict(report.armed, report.reason, report.message),
+            workloads=known,
+        )
 
     async def _port_forward_rights(self, access: str) -> list[str] | None:
         """Asked of the API server every TICK_SECONDS while the session may port-forward."""
@@ -319,26 +377,23 @@ class SessionWorker:
     def _alert_request(
         self,
         parsed: SessionSpec,
-        current: Mapping[str, Any],
+        current: SessionStatus,
         reachable: list[PodInfo],
         now: datetime.datetime,
-        patch: dict[str, Any],
-    ) -> planner.CaptureRequest | None:
+    ) -> _Triggered:
         """A capture for the alerts recorded as pending, with cooldowns and maxCaptures applied."""
-        recorded = {**self.alert_hints, **(current.get("pendingAlerts") or {})}
         pending = {
-            key: entry
-            for key, entry in recorded.items()
-            if entry and key not in self.finished_alerts
+            key: alert
+            for key, alert in current.pending_alerts.items()
+            if key not in self.finished_alerts
         }
         self.alert_hints = {k: v for k, v in self.alert_hints.items() if k in pending}
         if not pending:
-            return None
+            return _Triggered()
         wanted: set[str] = set()
-        for entry in pending.values():
-            pods = entry.get("pods")
-            wanted.update(pods if pods is not None else (p.name for p in reachable))
-        names = ", ".join(sorted({str(e.get("alert")) for e in pending.values()}))
+        for alert in pending.values():
+            wanted.update(alert.pods if alert.pods is not None else (p.name for p in reachable))
+        names = ", ".join(sorted({alert.alert for alert in pending.values()}))
         candidates = [AlertCandidate(pod, f"alert {names}") for pod in sorted(wanted)]
         decision = apply_session_guards(candidates, limits=parsed.limits, status=current, now=now)
         for held in decision.suppressed:
@@ -348,17 +403,19 @@ class SessionWorker:
                 f"{held.rule.capitalize()} named pod {held.pod}, but no capture "
                 f"({held.guard}): {held.message}.",
             )
-        if decision.suppressed:
-            patch.update(status_rules.suppression_patch(current, decision.suppressed, now))
         if not decision.allowed:
             # Nothing to capture: the alerts are answered (held back), not left pending.
-            patch.update(status_rules.alerts_handled_patch(current, sorted(pending)))
             self.finished_alerts.update(pending)
-            return None
-        return planner.alert_capture(pending, [c.pod for c in decision.allowed], now)
+            return _Triggered(None, decision.suppressed, tuple(sorted(pending)))
+        request = planner.alert_capture(
+            {key: alert.alert for key, alert in pending.items()},
+            [c.pod for c in decision.allowed],
+            now,
+        )
+        return _Triggered(request, decision.suppressed)
 
-    def _progress(self, current: Mapping[str, Any]) -> planner.Progress:
-        stored = planner.progress_from_status(current)
+    def _progress(self, current: SessionStatus) -> planner.Progress:
+        stored = current.progress()
         if self.local is None:
             return stored
         if stored.pending is not None and stored.pending.id not in self.finished:
@@ -379,9 +436,10 @@ class SessionWorker:
         request: planner.CaptureRequest,
         progress: planner.Progress,
         reachable: list[PodInfo],
-        current: dict[str, Any],
+        current: SessionStatus,
         generation: int,
     ) -> None:
+        """Run `request` (gather), decide the status it leaves, write that and say so."""
         # A full spool (the object store has been away) refuses new captures: the oldest
         # waiting ones are kept, and the request ends as a failed capture saying why.
         refusal = await self.outputs.refusal(parsed) if progress.pending is None else None
@@ -389,53 +447,27 @@ class SessionWorker:
             outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
         else:
             if progress.pending is None:
-                # Durable before any profile is fetched: after a crash, this capture resumes.
-                # While the API server is away it cannot be; the spike is captured anyway, and
-                # the outbox records it, under the same id, once the API server answers.
-                await self.outbox.write(status_rules.pending_patch(request))
-                self.post_event(
-                    "Normal",
-                    "CaptureStarted",
-                    f"Capture {request.id} started ({request.reason}) on {len(reachable)} pod(s).",
-                )
+                current = await self._start(request, current, len(reachable))
             else:
                 self.post_event(
                     "Normal",
                     "CaptureResumed",
                     f"Capture {request.id} resumed after an operator restart.",
                 )
-            job = CaptureJob(
-                self.namespace,
-                self.name,
-                parsed,
-                request,
-                self.version,
-                self._pod_exists,
-                baseline_id=(
-                    current.get("baselineCapture") if request.trigger != "baseline" else None
-                ),
-            )
-            outcome = await self.capturer.run(job, reachable)
+            outcome = await self._run(parsed, request, reachable, current)
         done = planner.progress_after(progress, request)
-        now = datetime.datetime.now(datetime.UTC)
-        finished = status_rules.capture_done_patch(
-            current, outcome, done, generation, now, parsed.limits.cooldown
+        uploading = parsed.object_store.url if parsed.object_store and outcome.pods else None
+        finished = status_rules.capture_finished(
+            current,
+            outcome,
+            done,
+            generation=generation,
+            now=datetime.datetime.now(datetime.UTC),
+            cooldown=parsed.limits.cooldown,
+            reachable=len(reachable),
+            uploading_to=uploading,
         )
-        # Out of Capturing in the same write that ends the capture, never after it.
-        finished["phase"] = status_rules.phase_for(capturing=False, reachable=len(reachable))
-        if parsed.object_store is not None and outcome.pods:
-            # Until the next upload pass, the store does not hold this capture: say so in the
-            # same write, so that no reader sees it finished and "every capture" uploaded.
-            finished["conditions"] = status_rules.set_condition(
-                finished["conditions"],
-                type="ArtifactsUploaded",
-                status=False,
-                reason="Uploading",
-                message=f"Capture {request.id} is on its way to {parsed.object_store.url}.",
-                generation=generation,
-                now=now,
-            )
-        await self.outbox.write(finished)
+        await self.outbox.write(current.patch_to(finished))
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
@@ -446,3 +478,37 @@ class SessionWorker:
             "Captured" if ok else f"Capture{outcome.result}",
             outcome.summary(),
         )
+
+    async def _start(
+        self, request: planner.CaptureRequest, current: SessionStatus, pods: int
+    ) -> SessionStatus:
+        """Record the capture as pending before it runs."""
+        # Durable before any profile is fetched: after a crash, this capture resumes. While
+        # the API server is away it cannot be; the spike is captured anyway, and the outbox
+        # records it, under the same id, once the API server answers.
+        started = status_rules.capture_started(current, request)
+        await self.outbox.write(current.patch_to(started))
+        self.post_event(
+            "Normal",
+            "CaptureStarted",
+            f"Capture {request.id} started ({request.reason}) on {pods} pod(s).",
+        )
+        return started
+
+    async def _run(
+        self,
+        parsed: SessionSpec,
+        request: planner.CaptureRequest,
+        reachable: list[PodInfo],
+        current: SessionStatus,
+    ) -> CaptureOutcome:
+        job = CaptureJob(
+            self.namespace,
+            self.name,
+            parsed,
+            request,
+            self.version,
+            self._pod_exists,
+            baseline_id=current.baseline_capture if request.trigger != "baseline" else None,
+        )
+        return await self.capturer.run(job, reachable)

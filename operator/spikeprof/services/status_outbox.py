@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from spikeprof.adapters.kube import ApiUnavailableError, SessionStatusWriter
+from spikeprof.adapters.kube import ApiUnavailableError
 from spikeprof.core import merge_patch
 
 log = logging.getLogger("spikeprof.status")
@@ -25,10 +25,16 @@ it. kopf's watch follows within a few seconds of a write; this only bounds a pat
 server stored in another form than it was sent (so it never looks "seen")."""
 
 
+class StatusPatcher(Protocol):
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch a session's `.status` (adapters.kube.SessionStatusWriter)."""
+        ...
+
+
 class StatusOutbox:
     def __init__(
         self,
-        writer: SessionStatusWriter,
+        writer: StatusPatcher,
         namespace: str,
         name: str,
         clock: Callable[[], float] = time.monotonic,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from spikeprof.core import planner
-from spikeprof.core import status as status_rules
-from spikeprof.core.guards import apply_session_guards
+from spikeprof.core.guards import Suppression, apply_session_guards
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.rules import Metric, RuleEngine
+from spikeprof.core.session_status import SessionStatus
 from spikeprof.core.spec import SessionSpec, TargetSpec, TriggerSpec
+from spikeprof.core.status import MetricsReport
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -29,8 +30,11 @@ SourceFactory = Callable[[TriggerSpec, TargetSpec], MetricSource]
 
 @dataclass
 class Evaluation:
+    """What one evaluation found: the capture it asks for, and what status and events say."""
+
     request: planner.CaptureRequest | None
-    patch: dict[str, Any]
+    report: MetricsReport
+    suppressed: list[Suppression] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
@@ -50,8 +54,7 @@ class SpikeWatcher:
         namespace: str,
         spec: SessionSpec,
         reachable: Sequence[PodInfo],
-        current: Mapping[str, Any],
-        generation: int,
+        current: SessionStatus,
         now: datetime.datetime,
         monotonic: float,
     ) -> Evaluation | None:
@@ -65,60 +68,32 @@ class SpikeWatcher:
             self.next_at = 0.0
             try:
                 self.source = self.make_source(trigger, spec.target)
+            # No source for this spec (e.g. no Prometheus configured): MetricsAvailable says so.
             except MetricsUnavailableError as error:
                 self.source = None
-                return self._failed(trigger, str(error), current, generation, now)
+                return Evaluation(None, MetricsReport(trigger.source, None, str(error)))
         if monotonic < self.next_at:
             return None
         self.next_at = monotonic + trigger.interval
         try:
             batch = await self.source.observe(namespace, reachable, self.engine.metrics)
+        # The source did not answer this time: MetricsAvailable says why; asked again next time.
         except MetricsUnavailableError as error:
-            return self._failed(trigger, str(error), current, generation, now)
+            return Evaluation(None, MetricsReport(trigger.source, None, str(error)))
         firings, problems = self.engine.observe(
             batch.observations, {pod.name: pod.resources for pod in reachable}
         )
-        patch = status_rules.metrics_patch(
-            current,
-            source=trigger.source,
-            batch=batch,
-            error=None,
-            problems=problems,
-            generation=generation,
-            now=now,
-        )
+        report = MetricsReport(trigger.source, batch, problems=problems)
         if not firings:
-            return Evaluation(None, patch)
+            return Evaluation(None, report)
         decision = apply_session_guards(firings, limits=spec.limits, status=current, now=now)
-        events: list[Event] = []
-        if decision.suppressed:
-            patch.update(status_rules.suppression_patch(current, decision.suppressed, now))
-            events += [
-                (
-                    "Normal",
-                    "CaptureSuppressed",
-                    f"Rule {s.rule} fired on pod {s.pod}, but no capture ({s.guard}): {s.message}.",
-                )
-                for s in decision.suppressed
-            ]
+        events: list[Event] = [
+            (
+                "Normal",
+                "CaptureSuppressed",
+                f"Rule {s.rule} fired on pod {s.pod}, but no capture ({s.guard}): {s.message}.",
+            )
+            for s in decision.suppressed
+        ]
         request = planner.threshold_capture(decision.allowed, now) if decision.allowed else None
-        return Evaluation(request, patch, events)
-
-    def _failed(
-        self,
-        trigger: TriggerSpec,
-        error: str,
-        current: Mapping[str, Any],
-        generation: int,
-        now: datetime.datetime,
-    ) -> Evaluation:
-        patch = status_rules.metrics_patch(
-            current,
-            source=trigger.source,
-            batch=None,
-            error=error,
-            problems=(),
-            generation=generation,
-            now=now,
-        )
-        return Evaluation(None, patch)
+        return Evaluation(request, report, list(decision.suppressed), events)
