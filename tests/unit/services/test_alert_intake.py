@@ -1,0 +1,124 @@
+"""AlertIntake: firing alerts recorded as pending in the sessions they match, before the answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from spikeprof.adapters.alert_receiver import RecordingFailedError
+from spikeprof.adapters.kube import KubeError, SessionGoneError
+from spikeprof.core.alerts import Notification, parse_notification
+from spikeprof.core.spec import parse_spec
+from spikeprof.services.alerts import AlertIntake, SessionRegistry, SessionView
+from tests.unit.services.conftest import FakeStatusWriter, pod, spec
+
+KEY = "abc@2026-11-26T01:00:00Z"
+
+
+def notification(*alerts: Mapping[str, Any]) -> Notification:
+    def alert(fingerprint: str = "abc", **labels: str) -> dict[str, Any]:
+        return {
+            "status": "firing",
+            "labels": {"alertname": "HighCPU", "namespace": "shop", **labels},
+            "annotations": {},
+            "startsAt": "2026-11-26T01:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": fingerprint,
+        }
+
+    body = [alert(**a) for a in alerts] or [alert(pod="web-1")]
+    return parse_notification({"version": "4", "status": "firing", "groupKey": "g", "alerts": body})
+
+
+class Sessions:
+    """One registered session named checkout, and what was delivered to its loop."""
+
+    def __init__(self, status: Mapping[str, Any] | None = None) -> None:
+        self.registry = SessionRegistry()
+        self.delivered: list[Mapping[str, Any]] = []
+        parsed = parse_spec(spec(trigger={"alerts": {"matchLabels": {"alertname": "HighCPU"}}}))
+        self.registry.register(
+            SessionView(
+                "shop",
+                "checkout",
+                parsed,
+                lambda: [pod("web-1"), pod("web-2")],
+                lambda: status or {},
+                self.delivered.append,
+            )
+        )
+
+
+async def test_a_firing_alert_is_recorded_as_pending_and_handed_to_the_session() -> None:
+    writer, sessions = FakeStatusWriter(), Sessions()
+    result = await AlertIntake(sessions.registry, writer).receive(notification())
+    assert (result.recorded, result.duplicates, result.unmatched) == (1, 0, 0)
+    entry = writer.status["pendingAlerts"][KEY]
+    assert (entry["alert"], entry["pods"]) == ("HighCPU", ["web-1"])
+    assert sessions.delivered == [{KEY: writer.patches[0]["pendingAlerts"][KEY]}]
+
+
+async def test_an_alert_already_handled_or_just_recorded_is_a_duplicate() -> None:
+    writer = FakeStatusWriter()
+    handled = Sessions({"alertsHandled": [KEY]})
+    result = await AlertIntake(handled.registry, writer).receive(notification())
+    assert (result.recorded, result.duplicates) == (0, 1)
+    assert writer.patches == []
+
+    fresh = AlertIntake(Sessions().registry, writer)
+    await fresh.receive(notification())
+    again = await fresh.receive(notification())  # the watch has not shown the status yet
+    assert (again.recorded, again.duplicates) == (0, 1)
+
+
+async def test_alerts_for_pods_or_names_no_session_selects_are_unmatched() -> None:
+    writer = FakeStatusWriter()
+    result = await AlertIntake(Sessions().registry, writer).receive(
+        notification({"pod": "db-0", "fingerprint": "f1"}, {"alertname": "DiskFull"})
+    )
+    assert (result.recorded, result.unmatched) == (0, 2)
+    assert writer.patches == []
+
+
+async def test_a_refused_write_fails_the_notification_so_alertmanager_retries() -> None:
+    writer = FakeStatusWriter(fail_with=KubeError("etcd is read-only"))
+    with pytest.raises(RecordingFailedError, match="etcd is read-only"):
+        await AlertIntake(Sessions().registry, writer).receive(notification())
+
+
+async def test_a_session_deleted_since_it_matched_is_owed_nothing() -> None:
+    writer, sessions = FakeStatusWriter(fail_with=SessionGoneError("gone")), Sessions()
+    await AlertIntake(sessions.registry, writer).receive(notification())
+    assert sessions.delivered == []
+
+
+class GatedWriter(FakeStatusWriter):
+    """Holds each write until the test opens the gate, as a slow API server would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self.gate.wait()
+        await super().patch(namespace, name, status)
+
+
+async def test_alerts_arriving_during_a_write_share_the_next_one() -> None:
+    writer, sessions = GatedWriter(), Sessions()
+    intake = AlertIntake(sessions.registry, writer)
+    first = asyncio.create_task(intake.receive(notification({"pod": "web-1", "fingerprint": "a"})))
+    await asyncio.sleep(0)
+    later = [
+        asyncio.create_task(intake.receive(notification({"pod": "web-2", "fingerprint": f})))
+        for f in ("b", "c", "d")
+    ]
+    await asyncio.sleep(0)
+    writer.gate.set()
+    results = await asyncio.gather(first, *later)
+    assert sum(r.recorded for r in results) == 4
+    assert len(writer.patches) == 2
+    assert len(writer.status["pendingAlerts"]) == 4

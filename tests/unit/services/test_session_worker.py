@@ -1,0 +1,184 @@
+"""SessionWorker: one look gathers the facts, decides the next status and writes what changed."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from spikeprof.core.pods import PodInfo
+from spikeprof.services.alerts import SessionRegistry
+from spikeprof.services.arming import ArmingReport
+from spikeprof.services.session import SessionWorker
+from spikeprof.services.triggers import SpikeWatcher
+from tests.unit.services.conftest import (
+    NOW,
+    FakeArmer,
+    FakeCapturer,
+    FakeMetricSource,
+    FakeOutputs,
+    FakeStatusWriter,
+    pod,
+    spec,
+)
+
+META = {"generation": 1, "creationTimestamp": "2026-11-26T00:59:00Z"}
+
+
+class Session:
+    """A worker over fakes, with the events it posted."""
+
+    def __init__(
+        self,
+        writer: FakeStatusWriter,
+        pods: Sequence[PodInfo] = (pod("web-1"),),
+        *,
+        armer: FakeArmer | None = None,
+        source: FakeMetricSource | None = None,
+    ) -> None:
+        self.writer = writer
+        self.capturer = FakeCapturer()
+        self.events: list[tuple[str, str, str]] = []
+        self.worker = SessionWorker(
+            namespace="shop",
+            name="checkout",
+            writer=writer,
+            capturer=self.capturer,
+            version="test",
+            pods_in_namespace=lambda: list(pods),
+            pods_version=lambda: 1,
+            post_event=lambda *event: self.events.append(event),
+            spikes=SpikeWatcher(lambda trigger, target: source or FakeMetricSource()),
+            registry=SessionRegistry(),
+            outputs=FakeOutputs(),
+            armer=armer or FakeArmer(),
+            port_forward_missing=_no_verbs_missing,
+        )
+
+    async def look(self, spec: dict[str, Any], now: datetime.datetime = NOW) -> bool:
+        # kopf hands the worker its copy of the status: here, what the "API server" holds.
+        return await self.worker.step(spec, META, dict(self.writer.status), now)
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
+
+
+async def _no_verbs_missing(namespace: str) -> list[str]:
+    return []
+
+
+async def test_an_immediate_session_captures_once_and_records_it_in_status(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer)
+    assert await session.look(spec(trigger={"immediate": True})) is True
+    assert [names for _, names in session.capturer.jobs] == [["web-1"]]
+    status = writer.status
+    assert status["captures"]["total"] == 1
+    assert status["lastCapture"]["result"] == "Succeeded"
+    assert (status["phase"], status["immediateDone"]) == ("Armed", True)
+    assert "pendingCapture" not in status
+    assert session.reasons() == ["CaptureStarted", "Captured"]
+    # The capture was recorded as pending before it ran, so that a crash resumes it.
+    assert any("pendingCapture" in patch and patch["pendingCapture"] for patch in writer.patches)
+
+    assert await session.look(spec(trigger={"immediate": True})) is False
+    assert len(session.capturer.jobs) == 1
+
+
+async def test_a_look_that_finds_nothing_new_writes_nothing(writer: FakeStatusWriter) -> None:
+    session = Session(writer)
+    assert await session.look(spec()) is False
+    assert writer.status["phase"] == "Armed"
+    assert writer.status["targets"] == {"matched": 1, "reachable": 1, "summary": "1/1"}
+    written = len(writer.patches)
+    await session.look(spec(), NOW + datetime.timedelta(seconds=5))
+    assert len(writer.patches) == written
+
+
+async def test_an_invalid_spec_fails_the_session_with_one_event(writer: FakeStatusWriter) -> None:
+    session = Session(writer)
+    bad = spec(profiles=[{"type": "memory"}])
+    await session.look(bad)
+    await session.look(bad)
+    assert writer.status["phase"] == "Failed"
+    [ready] = writer.status["conditions"]
+    assert (ready["type"], ready["reason"]) == ("Ready", "InvalidSpec")
+    assert len(writer.patches) == 1
+    assert session.reasons() == ["InvalidSpec"]
+
+
+ALERTS = {"alerts": {"matchLabels": {"alertname": "HighCPU"}}}
+
+
+async def test_a_pending_alert_captures_the_pods_it_names_and_is_then_handled(
+    writer: FakeStatusWriter,
+) -> None:
+    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-2"]}}}
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    assert await session.look(spec(trigger=ALERTS)) is True
+    assert [names for _, names in session.capturer.jobs] == [["web-2"]]
+    assert "pendingAlerts" not in writer.status
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert writer.status["lastCapture"]["trigger"] == "alert"
+
+
+async def test_an_alert_held_back_by_the_cooldown_is_answered_without_a_capture(
+    writer: FakeStatusWriter,
+) -> None:
+    writer.status = {
+        "pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}},
+        "podLastCaptured": {"web-1": "2026-11-26T00:58:00Z"},
+    }
+    session = Session(writer)
+    assert await session.look(spec(trigger=ALERTS, limits={"cooldown": "10m"})) is False
+    assert session.capturer.jobs == []
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert writer.status["suppressed"]["total"] == 1
+    assert writer.status["suppressed"]["last"]["guard"] == "Cooldown"
+    assert session.reasons() == ["CaptureSuppressed"]
+
+
+async def test_a_pod_above_its_threshold_is_captured_and_the_metrics_are_reported(
+    writer: FakeStatusWriter,
+) -> None:
+    source = FakeMetricSource([{"web-1": 2.0 * 2**30, "web-2": 1.0}])
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")], source=source)
+    trigger = {"thresholds": [{"metric": "memory", "above": "1Gi"}], "metricsSource": "scrape"}
+    assert await session.look(spec(trigger=trigger)) is True
+    assert [names for _, names in session.capturer.jobs] == [["web-1"]]
+    conditions = {c["type"]: c for c in writer.status["conditions"]}
+    assert conditions["MetricsAvailable"]["message"] == (
+        "scrape: metrics for 2 of 2 selected pod(s)."
+    )
+    assert writer.status["lastCapture"]["trigger"] == "threshold"
+
+
+async def test_until_its_pods_serve_profiles_an_arming_session_captures_nothing(
+    writer: FakeStatusWriter,
+) -> None:
+    waiting = ArmingReport(False, "Arming", "waiting for 1 pod(s)", ())
+    session = Session(writer, armer=FakeArmer(report=waiting))
+    target = {"kind": "dapr", "access": "direct", "enableProfiling": True}
+    assert await session.look(spec(target=target, trigger={"immediate": True})) is False
+    assert session.capturer.jobs == []
+    assert writer.status["phase"] == "Arming"
+    conditions = {c["type"]: c for c in writer.status["conditions"]}
+    assert conditions["ProfilingEnabled"]["reason"] == "Arming"
+
+
+async def test_while_the_api_server_is_away_a_capture_runs_and_its_status_waits(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer)
+    writer.away = True
+    assert await session.look(spec(trigger={"immediate": True})) is True
+    assert len(session.capturer.jobs) == 1
+    assert writer.status == {}
+    writer.away = False
+    # kopf still shows the old (empty) status: the worker reads it as it will be, and does
+    # not capture again; the waiting writes go out in order.
+    assert await session.look(spec(trigger={"immediate": True})) is False
+    assert len(session.capturer.jobs) == 1
+    assert writer.status["captures"]["total"] == 1
+    assert writer.status["immediateDone"] is True
