@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -323,12 +322,10 @@ def test_the_installed_command_lists_as_json_and_refuses_a_missing_root(
     volume: Volume, tmp_path: Path
 ) -> None:
     command = [sys.executable, "-m", "spikeprof.cli", "captures", "list"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "operator")}
     listed = subprocess.run(
         [*command, "--root", str(volume.root), "-n", NS, "-o", "json"],
         capture_output=True,
         text=True,
-        env=env,
         timeout=60,
         check=False,
     )
@@ -340,7 +337,6 @@ def test_the_installed_command_lists_as_json_and_refuses_a_missing_root(
         [*command, "--root", str(tmp_path / "nowhere")],
         capture_output=True,
         text=True,
-        env=env,
         timeout=60,
         check=False,
     )
