@@ -54,6 +54,7 @@ def test_volume_retention_keeps_the_newest_captures_whole(tmp_path: Path) -> Non
 
     from spikeprof.core.spec import parse_spec
     from spikeprof.services.outputs import SessionOutputs
+    from spikeprof.settings import Settings
 
     store = VolumeStore(tmp_path)
     ids = [
@@ -76,7 +77,9 @@ def test_volume_retention_keeps_the_newest_captures_whole(tmp_path: Path) -> Non
     async def no_secret(namespace: str, name: str) -> dict[str, str]:
         raise AssertionError("no object store, no secret")
 
-    outputs = SessionOutputs("shop", "checkout", tmp_path, no_secret)
+    outputs = SessionOutputs(
+        "shop", "checkout", tmp_path, no_secret, Settings.from_env({}).spool_max_bytes
+    )
     now = datetime.datetime(2026, 11, 26, 4, 0, tzinfo=datetime.UTC)
     assert asyncio.run(outputs.settle(spec, {}, 1, now)) == {}
     kept = sorted(k.capture_id for k in store.published("shop", "checkout"))
