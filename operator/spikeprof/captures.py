@@ -59,8 +59,9 @@ class CommandError(SpikeprofError):
     """A failure to report to the user as one sentence, with exit status 1."""
 
 
-def add_parser(commands: Any) -> None:
-    """Add `captures` and its subcommands to the `spikeprof` parser's subcommands."""
+def source_options() -> argparse.ArgumentParser:
+    """A parent parser with the options that say where the captures are (--root, --store, …),
+    shared by every command that reads captures."""
     source = argparse.ArgumentParser(add_help=False)
     where = source.add_argument_group("where the captures are")
     where.add_argument(
@@ -84,7 +85,12 @@ def add_parser(commands: Any) -> None:
         help="address the bucket as bucket.endpoint",
     )
     where.add_argument("--region", help="the S3 bucket's region; default $AWS_REGION")
+    return source
 
+
+def add_parser(commands: Any) -> None:
+    """Add `captures` and its subcommands to the `spikeprof` parser's subcommands."""
+    source = source_options()
     group = commands.add_parser("captures", help="list, show, fetch and compare captures")
     sub = group.add_subparsers(dest="captures_command", required=True, metavar="COMMAND")
 
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     err = err or sys.stderr
     commands = {"list": _list, "show": _show, "get": _get, "diff": _diff}
     try:
-        source = _open_source(args)
+        source = open_source(args)
         return asyncio.run(commands[args.captures_command](args, source, out, err))
     except SpikeprofError as error:
         # The user's input or the artifacts are wrong (CommandError, CatalogError,
@@ -152,7 +158,8 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
-def _open_source(args: argparse.Namespace) -> ArtifactSource:
+def open_source(args: argparse.Namespace) -> ArtifactSource:
+    """The captures' source that the options of `source_options` name."""
     if args.store and args.root:
         raise CommandError("Give --root or --store, not both")
     if args.store:
@@ -182,7 +189,7 @@ async def _captures(source: ArtifactSource, keep: CaptureFilter, err: TextIO) ->
     return catalog.select(listing.captures, keep)
 
 
-async def _resolve(source: ArtifactSource, text: str, err: TextIO) -> Capture:
+async def resolve(source: ArtifactSource, text: str, err: TextIO) -> Capture:
     ref = CaptureRef.parse(text)
     return catalog.resolve(ref, await _captures(source, ref.filter, err))
 
@@ -267,11 +274,17 @@ def _summary_top(summary: Mapping[str, Any], top: int) -> list[str]:
 
 
 async def _show(args: argparse.Namespace, source: ArtifactSource, out: TextIO, err: TextIO) -> int:
-    capture = await _resolve(source, args.ref, err)
+    capture = await resolve(source, args.ref, err)
     if args.output == "json":
         json.dump(dict(capture.metadata), out, indent=2)
         out.write("\n")
         return 0
+    out.write("\n".join(describe_capture(capture, args.top)) + "\n")
+    return 0
+
+
+def describe_capture(capture: Capture, top: int) -> list[str]:
+    """A capture as `show` prints it: trigger, files, and each profile's top functions."""
     lines = [
         f"Capture:   {capture.key.relative_path}",
         f"Node:      {capture.node or '-'}",
@@ -291,13 +304,12 @@ async def _show(args: argparse.Namespace, source: ArtifactSource, out: TextIO, e
         if profile.empty_reason is not None:
             lines.append(f"    (empty) {profile.empty_reason}")
         elif profile.summary is not None:
-            lines.extend(_summary_top(profile.summary, args.top))
+            lines.extend(_summary_top(profile.summary, top))
         elif profile.file and not profile.file.endswith(_PPROF_FILE_SUFFIX):
             lines.append("    (not a pprof profile: open it with `go tool trace`)")
         else:
             lines.append("    (no summary in metadata.json)")
-    out.write("\n".join(lines) + "\n")
-    return 0
+    return lines
 
 
 class _ProgressBar:
@@ -340,7 +352,7 @@ def _sha256(path: Path) -> str:
 
 
 async def _get(args: argparse.Namespace, source: ArtifactSource, out: TextIO, err: TextIO) -> int:
-    capture = await _resolve(source, args.ref, err)
+    capture = await resolve(source, args.ref, err)
     dest: Path = args.to or Path(capture.key.capture_id)
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     bar = _ProgressBar(err, capture.total_bytes)
@@ -398,8 +410,8 @@ def _profile_type(base: Capture, spike: Capture, wanted: str | None) -> str:
 
 
 async def _diff(args: argparse.Namespace, source: ArtifactSource, out: TextIO, err: TextIO) -> int:
-    base = await _resolve(source, args.base, err)
-    spike = await _resolve(source, args.spike, err)
+    base = await resolve(source, args.base, err)
+    spike = await resolve(source, args.spike, err)
     type_ = _profile_type(base, spike, args.profile_type)
     with tempfile.TemporaryDirectory(prefix="spikeprof-diff-") as scratch:
         profiles = []
