@@ -1,14 +1,18 @@
-"""The `spikeprof` command: `run` starts the operator, `captures` reads what it wrote."""
+"""The `spikeprof` command: `run` starts the operator, `captures` reads what it wrote, `ui`
+shows it in a browser."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import kopf
 
 from spikeprof import __version__, captures
+from spikeprof.errors import SpikeprofError
+from spikeprof.ui import server
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,6 +28,18 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness or None,
         standalone=True,
     )
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    try:
+        source = captures.open_source(args)
+        token = args.token_file.read_text().strip() if args.token_file else None
+    except (SpikeprofError, OSError) as error:
+        # Where the captures are, or the token file, is wrong: one sentence, no traceback.
+        sys.stderr.write(f"spikeprof: {error}\n")
+        return 1
+    server.serve(source, address=args.address, port=args.port, token=token or None)
     return 0
 
 
@@ -45,11 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     captures.add_parser(commands)
+    ui = commands.add_parser(
+        "ui", parents=[captures.source_options()], help="serve a read-only web UI of the captures"
+    )
+    ui.add_argument("--address", default=server.DEFAULT_ADDRESS, help="default %(default)s")
+    ui.add_argument("--port", type=int, default=server.DEFAULT_PORT, help="default %(default)s")
+    ui.add_argument(
+        "--token-file", type=Path, help="ask for the bearer token this file holds; default none"
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
     if args.command == "captures":
         return captures.run(args)
+    if args.command == "ui":
+        return _ui(args)
     return 2
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.catalog import Capture, CatalogError, capture_from_metadata
 from spikeprof.errors import SpikeprofError
+from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 
 COPY_CHUNK = 1024 * 1024
 """Bytes copied per step from the volume: progress moves often enough, memory stays small."""
@@ -30,6 +32,8 @@ COPY_CHUNK = 1024 * 1024
 METADATA_READS_IN_FLIGHT = 8
 """metadata.json files downloaded at once when listing a store: a listing of a few hundred
 captures takes seconds, not minutes, without flooding the store."""
+
+log = logging.getLogger("spikeprof.artifacts")
 
 Progress = Callable[[int], None]
 """Called with the bytes just written, as a file is being fetched."""
@@ -209,3 +213,35 @@ class StoreArtifacts:
             raise ArtifactReadError(str(error)) from None
         progress(written)  # the store streams to disk itself: report the file once it is whole
         return written
+
+
+async def fetch_listed(source: ArtifactSource, capture: Capture, name: str, dest: Path) -> int:
+    """Fetch a file the listing named; if it is gone since, say so without local paths."""
+    try:
+        return await source.fetch(capture, name, dest, lambda _: None)
+    except ArtifactReadError as error:
+        log.warning("Cannot fetch %s/%s: %s", capture.key.relative_path, name, error)
+        raise ArtifactReadError(
+            f"{capture.key.relative_path}/{name} was listed in {source.description} but cannot "
+            "be read now: it was removed since, or the store is out of reach."
+        ) from error
+
+
+async def read_profile(
+    source: ArtifactSource, capture: Capture, type_: str, scratch: Path
+) -> Profile:
+    """A capture's profile of one type, fetched into scratch and decoded.
+
+    ArtifactReadError when the capture has no such file, or it cannot be fetched or decoded.
+    """
+    entry = capture.profile(type_)
+    if entry is None or entry.file is None:
+        raise ArtifactReadError(f"{capture.key.relative_path} has no {type_} profile file.")
+    path = scratch / f"{capture.key.capture_id}-{entry.file}"
+    await fetch_listed(source, capture, entry.file, path)
+    try:
+        return await asyncio.to_thread(decode_file, path)
+    except ProfileDecodeError as error:
+        raise ArtifactReadError(
+            f"The {type_} profile of {capture.key.relative_path} cannot be read: {error}"
+        ) from None

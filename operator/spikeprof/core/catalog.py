@@ -19,6 +19,7 @@ from spikeprof.errors import SpikeprofError
 _CAPTURE_ID_TIME = re.compile(r"^(\d{8}T\d{6})\.(\d{3})Z")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PPROF_FILE_SUFFIX = ".pb.gz"
 
 
 class CatalogError(SpikeprofError, ValueError):
@@ -190,6 +191,8 @@ class CaptureFilter:
     pod: str | None = None
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
+    trigger: str | None = None
+    """The trigger's type: immediate, threshold, alert, ..."""
 
     def keeps(self, capture: Capture) -> bool:
         key = capture.key
@@ -197,6 +200,7 @@ class CaptureFilter:
             (self.namespace is None or key.namespace == self.namespace)
             and (self.session is None or key.session == self.session)
             and (self.pod is None or key.pod == self.pod)
+            and (self.trigger is None or capture.trigger == self.trigger)
             and (self.since is None or capture.time >= self.since)
             and (self.until is None or capture.time <= self.until)
         )
@@ -217,6 +221,56 @@ def select(captures: Iterable[Capture], keep: CaptureFilter) -> list[Capture]:
     kept = [capture for capture in captures if keep.keeps(capture)]
     kept.sort(key=lambda c: (c.key.capture_id, c.key.parts))
     return kept
+
+
+def previous_of(capture: Capture, captures: Iterable[Capture]) -> Capture | None:
+    """The same pod's capture just before this one, if any."""
+    earlier = [
+        c
+        for c in captures
+        if c.key.parts[:3] == capture.key.parts[:3] and c.key.capture_id < capture.key.capture_id
+    ]
+    return max(earlier, key=lambda c: c.key.capture_id, default=None)
+
+
+def baseline_id_of(capture: Capture) -> str | None:
+    """The id of the session's calm capture of this pod that the operator compared it with."""
+    for raw in capture.metadata.get("profiles") or ():
+        versus = raw.get("versusBaseline") if isinstance(raw, Mapping) else None
+        if isinstance(versus, Mapping) and isinstance(versus.get("baseline"), str):
+            return str(versus["baseline"])
+    return None
+
+
+def readable_profile_types(capture: Capture) -> set[str]:
+    """The profile types of a capture with a pprof file (not failed, not a trace)."""
+    return {
+        p.type
+        for p in capture.profiles
+        if p.file and not p.failure and p.file.endswith(PPROF_FILE_SUFFIX)
+    }
+
+
+def comparable_profile_type(base: Capture, spike: Capture, wanted: str | None) -> str:
+    """The profile type to compare two captures by: the one wanted, else cpu, else the first
+    both have; CatalogError when they have none in common."""
+    if wanted is not None:
+        for capture in (base, spike):
+            if wanted not in readable_profile_types(capture):
+                raise CatalogError(
+                    f"{capture.key.relative_path} has no readable {wanted} profile "
+                    f"(it has: {', '.join(sorted(readable_profile_types(capture))) or 'none'})"
+                )
+        return wanted
+    both = readable_profile_types(base) & readable_profile_types(spike)
+    if "cpu" in both:
+        return "cpu"
+    if not both:
+        raise CatalogError(
+            f"{base.key.relative_path} and {spike.key.relative_path} have no pprof profile "
+            "type in common to compare"
+        )
+    return sorted(both)[0]
 
 
 @dataclass(frozen=True, slots=True)
