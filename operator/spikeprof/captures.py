@@ -25,6 +25,7 @@ from spikeprof.adapters.artifact_reader import (
     ArtifactSource,
     StoreArtifacts,
     VolumeArtifacts,
+    read_profile,
 )
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
 from spikeprof.core import catalog
@@ -32,7 +33,6 @@ from spikeprof.core.catalog import Capture, CaptureFilter, CaptureRef
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
 from spikeprof.pprof import diff_page, units
-from spikeprof.pprof.profile import ProfileDecodeError, decode_file
 
 ROOT_ENV = "SPIKEPROF_ARTIFACT_ROOT"
 DEFAULT_TOP = 10
@@ -52,7 +52,6 @@ _CREDENTIAL_ENV = {
         "AZURE_TENANT_ID",
     ),
 }
-_PPROF_FILE_SUFFIX = ".pb.gz"
 
 
 class CommandError(SpikeprofError):
@@ -305,7 +304,7 @@ def describe_capture(capture: Capture, top: int) -> list[str]:
             lines.append(f"    (empty) {profile.empty_reason}")
         elif profile.summary is not None:
             lines.extend(_summary_top(profile.summary, top))
-        elif profile.file and not profile.file.endswith(_PPROF_FILE_SUFFIX):
+        elif profile.file and not profile.file.endswith(catalog.PPROF_FILE_SUFFIX):
             lines.append("    (not a pprof profile: open it with `go tool trace`)")
         else:
             lines.append("    (no summary in metadata.json)")
@@ -382,52 +381,14 @@ async def _get(args: argparse.Namespace, source: ArtifactSource, out: TextIO, er
     return 0
 
 
-def _profile_type(base: Capture, spike: Capture, wanted: str | None) -> str:
-    def usable(capture: Capture) -> set[str]:
-        return {
-            p.type
-            for p in capture.profiles
-            if p.file and not p.failure and p.file.endswith(_PPROF_FILE_SUFFIX)
-        }
-
-    both = usable(base) & usable(spike)
-    if wanted is not None:
-        for capture in (base, spike):
-            if wanted not in usable(capture):
-                raise CommandError(
-                    f"{capture.key.relative_path} has no readable {wanted} profile "
-                    f"(it has: {', '.join(sorted(usable(capture))) or 'none'})"
-                )
-        return wanted
-    if "cpu" in both:
-        return "cpu"
-    if not both:
-        raise CommandError(
-            f"{base.key.relative_path} and {spike.key.relative_path} have no pprof profile "
-            "type in common to compare"
-        )
-    return sorted(both)[0]
-
-
 async def _diff(args: argparse.Namespace, source: ArtifactSource, out: TextIO, err: TextIO) -> int:
     base = await resolve(source, args.base, err)
     spike = await resolve(source, args.spike, err)
-    type_ = _profile_type(base, spike, args.profile_type)
+    type_ = catalog.comparable_profile_type(base, spike, args.profile_type)
     with tempfile.TemporaryDirectory(prefix="spikeprof-diff-") as scratch:
-        profiles = []
-        for label, capture in (("base", base), ("spike", spike)):
-            entry = capture.profile(type_)
-            # _profile_type chose a type both captures have a readable file of.
-            assert entry is not None
-            assert entry.file is not None
-            path = Path(scratch) / f"{label}-{entry.file}"
-            await source.fetch(capture, entry.file, path, lambda _: None)
-            try:
-                profiles.append(decode_file(path))
-            except ProfileDecodeError as error:
-                raise CommandError(
-                    f"The {type_} profile of {capture.key.relative_path} cannot be read: {error}"
-                ) from None
+        profiles = [
+            await read_profile(source, capture, type_, Path(scratch)) for capture in (base, spike)
+        ]
     try:
         result = pprof_diff.diff_profiles(
             profiles[0],
