@@ -220,6 +220,26 @@ class Settings:
     capture a minute of 10 MiB for well over an hour of outage, on a node's disk (the
     operator's emptyDir) that is shared with everything else."""
 
+    ui_port: int = field(
+        metadata=_declare(
+            "SPIKEPROF_UI_PORT", "0", _port, "the captures UI inside the operator; `0` turns it off"
+        )
+    )
+    """The same read-only UI as `spikeprof ui`, over the artifact volume (the chart's
+    ui.enabled sets it, with a Service of its own)."""
+
+    ui_address: str = field(
+        metadata=_declare("SPIKEPROF_UI_ADDRESS", "127.0.0.1", _text, "address the UI binds to")
+    )
+    """Loopback unless told otherwise: the chart sets 0.0.0.0 so that its Service reaches it."""
+
+    ui_token_file: Path | None = field(
+        metadata=_declare(
+            "SPIKEPROF_UI_TOKEN_FILE", None, _path, "bearer token the UI asks of every caller"
+        )
+    )
+    """A mounted Secret; unset shows the UI to whoever reaches its port."""
+
     kubeconfig: str | None = field(
         metadata=_declare(
             "SPIKEPROF_KUBECONFIG",
@@ -244,6 +264,9 @@ class Settings:
 
     def prometheus_token(self) -> str | None:
         return _read_secret(self.prometheus_token_file, "SPIKEPROF_PROMETHEUS_TOKEN_FILE")
+
+    def ui_token(self) -> str | None:
+        return _read_secret(self.ui_token_file, "SPIKEPROF_UI_TOKEN_FILE")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

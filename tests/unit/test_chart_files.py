@@ -590,6 +590,44 @@ def test_alerts_off_runs_no_receiver(helm: Path) -> None:
     ]
 
 
+def test_the_ui_is_off_by_default_and_gets_its_port_service_and_token_when_enabled(
+    helm: Path,
+) -> None:
+    default = render(helm)
+    assert "SPIKEPROF_UI_PORT" not in {var["name"] for var in controller(default)["env"]}
+    assert not [o for o in default if o["metadata"]["name"] == "spikeprof-ui"]
+
+    objects = render(helm, "--set=ui.enabled=true", "--set=ui.tokenSecret=ui-token")
+    container = controller(objects)
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert env["SPIKEPROF_UI_PORT"] == "8090"
+    assert env["SPIKEPROF_UI_ADDRESS"] == "0.0.0.0"
+    assert env["SPIKEPROF_UI_TOKEN_FILE"] == "/etc/spikeprof/ui-token/token"
+    assert {"name": "ui", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
+    volumes = {
+        v["name"]: v["secret"]["secretName"]
+        for v in only(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
+    assert volumes["ui-token"] == "ui-token"
+    (service,) = [o for o in objects if o["metadata"]["name"] == "spikeprof-ui"]
+    assert service["kind"] == "Service"
+    assert service["spec"]["ports"] == [
+        {"name": "ui", "port": 8090, "targetPort": "ui", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"]
+        == only(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_the_network_policy_admits_the_ui_port_when_the_ui_is_enabled(helm: Path) -> None:
+    objects = render(helm, "--set=networkPolicy.enabled=true", "--set=ui.enabled=true")
+    policy = only(objects, "NetworkPolicy")
+    ports = [port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]]
+    assert 8090 in ports
+
+
 # -- the CRD --------------------------------------------------------------------------------
 
 

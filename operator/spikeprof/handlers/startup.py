@@ -9,10 +9,12 @@ from typing import Any
 import kopf
 
 from spikeprof import __version__
+from spikeprof.adapters.artifact_reader import VolumeArtifacts
 from spikeprof.adapters.kube import Identity
-from spikeprof.handlers.memo import factory_of, keep
+from spikeprof.handlers.memo import factory_of, keep, keep_ui, ui_of
 from spikeprof.services.factory import Factory
 from spikeprof.settings import Settings
+from spikeprof.ui.server import UiServer, build_app
 
 # kopf's retries of failed API requests, watches included (seconds between attempts). Its
 # default grows to 21 s, so a session created after an outage waited up to 30 s to be seen; at
@@ -33,6 +35,12 @@ async def start(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     config = Settings.from_env()
     keep(memo, await Factory.start(config))
+    if config.ui_port:
+        # The captures UI over the operator's own volume, read-only, on its own port.
+        app = build_app(VolumeArtifacts(config.artifact_root), token=config.ui_token())
+        ui = UiServer(app, address=config.ui_address, port=config.ui_port)
+        await ui.start()
+        keep_ui(memo, ui)
     logger.info(
         "spikeprof %s started; artifacts go to %s; metrics on :%s; alerts on :%s.",
         __version__,
@@ -92,4 +100,6 @@ def _connection_info(found: Identity) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if (ui := ui_of(memo)) is not None:
+        await ui.stop()
     await factory_of(memo).close()
