@@ -64,6 +64,12 @@ def _positive_seconds(name: str, raw: str) -> float:
     return value
 
 
+def _http_url(name: str, raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={raw!r} is not an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
 def _bytes(name: str, raw: str) -> int:
     try:
         value = parse_quantity(raw)
@@ -239,6 +245,39 @@ class Settings:
         )
     )
     """A mounted Secret; unset shows the UI to whoever reaches its port."""
+
+    ui_url: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_UI_URL",
+            None,
+            _http_url,
+            "spikeprof's UI as people reach it; notifications link to captures there",
+            unset="no links",
+        )
+    )
+    """e.g. https://spikeprof.example.com. Unset: notifications say where the artifacts are
+    (volume path or object-store URL) without a link."""
+
+    notify_attempts: int = field(
+        metadata=_declare(
+            "SPIKEPROF_NOTIFY_ATTEMPTS",
+            "4",
+            _at_least_one,
+            "tries per webhook notification, 1 s apart and doubling",
+        )
+    )
+    """4 tries wait 1 + 2 + 4 s between them: a webhook that restarts is still told, and a
+    dead one costs a bounded 7 s plus the timeouts, in the background."""
+
+    notify_timeout_seconds: float = field(
+        metadata=_declare(
+            "SPIKEPROF_NOTIFY_TIMEOUT_SECONDS",
+            "10",
+            _positive_seconds,
+            "how long one webhook try may take",
+        )
+    )
+    """Slack answers in well under a second; 10 s is for a receiver behind a slow proxy."""
 
     kubeconfig: str | None = field(
         metadata=_declare(

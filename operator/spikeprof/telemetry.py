@@ -16,6 +16,8 @@ class Metrics:
     errors: Counter
     captures: Counter
     sessions: Gauge
+    notifications: Counter
+    notification_attempts: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -54,6 +56,19 @@ class Metrics:
             sessions=Gauge(
                 "spikeprof_sessions_active",
                 "ProfilingSessions the operator is serving.",
+                registry=registry,
+            ),
+            notifications=Counter(
+                "spikeprof_notifications",
+                "Webhook notifications, by format (json, slack) and result (delivered, failed: "
+                "every try failed).",
+                ["format", "result"],
+                registry=registry,
+            ),
+            notification_attempts=Counter(
+                "spikeprof_notification_attempts",
+                "Tries to post a notification, by format and result (ok, failed).",
+                ["format", "result"],
                 registry=registry,
             ),
         )

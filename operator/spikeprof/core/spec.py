@@ -34,6 +34,9 @@ METRIC_SOURCES: Final = ("metricsServer", "prometheus", "scrape")
 # Evaluation interval when the session sets none: about the source's own resolution.
 DEFAULT_INTERVAL: Final = {"metricsServer": 15.0, "prometheus": 15.0, "scrape": 5.0}
 RULE_METRICS: Final = ("cpu", "memory", "goroutines", "heap")
+NotifyFormat = Literal["json", "slack"]
+NOTIFY_FORMATS: Final = frozenset(get_args(NotifyFormat))
+MAX_WEBHOOKS: Final = 8  # the CRD's maxItems too
 
 
 class SpecError(SpikeprofError, ValueError):
@@ -120,6 +123,19 @@ class ObjectStoreSpec:
 
 
 @dataclass(frozen=True)
+class WebhookSpec:
+    """One webhook told of the session's captures; its URL is in a Secret (it is a credential)."""
+
+    secret_name: str
+    secret_key: str
+    format: NotifyFormat = "json"
+
+    def describe(self) -> str:
+        """How people find it again: the Secret and key, never the URL."""
+        return f"Secret {self.secret_name} key {self.secret_key} ({self.format})"
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     selector: LabelSelector
     target: TargetSpec
@@ -129,6 +145,7 @@ class SessionSpec:
     volume_output: bool
     object_store: ObjectStoreSpec | None = None
     retention: RetentionPolicy | None = None
+    notify: tuple[WebhookSpec, ...] = ()
 
     @property
     def immediate(self) -> bool:
@@ -351,6 +368,7 @@ def parse_spec(spec: Mapping[str, Any]) -> SessionSpec:
         volume_output=volume_output,
         object_store=object_store,
         retention=retention,
+        notify=_parse_notify(spec.get("notify")),
     )
 
 
@@ -387,3 +405,41 @@ def _parse_retention(raw: Any) -> RetentionPolicy | None:
         return RetentionPolicy(max_age_seconds=max_age, max_count=max_count)
     except ValueError as error:
         raise SpecError(f"spec.output.retention: {error}") from None
+
+
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a Secret's data keys, as the API server allows
+
+
+def _parse_notify(raw: Any) -> tuple[WebhookSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError("spec.notify must be a list of webhooks")
+    if len(raw) > MAX_WEBHOOKS:
+        raise SpecError(f"spec.notify lists more than {MAX_WEBHOOKS} webhooks")
+    hooks = tuple(_parse_webhook(index, entry) for index, entry in enumerate(raw))
+    places = [(h.secret_name, h.secret_key) for h in hooks]
+    if len(set(places)) != len(places):
+        raise SpecError("spec.notify names the same Secret key twice: each webhook once")
+    return hooks
+
+
+def _parse_webhook(index: int, raw: Any) -> WebhookSpec:
+    where = f"spec.notify[{index}]"
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object with secretRef and format")
+    fmt = raw.get("format", "json")
+    if fmt not in NOTIFY_FORMATS:
+        raise SpecError(f"{where}.format {fmt!r} is not one of {', '.join(sorted(NOTIFY_FORMATS))}")
+    ref = raw.get("secretRef")
+    if not isinstance(ref, Mapping):
+        raise SpecError(f"{where}.secretRef must name the Secret holding the webhook URL")
+    name, key = ref.get("name"), ref.get("key")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{where}.secretRef.name must name a Secret in the session's namespace")
+    if not isinstance(key, str) or not SECRET_KEY.match(key):
+        raise SpecError(
+            f"{where}.secretRef.key must be the Secret's key holding the URL "
+            "(letters, digits, '-', '_' and '.')"
+        )
+    return WebhookSpec(secret_name=name, secret_key=key, format=cast(NotifyFormat, fmt))

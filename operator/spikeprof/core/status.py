@@ -82,6 +82,8 @@ class Look:
     alerts_handled: Sequence[str] = ()  # alert keys answered without a capture
     metrics: MetricsReport | None = None  # None: no evaluation was due
     upload: Verdict | None = None  # None: uploads were not looked at
+    notifying: bool = False  # spec.notify lists webhooks; without any, no NotificationsDelivered
+    notifications: Verdict | None = None  # the latest delivery's; None: none finished yet
 
 
 def next_status(current: SessionStatus, look: Look) -> SessionStatus:
@@ -101,6 +103,10 @@ def next_status(current: SessionStatus, look: Look) -> SessionStatus:
         conditions = _metrics_conditions(conditions, look.metrics, look)
     if look.upload is not None:
         conditions = _set(conditions, "ArtifactsUploaded", look.upload, look)
+    if not look.notifying:
+        conditions = tuple(c for c in conditions if c.type != "NotificationsDelivered")
+    elif look.notifications is not None:
+        conditions = _set(conditions, "NotificationsDelivered", look.notifications, look)
     phase = phase_for(capturing=look.capturing, reachable=look.reachable, is_expired=look.expired)
     if not look.arming.ready and not look.capturing:
         phase = "Arming"

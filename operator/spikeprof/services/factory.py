@@ -21,9 +21,11 @@ from spikeprof.adapters.alert_receiver import AlertReceiver, tls_context
 from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_accepts
 from spikeprof.adapters.port_forward import port_forward_mounts
 from spikeprof.adapters.volume import VolumeStore
+from spikeprof.adapters.webhook import WebhookPoster
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
 from spikeprof.services.arming import Armer
 from spikeprof.services.capture import Capturer
+from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
 from spikeprof.services.outputs import SessionOutputs
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import PostEvent, SessionWorker
@@ -52,6 +54,8 @@ class Factory:
     capturer: Capturer
     sources: SourceFactory
     sessions: SessionRegistry
+    webhooks: WebhookPoster
+    deliveries: Deliveries
     alert_receiver: AlertReceiver | None = None
 
     @classmethod
@@ -94,6 +98,11 @@ class Factory:
                 prometheus_token=settings.prometheus_token(),
             ),
             sessions=SessionRegistry(),
+            # Its own client: a slow webhook never holds a connection a pod's profile needs.
+            webhooks=WebhookPoster(
+                httpx.AsyncClient(follow_redirects=False), settings.notify_timeout_seconds
+            ),
+            deliveries=Deliveries(),
         )
         if settings.alerts_port:
             factory.alert_receiver = factory._alert_receiver()
@@ -115,6 +124,9 @@ class Factory:
     async def close(self) -> None:
         if self.alert_receiver is not None:
             await self.alert_receiver.stop()
+        # Notifications under way get one try's time to finish.
+        await self.deliveries.close(grace=self.settings.notify_timeout_seconds)
+        await self.webhooks.http.aclose()
         await self.pod_cache.close()
         await self.http.aclose()
         await self.port_forward.close()
@@ -136,9 +148,23 @@ class Factory:
             spool_max_bytes=self.settings.spool_max_bytes,
         )
 
+    def notifier(self, namespace: str, name: str) -> Notifier:
+        return Notifier(
+            namespace,
+            name,
+            read_secret=self.secret_reader.read,
+            poster=self.webhooks,
+            deliveries=self.deliveries,
+            policy=DeliveryPolicy(attempts=self.settings.notify_attempts),
+            metrics=self.metrics,
+            artifact_root=self.settings.artifact_root,
+            ui_url=self.settings.ui_url,
+        )
+
     def worker(self, namespace: str, name: str, post_event: PostEvent) -> SessionWorker:
         pod_cache = self.pod_cache
-        return SessionWorker(
+        notifier = self.notifier(namespace, name)
+        worker = SessionWorker(
             namespace=namespace,
             name=name,
             writer=self.status_writer,
@@ -152,7 +178,10 @@ class Factory:
             armer=self.armer(namespace, name),
             outputs=self.outputs(namespace, name),
             port_forward_missing=self.port_forward.missing_rights,
+            notifier=notifier,
         )
+        notifier.on_settled = worker.wakeup.set  # the condition is written at the next look
+        return worker
 
     @contextlib.asynccontextmanager
     async def session(

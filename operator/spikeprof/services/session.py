@@ -77,6 +77,17 @@ class Outputs(Protocol):
     async def refusal(self, spec: SessionSpec) -> str | None: ...
 
 
+class Notifications(Protocol):
+    """Tells the session's webhooks, in the background (services.notify.Notifier)."""
+
+    @property
+    def verdict(self) -> Verdict | None: ...
+
+    def capture_ended(self, spec: SessionSpec, outcome: CaptureOutcome) -> None: ...
+
+    def session_expired(self, spec: SessionSpec, status: SessionStatus) -> None: ...
+
+
 class StopFlag(Protocol):
     """True once the session's loop must end (kopf's DaemonStopped is one)."""
 
@@ -106,6 +117,7 @@ class SessionWorker:
         outputs: Outputs,
         armer: WorkloadArmer,
         port_forward_missing: Callable[[str], Awaitable[list[str]]],
+        notifier: Notifications,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -125,6 +137,7 @@ class SessionWorker:
         self.outputs = outputs
         self.armer = armer
         self.port_forward_missing = port_forward_missing
+        self.notifier = notifier
         # (next look, verbs missing on pods/portforward or None when not known)
         self._port_forward: tuple[float, list[str] | None] = (0.0, None)
         self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
@@ -188,6 +201,10 @@ class SessionWorker:
         )
         decided = status_rules.next_status(current, look)
         await self._write(current, decided)
+        # Told once, as the phase turns Expired (stored, so a restarted operator does not
+        # tell it again).
+        if decided.phase == "Expired" and current.phase != "Expired":
+            self.notifier.session_expired(parsed, decided)
         if request is None:
             return False
         await self._capture(parsed, request, progress, reachable, decided, generation)
@@ -239,6 +256,8 @@ class SessionWorker:
             alerts_handled=triggered.alerts_handled,
             metrics=triggered.metrics,
             upload=upload,
+            notifying=bool(parsed.notify),
+            notifications=self.notifier.verdict,
         )
         request = planned or triggered.request
         if request is not None and request.pods is not None:
@@ -478,6 +497,8 @@ class SessionWorker:
             "Captured" if ok else f"Capture{outcome.result}",
             outcome.summary(),
         )
+        # In the background: the next capture never waits for a webhook.
+        self.notifier.capture_ended(parsed, outcome)
 
     async def _start(
         self, request: planner.CaptureRequest, current: SessionStatus, pods: int

@@ -2,7 +2,8 @@
 
 Each fake implements the Protocol its service declares (services.status_outbox.StatusPatcher,
 services.arming.Workloads and ProfileProbe, services.capture.ProfileSource,
-services.triggers.MetricSource, services.session's CaptureRunner, WorkloadArmer and Outputs),
+services.triggers.MetricSource, services.session's CaptureRunner, WorkloadArmer and Outputs,
+services.notify.Poster and ReadSecret),
 keeps what it was asked in lists for the tests to read, and can be told to fail the way the
 real adapter does (with the error the real adapter raises). The real adapters are covered by
 the e2e tests against a real API server and real pods.
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from spikeprof.adapters.kube import ApiUnavailableError
+from spikeprof.adapters.kube import ApiUnavailableError, KubeError
 from spikeprof.adapters.pod_http import Fetched
+from spikeprof.adapters.webhook import WebhookError
 from spikeprof.core import merge_patch
 from spikeprof.core.arming import WorkloadRef
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
@@ -32,6 +34,8 @@ from spikeprof.core.spec import ProfileRequest, SessionSpec, TargetSpec
 from spikeprof.core.status import Verdict
 from spikeprof.services.arming import ArmingReport
 from spikeprof.services.capture import CaptureJob
+from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
+from spikeprof.telemetry import Metrics
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 
 NOW = datetime.datetime(2026, 11, 26, 1, 0, 0, tzinfo=datetime.UTC)
@@ -226,3 +230,68 @@ def pending_capture(request: CaptureRequest) -> dict[str, Any]:
 @pytest.fixture
 def writer() -> FakeStatusWriter:
     return FakeStatusWriter()
+
+
+@dataclass
+class FakeSecrets:
+    """Secrets by (namespace, name), read as adapters.kube.SecretReader reads them."""
+
+    data: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    reads: list[tuple[str, str]] = field(default_factory=list)
+
+    async def read(self, namespace: str, name: str) -> dict[str, str]:
+        self.reads.append((namespace, name))
+        if (namespace, name) not in self.data:
+            raise KubeError(f"Secret {namespace}/{name} does not exist")
+        return dict(self.data[(namespace, name)])
+
+
+@dataclass
+class FakePoster:
+    """A webhook receiver: each post answers with the next of `answers` (None: delivered), or
+    with `hang` never answers (as a receiver that accepts and says nothing)."""
+
+    answers: list[WebhookError | None] = field(default_factory=list)
+    hang: bool = False
+    posts: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
+
+    async def post(self, url: str, payload: Mapping[str, Any]) -> None:
+        self.posts.append((url, payload))
+        if self.hang:
+            await asyncio.Event().wait()
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is not None:
+            raise answer
+
+
+@dataclass
+class NotifierParts:
+    """A real Notifier over fakes, with what it slept and the deliveries it started."""
+
+    secrets: FakeSecrets = field(default_factory=FakeSecrets)
+    poster: FakePoster = field(default_factory=FakePoster)
+    deliveries: Deliveries = field(default_factory=Deliveries)
+    metrics: Metrics = field(default_factory=Metrics.create)
+    pauses: list[float] = field(default_factory=list)
+    attempts: int = 3
+
+    def notifier(self, ui_url: str | None = None) -> Notifier:
+        async def sleep(seconds: float) -> None:
+            self.pauses.append(seconds)
+
+        return Notifier(
+            "shop",
+            "checkout",
+            read_secret=self.secrets.read,
+            poster=self.poster,
+            deliveries=self.deliveries,
+            policy=DeliveryPolicy(attempts=self.attempts),
+            metrics=self.metrics,
+            artifact_root=Path("/var/lib/spikeprof"),
+            ui_url=ui_url,
+            sleep=sleep,
+        )
+
+    def counted(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0

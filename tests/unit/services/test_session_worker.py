@@ -9,6 +9,7 @@ from typing import Any
 from spikeprof.core.pods import PodInfo
 from spikeprof.services.alerts import SessionRegistry
 from spikeprof.services.arming import ArmingReport
+from spikeprof.services.notify import Notifier
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
 from tests.unit.services.conftest import (
@@ -18,6 +19,7 @@ from tests.unit.services.conftest import (
     FakeMetricSource,
     FakeOutputs,
     FakeStatusWriter,
+    NotifierParts,
     pod,
     spec,
 )
@@ -35,6 +37,7 @@ class Session:
         *,
         armer: FakeArmer | None = None,
         source: FakeMetricSource | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.writer = writer
         self.capturer = FakeCapturer()
@@ -53,6 +56,7 @@ class Session:
             outputs=FakeOutputs(),
             armer=armer or FakeArmer(),
             port_forward_missing=_no_verbs_missing,
+            notifier=notifier or NotifierParts().notifier(),
         )
 
     async def look(self, spec: dict[str, Any], now: datetime.datetime = NOW) -> bool:
