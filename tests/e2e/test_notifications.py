@@ -1,12 +1,14 @@
 """Webhooks told of captures: the operator reads each URL from a Secret and posts to a real HTTP
 receiver on the loopback; a receiver that fails twice is told on the third try, and one that
-never answers holds back no capture, ends as NotificationsDelivered=False and is counted."""
+never answers holds back no capture, ends as NotificationsDelivered=False and is counted; the
+API server itself refuses a bad spec.notify."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.operator_process import OperatorProcess
@@ -28,6 +31,8 @@ from localcluster.sessions import (
     wait_captures,
     wait_running,
 )
+
+from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 UI = "http://127.0.0.1:1/spikeprof"
@@ -233,3 +238,71 @@ def test_a_webhook_that_never_answers_holds_back_no_capture_and_is_reported(
         30,
         "the failed notification counted",
     )
+
+
+def _notify_session(notify: Any) -> str:
+    body = yaml.safe_load((REPO_ROOT / "examples" / "session-notify.yaml").read_text())
+    body["spec"]["notify"] = notify
+    return str(yaml.safe_dump(body))
+
+
+@pytest.mark.parametrize(
+    ("notify", "message"),
+    [
+        (
+            [{"secretRef": {"name": "h", "key": "u"}, "format": "teams"}],
+            'spec.notify[0].format: Unsupported value: "teams": supported values: "json", "slack"',
+        ),
+        (
+            [{"secretRef": {"name": "h", "key": "u"}}, {"secretRef": {"name": "h", "key": "u"}}],
+            "notify lists the same Secret key twice: list each webhook once",
+        ),
+        ([{"secretRef": {"name": "h"}}], "spec.notify[0].secretRef.key: Required value"),
+        (
+            [{"secretRef": {"name": "h", "key": "a/b"}}],
+            "spec.notify[0].secretRef.key in body should match '^[-._a-zA-Z0-9]+$'",
+        ),
+        ([{"format": "json"}], "spec.notify[0].secretRef: Required value"),
+    ],
+    ids=["format", "twice", "no-key", "bad-key", "no-secret"],
+)
+def test_the_api_server_refuses_a_bad_notify_with_a_specific_message(
+    namespace: str,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    notify: Any,
+    message: str,
+) -> None:
+    result = kubectl(
+        "apply", "-n", namespace, "-f", "-", input=_notify_session(notify), check=False
+    )
+    assert result.returncode != 0, "the API server accepted a bad notify"
+    assert message in result.stderr
+
+
+def test_the_example_is_accepted_and_kubectl_explain_teaches_notify(
+    namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    kubectl("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "session-notify.yaml"))
+    applied = yaml.safe_load(
+        kubectl("get", "profs", "checkout-told", "-n", namespace, "-o", "yaml").stdout
+    )
+    assert applied["spec"]["notify"] == [
+        {"format": "slack", "secretRef": {"name": "webhooks", "key": "slack"}},
+        {"format": "json", "secretRef": {"name": "webhooks", "key": "oncall"}},
+    ]
+    # The default format is filled in by the API server.
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=_notify_session([{"secretRef": {"name": "webhooks", "key": "oncall"}}]),
+    )
+    applied = yaml.safe_load(
+        kubectl("get", "profs", "checkout-told", "-n", namespace, "-o", "yaml").stdout
+    )
+    assert applied["spec"]["notify"][0]["format"] == "json"
+    explained = kubectl("explain", "profilingsessions.spec.notify").stdout
+    assert "Webhooks told when a capture ends" in explained
+    assert "secretRef" in explained and "format" in explained
