@@ -10,7 +10,7 @@ from pathlib import Path
 
 import kopf
 
-from spikeprof import __version__, captures
+from spikeprof import __version__, captures, kubectl_capture
 from spikeprof.errors import SpikeprofError
 from spikeprof.ui import server
 
@@ -43,8 +43,8 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spikeprof", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "spikeprof") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--version", action="version", version=f"spikeprof {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     captures.add_parser(commands)
+    kubectl_capture.add_parser(commands)
     ui = commands.add_parser(
         "ui", parents=[captures.source_options()], help="serve a read-only web UI of the captures"
     )
@@ -74,9 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "captures":
         return captures.run(args)
+    if args.command == "capture":
+        return kubectl_capture.run(args)
     if args.command == "ui":
         return _ui(args)
     return 2
+
+
+def kubectl_main() -> int:
+    """`kubectl spikeprof ...`: kubectl runs the `kubectl-spikeprof` script it finds on PATH."""
+    return main(prog="kubectl spikeprof")
 
 
 if __name__ == "__main__":

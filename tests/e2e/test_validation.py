@@ -51,6 +51,17 @@ INVALID = [
         "selector must have at least one matchLabels entry, matchExpressions term or daprAppID",
     ),
     (
+        "selector with an empty podNames only",
+        _with("spec.selector", {"podNames": []}),
+        "selector must have at least one matchLabels entry, matchExpressions term or daprAppID,"
+        " or a podNames entry",
+    ),
+    (
+        "empty pod name",
+        _with("spec.selector", {"podNames": [""]}),
+        "spec.selector.podNames[0]: Invalid value",
+    ),
+    (
         "In without values",
         _with("spec.selector", {"matchExpressions": [{"key": "app", "operator": "In"}]}),
         "operators In and NotIn need at least one value",
@@ -198,6 +209,18 @@ def test_api_server_rejects_invalid_session_with_a_specific_message(
     result = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body), check=False)
     assert result.returncode != 0, "the API server accepted an invalid session"
     assert message in result.stderr
+
+
+def test_a_selector_of_pod_names_alone_is_accepted(
+    namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    # What `kubectl spikeprof capture POD` creates: one replica, whatever labels it shares.
+    body = _with("spec.selector", {"podNames": ["web-7d9f-abcde"]})
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    applied = yaml.safe_load(
+        kubectl("get", "profs", "candidate", "-n", namespace, "-o", "yaml").stdout
+    )
+    assert applied["spec"]["selector"] == {"podNames": ["web-7d9f-abcde"]}
 
 
 def test_the_valid_base_and_the_examples_are_accepted(

@@ -44,3 +44,21 @@ def test_a_dapr_app_id_selects_by_the_pods_annotation() -> None:
     assert not selector.matches({}, {"dapr.io/app-id": "cart"})
     assert not selector.matches({"dapr.io/app-id": "checkout"}, {})  # an annotation, not a label
     assert selector.describe() == "Dapr app id checkout"
+
+
+def test_pod_names_choose_one_replica_among_pods_with_the_same_labels() -> None:
+    selector = LabelSelector.from_spec({"matchLabels": {"app": "web"}, "podNames": ["web-2"]})
+    assert selector.matches({"app": "web"}, {}, "web-2")
+    assert not selector.matches({"app": "web"}, {}, "web-1")
+    assert not selector.matches({"app": "db"}, {}, "web-2")
+    assert not selector.matches({"app": "web"})  # a pod without a name is not named
+    assert selector.describe() == "app=web,pod web-2"
+
+
+def test_pod_names_alone_select_the_named_pods_whatever_their_labels() -> None:
+    selector = LabelSelector.from_spec({"podNames": ["a", "b"]})
+    assert not selector.is_empty
+    assert selector.matches({}, {}, "a")
+    assert selector.matches({"app": "x"}, {}, "b")
+    assert not selector.matches({}, {}, "c")
+    assert selector.describe() == "pod a or b"

@@ -519,3 +519,112 @@ class PodPortForward:
 
     async def close(self) -> None:
         await self._ws_client.close()
+
+
+class NotFoundError(KubeError):
+    """The object, or its kind (a CRD not installed), does not exist."""
+
+
+class ForbiddenError(KubeError):
+    """The API server says this identity may not do that (RBAC)."""
+
+
+def _api_message(error: ApiException) -> str:
+    """The API server's own sentence from a Status body, else the HTTP reason."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        message = json.loads(error.body or "{}").get("message")
+        if message:
+            return str(message)
+    return f"HTTP {error.status} {error.reason}"
+
+
+def _user_request_error(error: ApiException, what: str) -> KubeError:
+    if error.status == 404:
+        return NotFoundError(f"{what}: {_api_message(error)}")
+    if error.status == 403:
+        return ForbiddenError(f"{what}: {_api_message(error)}")
+    if error.status == 401:
+        return KubeError(f"{what}: the API server did not accept the kubeconfig's credentials")
+    return KubeError(f"{what}: {_api_message(error)}")
+
+
+async def connect_user(
+    kubeconfig: str | None = None, context: str | None = None
+) -> tuple[Any, str]:
+    """A client as the person at the terminal (their kubeconfig, as kubectl reads it, never the
+    in-cluster identity), and the namespace of the kubeconfig's context ("default" if none)."""
+    configuration = client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        await config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration
+        )
+        contexts, active = config.list_kube_config_contexts(path)
+    except (config.ConfigException, OSError) as error:
+        raise KubeError(f"cannot use the kubeconfig: {error}") from None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
+    return client.ApiClient(configuration), str(namespace)
+
+
+class SessionApi:
+    """What `kubectl spikeprof` does with the API as the user: read the pod, create, read and
+    delete a ProfilingSession. Errors come out as NotFoundError, ForbiddenError or KubeError
+    (ApiUnavailableError when the API server is away), each with the server's own reason."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    async def read_pod(self, namespace: str, name: str) -> PodInfo:
+        what = f"reading pod {namespace}/{name}"
+        try:
+            with _reachable(what):
+                pod = await self.core.read_namespaced_pod(
+                    name, namespace, _request_timeout=REQUEST_SECONDS
+                )
+        except ApiException as error:
+            raise _user_request_error(error, what) from None
+        # Back to the API's JSON, which pod_info reads (as the pod cache gives it).
+        return pod_info(self.api_client.sanitize_for_serialization(pod))
+
+    async def create_session(self, namespace: str, body: Mapping[str, Any]) -> str:
+        """Create the session; its name (the server's, when the body asks for generateName)."""
+        what = f"creating a ProfilingSession in {namespace}"
+        try:
+            with _reachable(what):
+                created = await self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, dict(body), _request_timeout=REQUEST_SECONDS
+                )
+        except ApiException as error:
+            raise _user_request_error(error, what) from None
+        return str(created["metadata"]["name"])
+
+    async def read_session(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The session as stored; None once it is gone."""
+        what = f"reading ProfilingSession {namespace}/{name}"
+        try:
+            with _reachable(what):
+                found: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_SECONDS
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _user_request_error(error, what) from None
+        return found
+
+    async def delete_session(self, namespace: str, name: str) -> bool:
+        """Delete the session; False if it was already gone."""
+        what = f"deleting ProfilingSession {namespace}/{name}"
+        try:
+            with _reachable(what):
+                await self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_SECONDS
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _user_request_error(error, what) from None
+        return True

@@ -147,5 +147,7 @@ def alert_pods(
     pod = alert.labels.get("pod")
     if pod is None:
         return None
-    selected = any(p.name == pod and selector.matches(p.labels, p.annotations) for p in pods)
+    selected = any(
+        p.name == pod and selector.matches(p.labels, p.annotations, p.name) for p in pods
+    )
     return (pod,) if selected else ()

@@ -1,4 +1,5 @@
-"""Kubernetes label selectors (matchLabels and matchExpressions), evaluated on a label map."""
+"""Kubernetes label selectors (matchLabels and matchExpressions), evaluated on a label map,
+plus the session's own narrowing by Dapr app id and by pod name."""
 
 from __future__ import annotations
 
@@ -31,11 +32,14 @@ DAPR_APP_ID = "dapr.io/app-id"  # the annotation Dapr's injector reads the app i
 
 @dataclass(frozen=True)
 class LabelSelector:
-    """A label selector, plus selection by Dapr app id (an annotation, not a label)."""
+    """A label selector, plus selection by Dapr app id (an annotation, not a label) and by pod
+    name (podNames: the one pod `kubectl spikeprof capture` names, where labels are shared by
+    every replica)."""
 
     match_labels: tuple[tuple[str, str], ...]
     requirements: tuple[Requirement, ...]
     dapr_app_id: str | None = None
+    pod_names: frozenset[str] = frozenset()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> LabelSelector:
@@ -44,17 +48,28 @@ class LabelSelector:
             Requirement(e["key"], e["operator"], frozenset(e.get("values") or ()))
             for e in spec.get("matchExpressions") or ()
         )
-        return cls(labels, requirements, spec.get("daprAppID") or None)
+        names = frozenset(spec.get("podNames") or ())
+        return cls(labels, requirements, spec.get("daprAppID") or None, names)
 
     @property
     def is_empty(self) -> bool:
-        return not self.match_labels and not self.requirements and not self.dapr_app_id
+        return (
+            not self.match_labels
+            and not self.requirements
+            and not self.dapr_app_id
+            and not self.pod_names
+        )
 
     def matches(
-        self, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None
+        self,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> bool:
         if self.is_empty:
             return False  # an empty selector selects nothing here, never everything
+        if self.pod_names and name not in self.pod_names:
+            return False
         if self.dapr_app_id and (annotations or {}).get(DAPR_APP_ID) != self.dapr_app_id:
             return False
         return all(labels.get(k) == v for k, v in self.match_labels) and all(
@@ -71,4 +86,6 @@ class LabelSelector:
                 parts.append(f"{r.key} {r.operator.lower()} ({values})")
         if self.dapr_app_id:
             parts.append(f"Dapr app id {self.dapr_app_id}")
+        if self.pod_names:
+            parts.append(f"pod {' or '.join(sorted(self.pod_names))}")
         return ",".join(parts)

@@ -364,7 +364,9 @@ class SessionWorker:
         key = (self.pods_version(), selector)
         if self._selection is None or self._selection[0] != key:
             pods = [
-                p for p in self.pods_in_namespace() if selector.matches(p.labels, p.annotations)
+                p
+                for p in self.pods_in_namespace()
+                if selector.matches(p.labels, p.annotations, p.name)
             ]
             reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
             self._selection = (key, pods, reachable)

@@ -1,0 +1,199 @@
+"""`kubectl spikeprof capture POD`, run by the real kubectl through its plugin lookup (the
+`kubectl-spikeprof` script on PATH), against the operator: it captures one pod, prints the top
+functions and the flame graphs, and deletes its session unless --keep; Ctrl-C deletes it too."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client  # type: ignore[import-untyped]
+from localcluster.controlplane import ControlPlane
+from localcluster.operator_process import OperatorProcess
+from localcluster.sessions import GROUP, PLURAL, VERSION, create_pod, wait_running
+
+pytestmark = pytest.mark.e2e
+
+VENV_BIN = Path(sys.executable).parent  # where `kubectl-spikeprof` is installed
+
+
+@pytest.fixture
+def plugin_env(cluster: ControlPlane, bin_dir: Path) -> dict[str, str]:
+    """kubectl's environment as a user's shell gives it: the kubeconfig in $KUBECONFIG (a
+    --kubeconfig flag before the plugin's name would stop kubectl's plugin lookup), and the
+    plugin on PATH."""
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(cluster.kubeconfig)
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), str(bin_dir), env.get("PATH", "")])
+    env.pop("SPIKEPROF_ARTIFACT_ROOT", None)  # the test says where, as a user would, with --root
+    return env
+
+
+@pytest.fixture
+def run_kubectl(
+    bin_dir: Path, plugin_env: dict[str, str]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir / "kubectl"), *args],
+            env=plugin_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def serving(operator: OperatorProcess, wait_for: Callable[..., Any]) -> OperatorProcess:
+    """The operator once started (metrics served, artifact volume made), as a user meets it:
+    on a machine this busy, a cold start can take longer than the plugin waits for a capture."""
+
+    def started() -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=2
+            ):
+                return operator.artifact_root.is_dir()
+        except OSError:  # not listening yet
+            return False
+
+    wait_for(started, 90, "the operator to start")
+    return operator
+
+
+@pytest.fixture
+def burning_pod(api: client.ApiClient, namespace: str, wait_for: Callable[..., Any]) -> str:
+    """Two replicas with the same labels, one of them burning a core: only the named one is
+    profiled."""
+    create_pod(api, namespace, "web-hot", {"app": "web"}, args="--burn 1")
+    create_pod(api, namespace, "web-calm", {"app": "web"})
+    wait_running(api, namespace, "app=web", 2, wait_for)
+    return "web-hot"
+
+
+def _sessions(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL
+    )
+    items: list[dict[str, Any]] = listing["items"]
+    return items
+
+
+def test_kubectl_finds_the_plugin_on_path(
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    listed = run_kubectl("plugin", "list")
+    assert str(VENV_BIN / "kubectl-spikeprof") in listed.stdout, listed.stdout + listed.stderr
+    helped = run_kubectl("spikeprof", "capture", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: kubectl spikeprof capture")
+
+
+def test_capture_prints_top_functions_and_flame_graph_and_deletes_its_session(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    burning_pod: str,
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = run_kubectl(
+        "spikeprof", "capture", burning_pod, "-n", namespace, "--cpu", "1s", "--heap",
+        "--port", "7777", "--root", str(serving.artifact_root),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"^Capture \S+-immediate: Succeeded\.$", out, re.MULTILINE), out
+    # The capture as `spikeprof captures show` prints it: the burning goroutine on top.
+    assert f"Capture:   {namespace}/capture-{burning_pod}-" in out
+    assert "  cpu: cpu.pb.gz" in out and "  heap: heap.pb.gz" in out
+    cpu_top = out.split("  cpu: cpu.pb.gz", 1)[1].split("  heap:", 1)[0]
+    assert "main.spinHash" in cpu_top or "main.burnCPU" in cpu_top, out
+    graphs = dict(re.findall(r"^  (cpu|heap): (/\S+\.html)$", out, re.MULTILINE))
+    assert set(graphs) == {"cpu", "heap"}, out
+    for graph in graphs.values():
+        path = Path(graph)
+        assert path.is_file() and path.is_relative_to(serving.artifact_root)
+        assert path.parts[-3] == burning_pod  # the named replica only
+    pods = {p.name for p in serving.artifact_root.glob(f"{namespace}/*/*")}
+    assert pods == {burning_pod}
+    assert _sessions(api, namespace) == []
+
+
+def test_keep_leaves_the_session_in_place(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    burning_pod: str,
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = run_kubectl(
+        "spikeprof", "capture", burning_pod, "-n", namespace, "--heap", "--port", "7777",
+        "--root", str(serving.artifact_root), "--keep",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (session,) = _sessions(api, namespace)
+    name = session["metadata"]["name"]
+    assert f"Kept ProfilingSession {namespace}/{name}" in result.stderr
+    assert session["metadata"]["labels"] == {"spikeprof.io/one-shot": "true"}
+    assert session["spec"]["selector"] == {"podNames": [burning_pod]}
+    assert session["status"]["lastCapture"]["result"] == "Succeeded"
+
+
+def test_ctrl_c_during_sampling_deletes_the_session(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    burning_pod: str,
+    bin_dir: Path,
+    plugin_env: dict[str, str],
+    wait_for: Callable[..., Any],
+) -> None:
+    command = [
+        str(bin_dir / "kubectl"), "spikeprof", "capture", burning_pod, "-n", namespace,
+        "--cpu", "30s", "--port", "7777", "--root", str(serving.artifact_root),
+    ]  # fmt: skip
+    # kubectl execs the plugin in its own process: the signal reaches the plugin itself.
+    process = subprocess.Popen(
+        command, env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def sampling() -> bool:
+        if process.poll() is not None:
+            output = process.communicate()
+            raise AssertionError(f"kubectl spikeprof ended before Ctrl-C: {output}")
+        return any((s.get("status") or {}).get("pendingCapture") for s in _sessions(api, namespace))
+
+    try:
+        wait_for(sampling, 60, "the capture to start sampling")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stdout + stderr
+    assert re.search(r"Cancelled; ProfilingSession \S+ was deleted\.", stderr), stderr
+    assert "Traceback" not in stderr
+    assert _sessions(api, namespace) == []
+
+
+def test_a_pod_that_does_not_exist_is_one_clear_sentence(
+    namespace: str,
+    api: client.ApiClient,
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = run_kubectl("spikeprof", "capture", "nowhere", "-n", namespace, "--heap")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"kubectl spikeprof: There is no pod nowhere in namespace {namespace}.\n"
+    )
+    assert _sessions(api, namespace) == []
