@@ -60,7 +60,13 @@ class Deliveries:
     def start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)  # held until done: the loop keeps only weak references
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A delivery reports its own failures; anything else is a bug, said once, here.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("A notification failed unexpectedly.", exc_info=task.exception())
 
     @property
     def pending(self) -> int:

@@ -7,7 +7,10 @@ import asyncio
 import datetime
 from typing import Any
 
+import pytest
+
 from spikeprof.adapters.webhook import WebhookError
+from spikeprof.services.notify import Deliveries
 from tests.unit.services.conftest import NOW, FakeStatusWriter, NotifierParts, spec
 from tests.unit.services.test_session_worker import Session
 
@@ -177,3 +180,19 @@ async def test_the_session_expiring_is_told_once(writer: FakeStatusWriter) -> No
     payload = made.poster.posts[0][1]
     assert payload["link"] == "https://spikeprof.example/captures?namespace=shop&session=checkout"
     assert payload["artifacts"] == ["/var/lib/spikeprof/shop/checkout"]
+
+
+async def test_a_delivery_that_breaks_unexpectedly_is_logged_and_forgotten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deliveries = Deliveries()
+
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    deliveries.start(broken())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert deliveries.pending == 0
+    assert "A notification failed unexpectedly." in caplog.text
+    assert "KeyError: 'a bug'" in caplog.text
