@@ -30,6 +30,7 @@ from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
 from spikeprof.pprof.diff_page import render_diff_flamegraph
 from spikeprof.ui import pages
+from spikeprof.ui.listings import LISTING_MAX_AGE, RecentListings
 from spikeprof.ui.markup import Markup
 
 log = logging.getLogger("spikeprof.ui")
@@ -56,6 +57,7 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/jso
 
 _SOURCE: web.AppKey[ArtifactSource] = web.AppKey("source", ArtifactSource)
 _TOP: web.AppKey[int] = web.AppKey("top", int)
+_LISTINGS: web.AppKey[RecentListings] = web.AppKey("listings", RecentListings)
 
 
 class NotFoundError(SpikeprofError):
@@ -90,7 +92,7 @@ def _pod_parts(request: web.Request) -> tuple[str, str, str]:
 async def _listing(
     request: web.Request, prefix: tuple[str, ...] = ()
 ) -> tuple[list[Capture], list[str]]:
-    listing = await request.app[_SOURCE].list_captures(prefix)
+    listing = await request.app[_LISTINGS].get(prefix)
     return catalog.select(listing.captures, CaptureFilter()), listing.problems
 
 
@@ -126,7 +128,7 @@ async def captures(request: web.Request) -> web.Response:
         )
     except CatalogError as error:
         return _html(pages.captures_page([], query, [str(error)]), status=400)
-    listing = await request.app[_SOURCE].list_captures(keep.listing_prefix)
+    listing = await request.app[_LISTINGS].get(keep.listing_prefix)
     found = catalog.select(listing.captures, keep)
     return _html(
         pages.captures_page(found, {k: v for k, v in query.items() if v}, listing.problems)
@@ -261,11 +263,16 @@ def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
 
 
 def build_app(
-    source: ArtifactSource, *, token: str | None = None, top: int = DEFAULT_TOP
+    source: ArtifactSource,
+    *,
+    token: str | None = None,
+    top: int = DEFAULT_TOP,
+    listing_max_age: float = LISTING_MAX_AGE,
 ) -> web.Application:
     middlewares = [_errors] + ([_token_guard(token)] if token else [])
     app = web.Application(middlewares=middlewares)
     app[_SOURCE] = source
+    app[_LISTINGS] = RecentListings(source, max_age=listing_max_age)
     app[_TOP] = top
     capture_path = "{namespace}/{session}/{pod}/{capture}"
     pair_path = "{namespace}/{session}/{pod}/{base}/{spike}"

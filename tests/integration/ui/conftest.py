@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from localcluster.processes import free_port, spawn, stop_group
@@ -142,8 +143,8 @@ async def serve() -> AsyncIterator[Serve]:
     """Start the UI over a source on a free loopback port; its base URL."""
     started: list[UiServer] = []
 
-    async def start(source: ArtifactSource, token: str | None = None) -> str:
-        server = UiServer(build_app(source, token=token), address="127.0.0.1", port=0)
+    async def start(source: ArtifactSource, **options: Any) -> str:
+        server = UiServer(build_app(source, **options), address="127.0.0.1", port=0)
         await server.start()
         started.append(server)
         return f"http://127.0.0.1:{server.port}"

@@ -93,28 +93,39 @@ async def test_a_file_gone_from_the_volume_is_a_clear_page(
     root = write_captures(tmp_path / "artifacts", real_profiles, hostile=False)
     base = await serve(VolumeArtifacts(root))
     capture = f"{NS}/{SESSION}/{POD}/{SPIKE_ID}"
+    gone = f"{capture}/cpu.pb.gz was listed in {root} but cannot be read now"
     async with aiohttp.ClientSession() as client:
-        # Listed, then gone (retention removed it since): the file and the diff say so.
         async with client.get(f"{base}/capture/{capture}") as response:
             assert response.status == 200
+        # Listed a moment ago, removed since (by retention): the download and the diff say so.
         (root / NS / SESSION / POD / SPIKE_ID / "cpu.pb.gz").unlink()
-        async with client.get(f"{base}/capture/{capture}") as response:
-            assert response.status == 200
-            assert "cpu.pb.gz" not in await response.text()
-        # A whole capture gone.
-        shutil.rmtree(root / NS / SESSION / "checkout-2")
-        async with client.get(f"{base}/capture/{NS}/{SESSION}/checkout-2/{SPIKE_ID}") as response:
+        async with client.get(f"{base}/files/{capture}/cpu.pb.gz") as response:
             body = await response.text()
-            assert response.status == 404
-            assert f"There is no capture {NS}/{SESSION}/checkout-2/{SPIKE_ID}." in body
-            assert "Traceback" not in body
+        assert response.status == 502
+        assert gone in body and "Traceback" not in body
     await page.navigate(
         f"{base}/diff/{NS}/{SESSION}/{POD}/20261126T010000.000Z-immediate/{SPIKE_ID}"
     )
     body = await page.evaluate("document.body.textContent")
-    assert f"{capture}/cpu.pb.gz was listed in {root} but cannot be read now" in body
+    assert gone in body
     assert "Traceback" not in body and "/tmp/" not in body.replace(str(root), "")
     await screenshot("missing-profile")
+
+
+async def test_a_capture_gone_is_a_404_once_the_listing_is_renewed(
+    serve: Serve, real_profiles: Profiles, tmp_path: Path
+) -> None:
+    root = write_captures(tmp_path / "artifacts", real_profiles, hostile=False)
+    base = await serve(VolumeArtifacts(root), listing_max_age=0)
+    shutil.rmtree(root / NS / SESSION / "checkout-2")
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{base}/capture/{NS}/{SESSION}/checkout-2/{SPIKE_ID}") as response,
+    ):
+        body = await response.text()
+    assert response.status == 404
+    assert f"There is no capture {NS}/{SESSION}/checkout-2/{SPIKE_ID}." in body
+    assert "Traceback" not in body
 
 
 async def test_an_object_gone_from_the_store_is_a_clear_page(
@@ -124,25 +135,31 @@ async def test_an_object_gone_from_the_store_is_a_clear_page(
     prefix = "tests/ui-missing"
     store = minio.store(prefix)
     await Uploader(spool, store).upload_pending()
+    url = f"s3://{BUCKET}/{prefix}"
     reader = ObjectStore.from_url(
-        f"s3://{BUCKET}/{prefix}",
+        url,
         options=StoreOptions(endpoint=minio.endpoint, allow_http=True),
         credentials=dict(CREDENTIALS),
     )
-    base = await serve(StoreArtifacts(reader))
+    cached = await serve(StoreArtifacts(reader))
+    fresh = await serve(StoreArtifacts(reader), listing_max_age=0)
     capture = f"{NS}/{SESSION}/{POD}/{SPIKE_ID}"
-    page_of_capture = f"{base}/capture/{capture}"
     async with aiohttp.ClientSession() as client:
-        async with client.get(page_of_capture) as response:
+        async with client.get(f"{cached}/capture/{capture}") as response:
             assert response.status == 200
         # The object goes while the page that links to it is open.
         await store.delete([f"{capture}/cpu.flamegraph.html"])
-        async with client.get(f"{base}/files/{capture}/cpu.flamegraph.html") as response:
+        async with client.get(f"{cached}/files/{capture}/cpu.flamegraph.html") as response:
             body = await response.text()
-        # Each page lists the store afresh, so the object is known to be gone: a 404 saying so.
-        assert response.status == 404, body[:300]
+        assert response.status == 502, body[:300]
+        assert f"{capture}/cpu.flamegraph.html was listed in {url}" in body
         assert "Traceback" not in body
+        # Listed afresh, the object is known to be gone: a 404 saying so.
+        async with client.get(f"{fresh}/files/{capture}/cpu.flamegraph.html") as response:
+            body = await response.text()
+        assert response.status == 404, body[:300]
         assert f"{capture} has no file &#x27;cpu.flamegraph.html&#x27;." in body
+        assert "Traceback" not in body
 
 
 async def test_with_a_token_nothing_shows_without_it(serve: Serve, volume: Path) -> None:
