@@ -312,9 +312,12 @@ def test_the_api_server_accepts_every_optional_object_the_chart_renders(
         "--set=artifacts.persistence.enabled=true",
         "--set=rbac.workloadPatching=true",
         "--set=rbac.secrets=true",
+        "--set=ui.enabled=true",
+        "--set=ui.tokenSecret=ui-token",
     ).stdout
     kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
     assert {"NetworkPolicy", "PersistentVolumeClaim", "ClusterRole"} <= kinds
     result = kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
     assert "networkpolicy.networking.k8s.io/" in result.stdout, result.stdout
+    assert f"service/{release_namespace}-ui" in result.stdout, result.stdout
     assert f"clusterrole.rbac.authorization.k8s.io/{release_namespace}-edit" in result.stdout
