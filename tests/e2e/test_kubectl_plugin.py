@@ -197,3 +197,54 @@ def test_a_pod_that_does_not_exist_is_one_clear_sentence(
         f"kubectl spikeprof: There is no pod nowhere in namespace {namespace}.\n"
     )
     assert _sessions(api, namespace) == []
+
+
+def test_a_failed_profile_ends_with_its_reason_from_the_status(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    wait_for: Callable[..., Any],
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    create_pod(api, namespace, "deaf", {"app": "deaf"}, port=None)  # nothing listens on 7777
+    wait_running(api, namespace, "app=deaf", 1, wait_for)
+    result = run_kubectl(
+        "spikeprof", "capture", "deaf", "-n", namespace, "--heap", "--port", "7777",
+        "--root", str(serving.artifact_root),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"^Capture \S+-immediate: Failed\.$", result.stdout, re.MULTILINE)
+    assert re.search(r"^  failed: deaf heap: ConnectionRefused, ", result.stdout, re.MULTILINE)
+    assert _sessions(api, namespace) == []
+
+
+def test_a_user_who_may_not_create_sessions_is_told_so(
+    namespace: str,
+    api: client.ApiClient,
+    cluster: ControlPlane,
+    burning_pod: str,
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    plugin_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    viewer = cluster.service_account_with_rules(
+        namespace,
+        "viewer",
+        [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {
+                "apiGroups": ["spikeprof.io"],
+                "resources": ["profilingsessions"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ],
+        tmp_path / "viewer.kubeconfig",
+    )
+    plugin_env["KUBECONFIG"] = str(viewer)
+    result = run_kubectl("spikeprof", "capture", burning_pod, "-n", namespace, "--heap")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"kubectl spikeprof: You may not create ProfilingSessions in namespace {namespace}: "
+    ), result.stderr
+    assert "cannot create resource" in result.stderr and "Traceback" not in result.stderr
+    assert _sessions(api, namespace) == []
