@@ -242,6 +242,17 @@ def baseline_id_of(capture: Capture) -> str | None:
     return None
 
 
+def flamegraph_pages(capture: Capture) -> set[str]:
+    """The HTML pages metadata.json names: each profile's flame graph and its diff against the
+    baseline. Only these are the operator's own pages; any other file is only data."""
+    pages = {p.flamegraph for p in capture.profiles if p.flamegraph}
+    for raw in capture.metadata.get("profiles") or ():
+        versus = raw.get("versusBaseline") if isinstance(raw, Mapping) else None
+        if isinstance(versus, Mapping) and isinstance(versus.get("flamegraph"), str):
+            pages.add(str(versus["flamegraph"]))
+    return pages
+
+
 def readable_profile_types(capture: Capture) -> set[str]:
     """The profile types of a capture with a pprof file (not failed, not a trace)."""
     return {

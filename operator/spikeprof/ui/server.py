@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import hmac
 import logging
+import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from spikeprof.adapters.artifact_reader import (
     read_profile,
 )
 from spikeprof.core import catalog
+from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.catalog import Capture, CaptureFilter, CatalogError
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
@@ -53,7 +55,7 @@ GRAPH_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
-_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
+_SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 _SOURCE: web.AppKey[ArtifactSource] = web.AppKey("source", ArtifactSource)
 _TOP: web.AppKey[int] = web.AppKey("top", int)
@@ -152,11 +154,16 @@ async def file(request: web.Request) -> web.StreamResponse:
     name = _segment(request, "name")
     if name not in found.files:
         raise NotFoundError(f"{found.key.relative_path} has no file {name!r}.")
-    suffix = Path(name).suffix
-    content_type = _CONTENT_TYPES.get(suffix, "application/octet-stream")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": GRAPH_POLICY}
-    if suffix not in _CONTENT_TYPES:
-        headers["Content-Disposition"] = f'attachment; filename="{found.key.capture_id}-{name}"'
+    if name in catalog.flamegraph_pages(found):
+        content_type = "text/html; charset=utf-8"  # the operator's own page: shown
+    elif name == METADATA_FILE:
+        content_type = "application/json"
+    else:
+        # Profiles, and any file the operator did not name as a page: downloaded, never run.
+        content_type = "application/octet-stream"
+        download = _SAFE_FILENAME.sub("_", f"{found.key.capture_id}-{name}")
+        headers["Content-Disposition"] = f'attachment; filename="{download}"'
     with tempfile.TemporaryDirectory(prefix="spikeprof-ui-") as scratch:
         path = Path(scratch) / "file"
         # Fetch first, so that an object missing from the store is an error page, not a

@@ -181,3 +181,23 @@ async def test_with_a_token_nothing_shows_without_it(serve: Serve, volume: Path)
             assert str(response.url).endswith(f"/captures?pod={POD}")
         async with client.get(f"{base}/captures") as response:
             assert response.status == 200
+
+
+async def test_an_html_file_the_operator_did_not_name_is_downloaded_never_shown(
+    page: Page, serve: Serve, real_profiles: Profiles, tmp_path: Path
+) -> None:
+    root = write_captures(tmp_path / "artifacts", real_profiles, hostile=False)
+    planted = root / NS / SESSION / POD / SPIKE_ID / "planted.html"
+    planted.write_text("<script>window.pwned = 4</script>")
+    base = await serve(VolumeArtifacts(root))
+    capture = f"{NS}/{SESSION}/{POD}/{SPIKE_ID}"
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{base}/files/{capture}/planted.html") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert response.headers["Content-Disposition"].startswith("attachment")
+        async with client.get(f"{base}/files/{capture}/cpu.flamegraph.html") as response:
+            assert response.headers["Content-Type"].startswith("text/html")
+            assert "Content-Disposition" not in response.headers
+    await page.navigate(f"{base}/capture/{capture}")
+    assert await page.evaluate("window.pwned === undefined")
