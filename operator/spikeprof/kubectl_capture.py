@@ -20,7 +20,14 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from spikeprof import captures
 from spikeprof.adapters import kube
@@ -231,7 +238,7 @@ async def _follow(
     sampling = one_shot.sampling_seconds(profiles)
     kinds = ", ".join(p["type"] for p in profiles)
     with _progress(console) as progress:
-        task = progress.add_task(f"waiting for the operator to start ({name})", total=None)
+        task = _stage(progress, None, f"waiting for the operator to start {name}", total=None)
         began = time.monotonic()
         started: float | None = None
         while True:
@@ -242,7 +249,7 @@ async def _follow(
             now = time.monotonic()
             if state.stage == "done":
                 assert state.outcome is not None  # read_state sets it for "done"
-                progress.update(task, total=1, completed=1, description=f"captured {pod}")
+                _stage(progress, task, f"captured {pod}", total=1, completed=1)
                 return state.outcome
             if state.stage == "failed":
                 raise CaptureError(f"The capture cannot run: {state.reason}")
@@ -255,19 +262,18 @@ async def _follow(
             if state.stage == "capturing":
                 if started is None:
                     started = now
-                    progress.update(task, total=sampling or None, completed=0)
+                    _stage(progress, task, f"sampling {pod} ({kinds})", total=sampling or None)
                 elapsed = now - started
                 allowed = sampling + FINISH_SECONDS
                 if elapsed > allowed:
                     raise CaptureError(f"The capture of {pod} did not finish within {allowed:.0f}s")
-                progress.update(
+                _stage(
+                    progress,
                     task,
+                    f"sampling {pod} ({kinds})"
+                    if elapsed < sampling
+                    else f"writing {pod}'s profiles",
                     completed=min(elapsed, sampling),
-                    description=(
-                        f"sampling {pod} ({kinds})"
-                        if elapsed < sampling
-                        else f"writing {pod}'s profiles"
-                    ),
                 )
             await asyncio.sleep(POLL_SECONDS)
 
@@ -283,7 +289,7 @@ async def _wait_gone(
     a profile being sampled (a second Ctrl-C stops waiting; the deletion goes on)."""
     deadline = time.monotonic() + one_shot.sampling_seconds(profiles) + FINISH_SECONDS
     with _progress(console) as progress:
-        progress.add_task(f"deleting ProfilingSession {namespace}/{name}", total=None)
+        _stage(progress, None, f"deleting ProfilingSession {namespace}/{name}", total=None)
         while await sessions.read_session(namespace, name) is not None:
             if time.monotonic() > deadline:
                 raise CaptureError(
@@ -293,8 +299,22 @@ async def _wait_gone(
             await asyncio.sleep(POLL_SECONDS)
 
 
+def _stage(progress: Progress, task: TaskID | None, text: str, **fields: Any) -> TaskID:
+    """Show a stage: in the bar on a terminal; elsewhere (a pipe, a CI log) one line each."""
+    if task is None:
+        task = progress.add_task(text, **fields)
+        changed = True
+    else:
+        changed = next(t.description for t in progress.tasks if t.id == task) != text
+        progress.update(task, description=text, **fields)
+    if progress.disable and changed:
+        progress.console.file.write(text[:1].upper() + text[1:] + ".\n")
+    return task
+
+
 @contextlib.contextmanager
 def _progress(console: Console) -> Iterator[Progress]:
+    """A bar on a terminal; off elsewhere, where _stage writes lines instead."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -302,6 +322,7 @@ def _progress(console: Console) -> Iterator[Progress]:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
     with progress:
         yield progress

@@ -111,6 +111,11 @@ def test_capture_prints_top_functions_and_flame_graph_and_deletes_its_session(
         "--port", "7777", "--root", str(serving.artifact_root),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    # Not a terminal: the progress comes as one line per stage instead of a bar.
+    stages = result.stderr.splitlines()
+    assert stages[0].startswith(f"Waiting for the operator to start capture-{burning_pod}-")
+    assert f"Captured {burning_pod}." in stages
+    assert stages[-1].startswith(f"Deleting ProfilingSession {namespace}/capture-{burning_pod}-")
     out = result.stdout
     assert re.search(r"^Capture \S+-immediate: Succeeded\.$", out, re.MULTILINE), out
     # The capture as `spikeprof captures show` prints it: the burning goroutine on top.
