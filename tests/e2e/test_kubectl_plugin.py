@@ -5,6 +5,7 @@ functions and the flame graphs, and deletes its session unless --keep; Ctrl-C de
 from __future__ import annotations
 
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -252,4 +253,42 @@ def test_a_user_who_may_not_create_sessions_is_told_so(
         f"kubectl spikeprof: You may not create ProfilingSessions in namespace {namespace}: "
     ), result.stderr
     assert "cannot create resource" in result.stderr and "Traceback" not in result.stderr
+    assert _sessions(api, namespace) == []
+
+
+def test_on_a_terminal_the_progress_is_a_bar_over_the_sampling(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    burning_pod: str,
+    bin_dir: Path,
+    plugin_env: dict[str, str],
+) -> None:
+    # stderr on a pseudo-terminal, as in a person's shell; stdout piped, to read the report.
+    controller, terminal = pty.openpty()
+    env = {**plugin_env, "TERM": "xterm-256color", "COLUMNS": "120"}
+    command = [
+        str(bin_dir / "kubectl"), "spikeprof", "capture", burning_pod, "-n", namespace,
+        "--cpu", "2s", "--port", "7777", "--root", str(serving.artifact_root),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=terminal, text=True)
+    os.close(terminal)
+    drawn = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        drawn.extend(chunk)
+    os.close(controller)
+    stdout, _ = process.communicate(timeout=60)
+    screen = drawn.decode(errors="replace")
+    assert process.returncode == 0, stdout + screen
+    assert f"sampling {burning_pod} (cpu)" in screen
+    assert "━" in screen  # rich's bar
+    assert "\x1b[" in screen  # redrawn in place, not line by line
+    assert "Waiting for the operator" not in screen  # the lines are for pipes only
+    assert re.search(r"^Capture \S+-immediate: Succeeded\.$", stdout, re.MULTILINE)
     assert _sessions(api, namespace) == []
