@@ -1,7 +1,7 @@
 // Command pprof-target is what a pod "is" in spikeprof's tests: a Go process serving the real
 // net/http/pprof handlers (exactly what daprd serves on :7777) and a Prometheus /metrics, with
-// control endpoints that make it burn CPU, hold memory or spawn goroutines on demand, and faults
-// that make its pprof endpoint misbehave the ways real endpoints do.
+// control endpoints that make it burn CPU, hold or steadily leak memory or spawn goroutines on
+// demand, and faults that make its pprof endpoint misbehave the ways real endpoints do.
 package main
 
 import (
@@ -32,7 +32,10 @@ type load struct {
 	burnCores  int
 	held       [][]byte
 	goroutines []chan struct{}
-	fault      string
+	// leakStop ends the running steady leak; leaked is what it has allocated and keeps.
+	leakStop chan struct{}
+	leaked   [][]byte
+	fault    string
 	// firstPprof is when the first /debug/pprof request since start or reset arrived, so a
 	// benchmark can time a trigger from spike onset to the profiler knocking.
 	firstPprof time.Time
@@ -59,6 +62,7 @@ func main() {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/control/burn", l.handleBurn)
 	mux.HandleFunc("/control/alloc", l.handleAlloc)
+	mux.HandleFunc("/control/leak", l.handleLeak)
 	mux.HandleFunc("/control/goroutines", l.handleGoroutines)
 	mux.HandleFunc("/control/fault", l.handleFault)
 	mux.HandleFunc("/control/reset", l.handleReset)
@@ -215,6 +219,75 @@ func holdMemory(n int) []byte {
 	return b
 }
 
+// leakTick is how often the steady leak allocates: often enough that resident memory grows as
+// a line at the scale of a metrics scrape, not in steps.
+const leakTick = 100 * time.Millisecond
+
+func (l *load) handleLeak(w http.ResponseWriter, r *http.Request) {
+	rate, err := strconv.ParseFloat(r.URL.Query().Get("mbPerSecond"), 64)
+	if err != nil || rate < 0 {
+		http.Error(w, "mbPerSecond must be a number >= 0 (MiB per second; 0 stops the leak)", http.StatusBadRequest)
+		return
+	}
+	l.startLeak(rate)
+	fmt.Fprintf(w, "leaking %g MiB/s\n", rate)
+}
+
+// startLeak replaces any running leak with one growing the heap by rate MiB/s (0: none). What
+// it allocated stays held until reset, like a cache that is never evicted.
+func (l *load) startLeak(rate float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leakStop != nil {
+		close(l.leakStop)
+		l.leakStop = nil
+	}
+	if rate <= 0 {
+		return
+	}
+	stop := make(chan struct{})
+	l.leakStop = stop
+	go l.leakSteadily(rate, stop)
+}
+
+// leakSteadily allocates by the clock, not per tick, so a late tick catches up and the
+// resident memory follows rate * elapsed.
+func (l *load) leakSteadily(rate float64, stop <-chan struct{}) {
+	ticker := time.NewTicker(leakTick)
+	defer ticker.Stop()
+	start := time.Now()
+	leakedBytes := 0
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-ticker.C:
+			due := int(rate*float64(1<<20)*now.Sub(start).Seconds()) - leakedBytes
+			if due <= 0 {
+				continue
+			}
+			chunk := leakMemory(due)
+			leakedBytes += due
+			l.mu.Lock()
+			if l.leakStop != stop { // reset or replaced while allocating: drop this chunk
+				l.mu.Unlock()
+				return
+			}
+			l.leaked = append(l.leaked, chunk)
+			l.mu.Unlock()
+		}
+	}
+}
+
+// leakMemory is the allocation site of the steady leak, which heap growth diffs should name.
+func leakMemory(n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 4096 {
+		b[i] = 1 // touch every page so the memory is resident, not just reserved
+	}
+	return b
+}
+
 func (l *load) handleGoroutines(w http.ResponseWriter, r *http.Request) {
 	n := intParam(r, "n", 100)
 	l.mu.Lock()
@@ -245,8 +318,10 @@ func (l *load) handleFault(w http.ResponseWriter, r *http.Request) {
 
 func (l *load) handleReset(w http.ResponseWriter, _ *http.Request) {
 	l.startBurn(0, 0)
+	l.startLeak(0)
 	l.mu.Lock()
 	l.held = nil
+	l.leaked = nil
 	for _, done := range l.goroutines {
 		close(done)
 	}
