@@ -139,9 +139,11 @@ def _profiles(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _output(args: argparse.Namespace) -> dict[str, Any]:
-    """The session's output: the operator's volume, and the store the command reads from."""
+    """The session's output: the store the command reads from, else the operator's volume."""
     output: dict[str, Any] = {"volume": {}}
     if args.store:
+        # Only the store: the volume then holds the capture until it is uploaded.
+        output = {}
         store: dict[str, Any] = {"url": args.store}
         if args.store_secret:
             store["secretRef"] = {"name": args.store_secret}
@@ -181,7 +183,9 @@ async def _capture(args: argparse.Namespace, out: TextIO, err: TextIO, cancelled
         console = Console(file=err, stderr=True)
         finished = False
         try:
-            outcome = await _follow(sessions, namespace, name, args.pod, profiles, console)
+            outcome = await _follow(
+                sessions, namespace, name, args.pod, profiles, console, uploads=bool(args.store)
+            )
             finished = True
         finally:
             # Deleted on failure and on Ctrl-C (CancelledError) as on success, unless kept.
@@ -233,24 +237,33 @@ async def _follow(
     pod: str,
     profiles: list[dict[str, Any]],
     console: Console,
+    *,
+    uploads: bool,
 ) -> one_shot.Outcome:
-    """Read the session's status until its capture ends, showing how far it is."""
+    """Read the session's status until its capture ends (and, with an object store, is
+    uploaded: the session must live until then), showing how far it is."""
     sampling = one_shot.sampling_seconds(profiles)
     kinds = ", ".join(p["type"] for p in profiles)
     with _progress(console) as progress:
         task = _stage(progress, None, f"waiting for the operator to start {name}", total=None)
         began = time.monotonic()
         started: float | None = None
+        uploading: float | None = None
         while True:
             stored = await sessions.read_session(namespace, name)
             if stored is None:
                 raise CaptureError(f"ProfilingSession {namespace}/{name} was deleted meanwhile")
-            state = one_shot.read_state(stored.get("status"))
+            state = one_shot.read_state(stored.get("status"), uploads=uploads)
             now = time.monotonic()
             if state.stage == "done":
                 assert state.outcome is not None  # read_state sets it for "done"
                 _stage(progress, task, f"captured {pod}", total=1, completed=1)
                 return state.outcome
+            if state.stage == "uploading":
+                uploading = uploading or now
+                _stage(progress, task, f"uploading {pod}'s profiles", total=None)
+                if now - uploading > FINISH_SECONDS:
+                    raise CaptureError(f"The profiles were not uploaded in time: {state.reason}")
             if state.stage == "failed":
                 raise CaptureError(f"The capture cannot run: {state.reason}")
             if state.stage == "waiting" and now - began > START_SECONDS:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.controlplane import ControlPlane
+from localcluster.object_stores import ACCESS_KEY, BUCKET, SECRET_KEY, MinioServer
 from localcluster.operator_process import OperatorProcess
 from localcluster.sessions import GROUP, PLURAL, VERSION, create_pod, wait_running
 
@@ -291,4 +292,36 @@ def test_on_a_terminal_the_progress_is_a_bar_over_the_sampling(
     assert "\x1b[" in screen  # redrawn in place, not line by line
     assert "Waiting for the operator" not in screen  # the lines are for pipes only
     assert re.search(r"^Capture \S+-immediate: Succeeded\.$", stdout, re.MULTILINE)
+    assert _sessions(api, namespace) == []
+
+
+def test_with_store_the_session_uploads_there_and_the_capture_is_read_from_it(
+    namespace: str,
+    api: client.ApiClient,
+    serving: OperatorProcess,
+    burning_pod: str,
+    minio: MinioServer,
+    run_kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    plugin_env: dict[str, str],
+) -> None:
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s3-creds"},
+            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        },
+    )
+    plugin_env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+    store = f"s3://{BUCKET}/plugin-{namespace}"
+    result = run_kubectl(
+        "spikeprof", "capture", burning_pod, "-n", namespace, "--cpu", "1s", "--port", "7777",
+        "--store", store, "--endpoint", minio.endpoint, "--allow-http", "--store-secret", "s3-creds",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    graph = re.search(r"^  cpu: (\S+\.html)$", result.stdout, re.MULTILINE)
+    assert graph is not None, result.stdout
+    assert graph[1].startswith(f"{store}/{namespace}/capture-{burning_pod}-")
+    assert "main.spinHash" in result.stdout or "main.burnCPU" in result.stdout
+    # Only the store: nothing stays in the operator's volume once uploaded.
+    assert not list(serving.artifact_root.rglob("metadata.json"))
     assert _sessions(api, namespace) == []

@@ -83,3 +83,19 @@ def test_why_a_session_waits_or_failed_comes_from_its_false_conditions() -> None
     assert waiting.reason == "No pod matches pod web-9. No pod is ready to profile."
     failed = one_shot.read_state({"phase": "Failed", "conditions": conditions[:1]})
     assert (failed.stage, failed.reason) == ("failed", "No pod is ready to profile.")
+
+
+def test_with_an_object_store_a_capture_is_done_once_uploaded() -> None:
+    last = {"id": "c", "result": "Succeeded", "artifacts": ["ns/s/p/c"]}
+    uploading = {
+        "type": "ArtifactsUploaded",
+        "status": "False",
+        "reason": "Uploading",
+        "message": "Capture c is on its way to s3://b/p.",
+    }
+    status = {"captures": {"total": 1}, "lastCapture": last, "conditions": [uploading]}
+    state = one_shot.read_state(status, uploads=True)
+    assert (state.stage, state.reason) == ("uploading", "Capture c is on its way to s3://b/p.")
+    assert one_shot.read_state(status).stage == "done"  # the volume has it already
+    status["conditions"] = [{**uploading, "status": "True", "message": "All uploaded."}]
+    assert one_shot.read_state(status, uploads=True).stage == "done"

@@ -105,19 +105,27 @@ class Outcome:
 class State:
     """Where the one-shot capture is: waiting for the operator, capturing, done, or stuck."""
 
-    stage: Literal["waiting", "capturing", "done", "failed"]
+    stage: Literal["waiting", "capturing", "uploading", "done", "failed"]
     outcome: Outcome | None = None
     reason: str | None = None  # for people: why it waits, or why the session failed
 
 
-def read_state(status: Mapping[str, Any] | None) -> State:
-    """The capture's state as the session's status tells it."""
+def read_state(status: Mapping[str, Any] | None, *, uploads: bool = False) -> State:
+    """The capture's state as the session's status tells it. With `uploads` (the session has
+    an object store), it is done once the ArtifactsUploaded condition says it is there."""
     status = status or {}
     if status.get("pendingCapture"):
         return State("capturing")
     last = status.get("lastCapture")
     if (status.get("captures") or {}).get("total", 0) >= 1 and isinstance(last, Mapping):
-        return State("done", outcome=_outcome(last))
+        outcome = _outcome(last)
+        uploaded = next(
+            (c for c in status.get("conditions") or () if c.get("type") == "ArtifactsUploaded"),
+            None,
+        )
+        if uploads and outcome.artifacts and (uploaded or {}).get("status") != "True":
+            return State("uploading", outcome=outcome, reason=(uploaded or {}).get("message"))
+        return State("done", outcome=outcome)
     if status.get("phase") == "Failed":
         return State("failed", reason=_false_conditions(status) or "the session failed")
     return State("waiting", reason=_false_conditions(status))
