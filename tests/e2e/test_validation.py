@@ -163,6 +163,76 @@ INVALID = [
         "spike.minimum must not be negative",
     ),
     (
+        "predict on cpu",
+        _with("spec.trigger", {"thresholds": [{"metric": "cpu", "predict": {"within": "2m"}}]}),
+        "predict applies to metric memory only",
+    ),
+    (
+        "predict with above",
+        _with(
+            "spec.trigger",
+            {"thresholds": [{"metric": "memory", "above": "1Gi", "predict": {"within": "2m"}}]},
+        ),
+        "a threshold needs exactly one of above (a level), spike (a jump over the moving average)"
+        " or predict (a trend reaching the limit)",
+    ),
+    (
+        "predict with spike",
+        _with(
+            "spec.trigger",
+            {
+                "thresholds": [
+                    {
+                        "metric": "memory",
+                        "spike": {"increasePercent": 50},
+                        "predict": {"within": "2m"},
+                    }
+                ]
+            },
+        ),
+        "a threshold needs exactly one of above",
+    ),
+    (
+        "predict without within",
+        _with("spec.trigger", {"thresholds": [{"metric": "memory", "predict": {"window": "1m"}}]}),
+        "spec.trigger.thresholds[0].predict.within: Required value",
+    ),
+    (
+        "predict within not a duration",
+        _with(
+            "spec.trigger", {"thresholds": [{"metric": "memory", "predict": {"within": "soon"}}]}
+        ),
+        "predict.within must be a duration between 1s and 1h, such as 2m",
+    ),
+    (
+        "predict window of a day",
+        _with(
+            "spec.trigger",
+            {"thresholds": [{"metric": "memory", "predict": {"within": "2m", "window": "24h"}}]},
+        ),
+        "predict.window must be a duration between 1s and 1h, such as 1m",
+    ),
+    (
+        "predict with two samples",
+        _with(
+            "spec.trigger",
+            {"thresholds": [{"metric": "memory", "predict": {"within": "2m", "minSamples": 2}}]},
+        ),
+        "spec.trigger.thresholds[0].predict.minSamples: Invalid value: 2",
+    ),
+    (
+        "predict reaching the request",
+        _with(
+            "spec.trigger",
+            {
+                "thresholds": [
+                    {"metric": "memory", "predict": {"within": "2m", "reaches": "request"}}
+                ]
+            },
+        ),
+        'spec.trigger.thresholds[0].predict.reaches: Unsupported value: "request"',
+    ),
+    (
         "label value with a space",
         _with("spec.selector", {"matchLabels": {"app": "a b"}}),
         "spec.selector.matchLabels: Invalid value: matchLabels values must be label values such as"
@@ -284,3 +354,24 @@ def test_a_regex_only_re2_accepts_fails_the_session_naming_the_field_and_the_rea
         30,
         "the InvalidSpec event",
     )
+
+
+def test_a_prediction_is_accepted_with_its_defaults_and_kubectl_explain_teaches_it(
+    namespace: str, kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    body = _with(
+        "spec.trigger",
+        {
+            "metricsSource": "scrape",
+            "thresholds": [{"name": "oom", "metric": "memory", "predict": {"within": "2m"}}],
+        },
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    applied = yaml.safe_load(
+        kubectl("get", "profs", "candidate", "-n", namespace, "-o", "yaml").stdout
+    )
+    [rule] = applied["spec"]["trigger"]["thresholds"]
+    assert rule["predict"] == {"reaches": "limit", "within": "2m", "window": "1m", "minSamples": 3}
+    explained = kubectl("explain", "profilingsessions.spec.trigger.thresholds.predict").stdout
+    assert "least-squares trend of the pod's" in explained
+    assert "minSamples" in explained

@@ -114,7 +114,7 @@ def test_threshold_rules_are_read_in_their_units() -> None:
 @pytest.mark.parametrize(
     ("trigger", "message"),
     [
-        ({"thresholds": [{"metric": "cpu"}]}, "needs exactly one of above or spike"),
+        ({"thresholds": [{"metric": "cpu"}]}, "needs exactly one of above, spike or predict"),
         ({"thresholds": [{"metric": "cpu", "above": "80%"}]}, "needs of: limit or of: request"),
         (
             {

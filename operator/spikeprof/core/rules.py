@@ -1,9 +1,11 @@
-"""Threshold and spike rules, evaluated per pod on a stream of metric observations.
+"""Threshold, spike and trend rules, evaluated per pod on a stream of metric observations.
 
 A rule fires when a pod's value stays over its threshold for `for` (sustained), or jumps by
 `increasePercent` over the average of its recent window (spike, after a warm-up, as
-mosn/holmes does). Hysteresis: a rule that fired re-arms only after the value falls back to or
-below the threshold, so a pod that stays hot is captured once, not on every evaluation.
+mosn/holmes does), or when the least-squares trend of its memory over a recent window reaches
+the pod's limit within a horizon (predict: before the OOM kill, not after it). Hysteresis: a
+rule that fired re-arms only after the value falls back to or below the threshold (or the trend
+turns away from the limit), so a pod that stays hot is captured once, not on every evaluation.
 """
 
 from __future__ import annotations
@@ -31,10 +33,17 @@ class Threshold:
     baseline_window: float = 300.0
     warmup: float = 300.0
     minimum: float = 0.0  # a spike counts only from this value up
+    predict_within: float | None = None  # seconds: fire if the trend reaches the limit by then
+    predict_window: float = 60.0  # seconds of samples the trend is fitted over
+    min_samples: int = 3  # a trend from fewer samples is noise, not a trend
 
     @property
     def is_spike(self) -> bool:
         return self.spike_percent is not None
+
+    @property
+    def is_prediction(self) -> bool:
+        return self.predict_within is not None
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,48 @@ def format_value(metric: Metric, value: float) -> str:
     return f"{value:.0f}"
 
 
+@dataclass(frozen=True)
+class Trend:
+    """A least-squares line through (time, value) samples: value = level + slope * (t - at)."""
+
+    at: float  # the time of the newest sample, where level is read
+    level: float
+    slope: float  # units per second
+
+    def reaches(self, target: float) -> float | None:
+        """Seconds from `at` until the line reaches `target`; None if it never does."""
+        if self.level >= target:
+            return 0.0
+        if self.slope <= 0:
+            return None
+        return (target - self.level) / self.slope
+
+
+def fit_trend(samples: Iterable[tuple[float, float]]) -> Trend | None:
+    """The least-squares line through the samples; None for fewer than two distinct times."""
+    points = list(samples)
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return None
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+    newest = max(t for t, _ in points)
+    return Trend(at=newest, level=mean_v + slope * (newest - mean_t), slope=slope)
+
+
+def format_rate(metric: Metric, per_second: float) -> str:
+    if metric in ("memory", "heap"):
+        for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+            if abs(per_second) >= size:
+                return f"{per_second / size:.2g}{unit}/s"
+        return f"{per_second:.0f}B/s"
+    return f"{format_value(metric, per_second)}/s"
+
+
 @dataclass
 class _State:
     over_since: float | None = None
@@ -134,6 +185,8 @@ class RuleEngine:
     def _step(
         self, rule: Threshold, state: _State, obs: Observation, resources: Resources
     ) -> Firing | RuleProblem | None:
+        if rule.is_prediction:
+            return self._predict(rule, state, obs, resources)
         limit: float | None
         if rule.is_spike:
             limit, describe = self._spike_limit(rule, state, obs)
@@ -143,20 +196,62 @@ class RuleEngine:
                 return absolute
             limit, describe = absolute
         over = limit is not None and obs.value > limit and obs.value >= rule.minimum
-        if not over:
-            state.over_since = None
-            state.armed = True  # back under the line: the next crossing counts again
+        if not self._held(rule, state, obs, over):
             return None
-        if state.over_since is None:
-            state.over_since = obs.at
-        held = obs.at - state.over_since
-        if not state.armed or held < rule.sustain:
-            return None
-        state.armed = False
         assert limit is not None
         reason = f"{rule.metric} {format_value(rule.metric, obs.value)} {describe}"
         if rule.sustain:
-            reason += f" for {format_duration(round(held))}"
+            reason += f" for {format_duration(round(obs.at - (state.over_since or obs.at)))}"
+        return Firing(rule.name, obs.pod, rule.metric, obs.value, limit, obs.at, reason)
+
+    @staticmethod
+    def _held(rule: Threshold, state: _State, obs: Observation, over: bool) -> bool:
+        """Whether the rule fires now: over for `for`, and armed (hysteresis)."""
+        if not over:
+            state.over_since = None
+            state.armed = True  # back under the line: the next crossing counts again
+            return False
+        if state.over_since is None:
+            state.over_since = obs.at
+        if not state.armed or obs.at - state.over_since < rule.sustain:
+            return False
+        state.armed = False
+        return True
+
+    def _predict(
+        self, rule: Threshold, state: _State, obs: Observation, resources: Resources
+    ) -> Firing | RuleProblem | None:
+        limit = resources.basis(rule.metric, "limit")
+        if limit is None or limit <= 0:
+            return RuleProblem(
+                rule.name,
+                obs.pod,
+                f"pod {obs.pod} has no {rule.metric} limit on every container, so rule "
+                f"{rule.name} (predict: reaches limit) cannot apply to it",
+            )
+        history = state.history
+        if history and history[-1][0] >= obs.at:
+            # The source handed the same sample again (metrics-server refreshes every ~15s):
+            # counting it twice would flatten the trend.
+            return None
+        history.append((obs.at, obs.value))
+        while history and history[0][0] < obs.at - rule.predict_window:
+            history.popleft()
+        trend = fit_trend(history) if len(history) >= rule.min_samples else None
+        eta = trend.reaches(limit) if trend is not None and trend.slope > 0 else None
+        assert rule.predict_within is not None
+        over = eta is not None and eta <= rule.predict_within
+        if not self._held(rule, state, obs, over):
+            return None
+        assert trend is not None
+        assert eta is not None
+        reason = (
+            f"{rule.metric} {format_value(rule.metric, obs.value)} rising "
+            f"{format_rate(rule.metric, trend.slope)}, limit {format_value(rule.metric, limit)} "
+            f"in ~{format_duration(round(eta))}"
+        )
+        if rule.sustain:
+            reason += f" (for {format_duration(round(obs.at - (state.over_since or obs.at)))})"
         return Firing(rule.name, obs.pod, rule.metric, obs.value, limit, obs.at, reason)
 
     def _absolute_limit(

@@ -34,6 +34,9 @@ METRIC_SOURCES: Final = ("metricsServer", "prometheus", "scrape")
 # Evaluation interval when the session sets none: about the source's own resolution.
 DEFAULT_INTERVAL: Final = {"metricsServer": 15.0, "prometheus": 15.0, "scrape": 5.0}
 RULE_METRICS: Final = ("cpu", "memory", "goroutines", "heap")
+# predict: the horizon and the fitting window; a line through two points is no trend.
+MIN_PREDICT_SECONDS, MAX_PREDICT_SECONDS = 1.0, 3600.0
+MIN_TREND_SAMPLES: Final = 3
 NotifyFormat = Literal["json", "slack"]
 NOTIFY_FORMATS: Final = frozenset(get_args(NotifyFormat))
 MAX_WEBHOOKS: Final = 8  # the CRD's maxItems too
@@ -202,9 +205,12 @@ def _parse_threshold(index: int, raw: Mapping[str, Any]) -> Threshold:
     sustain = _duration(f"{where}.for", raw["for"]) if "for" in raw else 0.0
     spike = raw.get("spike")
     above = raw.get("above")
-    if (spike is None) == (above is None):
-        raise SpecError(f"{where} needs exactly one of above or spike")
+    predict = raw.get("predict")
+    if [spike, above, predict].count(None) != 2:
+        raise SpecError(f"{where} needs exactly one of above, spike or predict")
     typed_metric = cast(Metric, metric)
+    if predict is not None:
+        return _parse_prediction(where, name, typed_metric, sustain, predict)
     if spike is not None:
         window = _duration(f"{where}.spike.baselineWindow", spike.get("baselineWindow", "5m"))
         warmup = (
@@ -243,6 +249,35 @@ def _parse_threshold(index: int, raw: Mapping[str, Any]) -> Threshold:
     except ValueError as error:
         raise SpecError(f"{where}.above: {error}") from None
     return Threshold(name=name, metric=typed_metric, above=value, sustain=sustain)
+
+
+def _parse_prediction(where: str, name: str, metric: Metric, sustain: float, raw: Any) -> Threshold:
+    where = f"{where}.predict"
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object such as {{reaches: limit, within: 2m}}")
+    if metric != "memory":
+        raise SpecError(f"{where} applies to metric memory only: pods have a limit for it")
+    if raw.get("reaches", "limit") != "limit":
+        raise SpecError(f"{where}.reaches {raw.get('reaches')!r} is not limit")
+    if "within" not in raw:
+        raise SpecError(f"{where}.within is required: how far ahead the trend is followed")
+    within = _duration(f"{where}.within", raw["within"])
+    window = _duration(f"{where}.window", raw.get("window", "1m"))
+    if not MIN_PREDICT_SECONDS <= within <= MAX_PREDICT_SECONDS:
+        raise SpecError(f"{where}.within must be between 1s and 1h")
+    if not MIN_PREDICT_SECONDS <= window <= MAX_PREDICT_SECONDS:
+        raise SpecError(f"{where}.window must be between 1s and 1h")
+    min_samples = raw.get("minSamples", MIN_TREND_SAMPLES)
+    if not isinstance(min_samples, int) or not MIN_TREND_SAMPLES <= min_samples <= 1000:
+        raise SpecError(f"{where}.minSamples must be a whole number between 3 and 1000")
+    return Threshold(
+        name=name,
+        metric=metric,
+        sustain=sustain,
+        predict_within=within,
+        predict_window=window,
+        min_samples=min_samples,
+    )
 
 
 def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
