@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
-from urllib.parse import quote
 
 from rich.console import Console
 from rich.progress import (
@@ -32,7 +31,7 @@ from rich.progress import (
 from spikeprof import captures
 from spikeprof.adapters import kube
 from spikeprof.adapters.artifact_reader import ArtifactSource
-from spikeprof.core import one_shot
+from spikeprof.core import one_shot, ui_routes
 from spikeprof.core.quantities import parse_duration
 from spikeprof.errors import SpikeprofError
 
@@ -380,5 +379,4 @@ async def _report(
 
 def _ui_link(base: str, page: str, artifact: str, *more: str) -> str:
     """A page of the spikeprof UI: /capture/<ns>/<session>/<pod>/<id>, /files/.../<name>."""
-    segments = [page, *artifact.split("/"), *more]
-    return base.rstrip("/") + "/" + "/".join(quote(s, safe="") for s in segments)
+    return ui_routes.absolute(base, ui_routes.path(page, *artifact.split("/"), *more))

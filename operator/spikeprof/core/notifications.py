@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import quote, urlencode
 
+from spikeprof.core import ui_routes
 from spikeprof.core.planner import format_time
 from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.spec import NotifyFormat
@@ -102,15 +102,12 @@ class Notice:
 
 def ui_capture_url(ui_url: str, namespace: str, session: str, pod: str, capture_id: str) -> str:
     """One pod's capture in spikeprof's UI: <ui>/capture/<ns>/<session>/<pod>/<id>."""
-    parts = (namespace, session, pod, capture_id)
-    return ui_url.rstrip("/") + "/capture/" + "/".join(quote(p, safe="") for p in parts)
+    return ui_routes.absolute(ui_url, ui_routes.capture_path(namespace, session, pod, capture_id))
 
 
 def ui_session_url(ui_url: str, namespace: str, session: str) -> str:
     """The session's captures in spikeprof's UI, filtered: <ui>/captures?namespace=&session=."""
-    return (
-        ui_url.rstrip("/") + "/captures?" + urlencode({"namespace": namespace, "session": session})
-    )
+    return ui_routes.absolute(ui_url, ui_routes.captures_path(namespace=namespace, session=session))
 
 
 def capture_notice(

@@ -11,9 +11,9 @@ import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from spikeprof.core import catalog
+from spikeprof.core import catalog, ui_routes
 from spikeprof.core.catalog import Capture
 from spikeprof.pprof import units
 from spikeprof.pprof.diff import ProfileDiff
@@ -42,31 +42,27 @@ iframe { width: 100%; height: 560px; border: 1px solid #dde1e6; background: #fff
 """
 
 
-def _path(*segments: str) -> str:
-    return "/" + "/".join(quote(segment, safe="") for segment in segments)
-
-
 def capture_url(capture: Capture) -> str:
-    return _path("capture", *capture.key.parts)
+    return ui_routes.capture_path(*capture.key.parts)
 
 
 def file_url(capture: Capture, name: str) -> str:
-    return _path("files", *capture.key.parts, name)
+    return ui_routes.file_path(*capture.key.parts, name)
 
 
 def diff_url(spike: Capture, base_id: str, type_: str | None = None) -> str:
     """The diff page of two captures of the same pod: /diff/<ns>/<session>/<pod>/<base>/<spike>."""
     query = f"?{urlencode({'type': type_})}" if type_ else ""
-    return _path("diff", *spike.key.parts[:3], base_id, spike.key.capture_id) + query
+    return ui_routes.path("diff", *spike.key.parts[:3], base_id, spike.key.capture_id) + query
 
 
 def diff_flamegraph_url(spike: Capture, base_id: str, type_: str) -> str:
     parts = (*spike.key.parts[:3], base_id, spike.key.capture_id)
-    return _path("diff-flamegraph", *parts) + f"?{urlencode({'type': type_})}"
+    return ui_routes.path("diff-flamegraph", *parts) + f"?{urlencode({'type': type_})}"
 
 
 def captures_url(**filters: str) -> str:
-    return "/captures" + (f"?{urlencode(filters)}" if filters else "")
+    return ui_routes.captures_path(**filters)
 
 
 def document(title: str, body: Markup) -> Markup:
