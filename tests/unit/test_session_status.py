@@ -71,6 +71,34 @@ FULL: dict[str, Any] = {
     },
     "lastCapture": CAPTURE,
     "recentCaptures": [CAPTURE],
+    "restartsSeen": {"0b5c-uid/app": 2},
+    "restarts": [
+        {
+            "time": "2026-11-26T01:04:00Z",
+            "pod": "web-1",
+            "podUID": "0b5c-uid",
+            "container": "app",
+            "restartCount": 2,
+            "reason": "OOMKilled",
+            "exitCode": 137,
+            "finishedAt": "2026-11-26T01:03:58Z",
+            "previousCapture": "20261126T010000.000Z-alert",
+            "captureDue": "2026-11-26T01:04:29Z",
+            "capture": "20261126T010430.000Z-restart",
+        },
+        {
+            "time": "2026-11-26T00:50:00Z",
+            "pod": "web-1",
+            "podUID": "0b5c-uid",
+            "container": "app",
+            "restartCount": 1,
+            "reason": "Error",
+            "exitCode": 2,
+            "finishedAt": "2026-11-26T00:49:59Z",
+            "captureDue": "2026-11-26T00:50:30Z",
+            "outcome": "Cooldown: pod web-1 was captured 1m ago",
+        },
+    ],
 }
 
 

@@ -9,6 +9,7 @@ from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.endpoints import Endpoint
 from spikeprof.core.planner import CaptureRequest, format_time
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.restarts import restart_context
 from spikeprof.core.results import ProfileOutcome
 from spikeprof.core.spec import ProfileRequest
 
@@ -67,4 +68,6 @@ def build_metadata(
         "finishedAt": format_time(finished_at),
         "profiles": profiles,
         "operatorVersion": operator_version,
+        # trigger restart: the restart, and the pod's last capture before it (for captures diff)
+        **restart_context(request, pod.name),
     }

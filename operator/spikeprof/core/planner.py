@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spikeprof.core.rules import Firing
@@ -27,6 +27,8 @@ class CaptureRequest:
     token: str | None = None  # the capture-now value it answers, if any
     pods: tuple[str, ...] | None = None  # the pods a rule fired on; None: every selected pod
     alert_keys: tuple[str, ...] = ()  # the pending alerts this capture answers
+    restarts: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    """Trigger restart: the records of status.restarts it answers, as rendered there."""
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -41,6 +43,8 @@ class CaptureRequest:
             out["pods"] = list(self.pods)
         if self.alert_keys:
             out["alertKeys"] = list(self.alert_keys)
+        if self.restarts:
+            out["restarts"] = [dict(r) for r in self.restarts]
         return out
 
     @classmethod
@@ -53,6 +57,7 @@ class CaptureRequest:
             token=raw.get("token"),
             pods=tuple(raw["pods"]) if raw.get("pods") is not None else None,
             alert_keys=tuple(raw.get("alertKeys") or ()),
+            restarts=tuple(raw.get("restarts") or ()),
         )
 
 

@@ -11,6 +11,18 @@ from spikeprof.core.rules import Resources
 
 
 @dataclass(frozen=True)
+class ContainerRun:
+    """One container's restarts as the kubelet reports them (status.containerStatuses[])."""
+
+    name: str
+    restart_count: int
+    last_reason: str | None = None  # lastState.terminated.reason: OOMKilled, Error, ...
+    last_exit_code: int | None = None  # lastState.terminated.exitCode
+    last_finished_at: str | None = None  # lastState.terminated.finishedAt (RFC 3339)
+    started_at: str | None = None  # state.running.startedAt: when the current run began
+
+
+@dataclass(frozen=True)
 class PodInfo:
     namespace: str
     name: str
@@ -25,6 +37,8 @@ class PodInfo:
     containers: tuple[str, ...]
     resources: Resources = field(default_factory=Resources)
     owner: tuple[str, str] | None = None  # (kind, name) of the controller that made the pod
+    runs: tuple[ContainerRun, ...] = ()  # per container: restart count and the last exit
+    created: str | None = None  # metadata.creationTimestamp (RFC 3339)
 
     @property
     def reachable(self) -> bool:
@@ -61,6 +75,21 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
             ),
             None,
         ),
+        runs=tuple(_run(c) for c in status.get("containerStatuses") or ()),
+        created=meta.get("creationTimestamp"),
+    )
+
+
+def _run(raw: Mapping[str, Any]) -> ContainerRun:
+    terminated = (raw.get("lastState") or {}).get("terminated") or {}
+    exit_code = terminated.get("exitCode")
+    return ContainerRun(
+        name=str(raw.get("name", "")),
+        restart_count=int(raw.get("restartCount") or 0),
+        last_reason=terminated.get("reason"),
+        last_exit_code=int(exit_code) if exit_code is not None else None,
+        last_finished_at=terminated.get("finishedAt"),
+        started_at=((raw.get("state") or {}).get("running") or {}).get("startedAt"),
     )
 
 

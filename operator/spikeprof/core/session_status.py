@@ -17,6 +17,7 @@ from typing import Any
 
 from spikeprof.core import merge_patch
 from spikeprof.core.planner import CaptureRequest, Progress, parse_time
+from spikeprof.core.restarts import RestartRecord
 
 CaptureEntry = Mapping[str, Any]  # one of recentCaptures, as CaptureOutcome.to_status renders it
 
@@ -153,6 +154,10 @@ class SessionStatus:
     """A capture decided and recorded before its profiles are fetched: it resumes after a crash."""
     last_capture: CaptureEntry | None = None
     recent_captures: tuple[CaptureEntry, ...] = ()
+    restarts_seen: Mapping[str, int] = field(default_factory=dict)
+    """Restart count last seen per "<pod UID>/<container>" (containers that restarted)."""
+    restarts: tuple[RestartRecord, ...] = ()
+    """Container restarts seen during the session, newest first (bounded)."""
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SessionStatus:
@@ -207,6 +212,8 @@ class SessionStatus:
             pending_capture=CaptureRequest.from_status(pending) if pending else None,
             last_capture=raw.get("lastCapture"),
             recent_captures=tuple(raw.get("recentCaptures") or ()),
+            restarts_seen={k: int(v) for k, v in _obj("restartsSeen").items() if v is not None},
+            restarts=tuple(RestartRecord.parse(r) for r in raw.get("restarts") or ()),
         )
 
     def render(self) -> dict[str, Any]:
@@ -230,6 +237,8 @@ class SessionStatus:
             "pendingCapture": self.pending_capture.to_status() if self.pending_capture else None,
             "lastCapture": dict(self.last_capture) if self.last_capture is not None else None,
             "recentCaptures": [dict(c) for c in self.recent_captures] or None,
+            "restartsSeen": dict(self.restarts_seen) or None,
+            "restarts": [r.render() for r in self.restarts] or None,
         }
         return {key: value for key, value in out.items() if value is not None}
 

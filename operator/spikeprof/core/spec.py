@@ -103,6 +103,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class OnRestart:
+    """trigger.onRestart: capture a container that restarted, once it has warmed up."""
+
+    reasons: tuple[str, ...] = ()  # lastState.terminated.reason values; empty: any
+    after: float = 30.0  # seconds after the container started again
+
+    def wants(self, reason: str | None) -> bool:
+        return not self.reasons or reason in self.reasons
+
+
+@dataclass(frozen=True)
 class TriggerSpec:
     immediate: bool = False
     baseline: bool = False  # a calm capture once armed, which later captures are diffed against
@@ -113,6 +124,7 @@ class TriggerSpec:
     scrape_path: str = "/metrics"
     queries: tuple[tuple[str, str], ...] = ()  # metric -> PromQL overriding the default
     alerts: AlertMatcher | None = None  # Alertmanager alerts this session reacts to
+    on_restart: OnRestart | None = None  # capture containers that restarted
 
 
 @dataclass(frozen=True)
@@ -309,6 +321,7 @@ def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
             )
     return TriggerSpec(
         alerts=alerts,
+        on_restart=_parse_on_restart(raw.get("onRestart")),
         immediate=bool(raw.get("immediate", False)),
         baseline=bool(raw.get("baseline", False)),
         source=source,
@@ -324,6 +337,30 @@ def _parse_trigger(raw: Mapping[str, Any]) -> TriggerSpec:
             )
         ),
     )
+
+
+RESTART_REASON = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")  # the kubelet's CamelCase reasons
+MAX_RESTART_AFTER = 3600.0
+
+
+def _parse_on_restart(raw: Any) -> OnRestart | None:
+    where = "spec.trigger.onRestart"
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object such as {{reasons: [OOMKilled], after: 30s}}")
+    reasons = raw.get("reasons") or []
+    if not isinstance(reasons, list) or not all(
+        isinstance(r, str) and RESTART_REASON.match(r) for r in reasons
+    ):
+        raise SpecError(
+            f"{where}.reasons must list the kubelet's reasons for the last exit, such as "
+            "OOMKilled or Error"
+        )
+    after = _duration(f"{where}.after", raw.get("after", "30s"))
+    if not 0 <= after <= MAX_RESTART_AFTER:
+        raise SpecError(f"{where}.after must be a duration up to 1h, such as 30s")
+    return OnRestart(reasons=tuple(dict.fromkeys(reasons)), after=after)
 
 
 def _parse_limits(raw: Mapping[str, Any]) -> Limits:

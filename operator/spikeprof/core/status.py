@@ -12,9 +12,11 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spikeprof.core import restarts as restart_rules
 from spikeprof.core.guards import Suppression
 from spikeprof.core.observations import ObservationBatch
 from spikeprof.core.planner import CaptureRequest, Progress, format_time, parse_time
+from spikeprof.core.restarts import RestartFindings
 from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.rules import RuleProblem
 from spikeprof.core.session_status import (
@@ -84,6 +86,7 @@ class Look:
     upload: Verdict | None = None  # None: uploads were not looked at
     notifying: bool = False  # spec.notify lists webhooks; without any, no NotificationsDelivered
     notifications: Verdict | None = None  # the latest delivery's; None: none finished yet
+    restarts: RestartFindings | None = None  # None: restarts were not looked at
 
 
 def next_status(current: SessionStatus, look: Look) -> SessionStatus:
@@ -115,6 +118,12 @@ def next_status(current: SessionStatus, look: Look) -> SessionStatus:
         armed = None
     elif look.arming.workloads:
         armed = look.arming.workloads
+    if look.restarts is not None:
+        current = dataclasses.replace(
+            current,
+            restarts_seen=dict(look.restarts.seen),
+            restarts=restart_rules.recorded(current.restarts, look.restarts),
+        )
     return dataclasses.replace(
         _suppressed(_alerts_handled(current, look.alerts_handled), look.suppressions, look.now),
         phase=phase,
@@ -175,6 +184,10 @@ def capture_finished(
             conditions, "ArtifactsUploaded", uploading, generation=generation, now=now
         )
     finished = _alerts_handled(current, outcome.request.alert_keys)
+    if outcome.request.restarts:
+        keys = [restart_rules.RestartRecord.parse(r).key for r in outcome.request.restarts]
+        restarts = restart_rules.captured(finished.restarts, keys, outcome.request.id)
+        finished = dataclasses.replace(finished, restarts=restarts)
     return dataclasses.replace(
         finished,
         # Out of Capturing in the same write that ends the capture, never after it.

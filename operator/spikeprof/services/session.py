@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from spikeprof.adapters.kube import ApiUnavailableError, KubeError, SessionGoneError
 from spikeprof.core import planner
+from spikeprof.core import restarts as restart_rules
 from spikeprof.core import status as status_rules
 from spikeprof.core.arming import WorkloadRef, parse_workload
 from spikeprof.core.guards import Suppression, apply_session_guards, expired
@@ -201,6 +202,10 @@ class SessionWorker:
         )
         decided = status_rules.next_status(current, look)
         await self._write(current, decided)
+        for restart in look.restarts.found if look.restarts is not None else ():
+            self.post_event(
+                "Warning", "ContainerRestarted", restart_rules.event_message(restart, now)
+            )
         # Told once, as the phase turns Expired (stored, so a restarted operator does not
         # tell it again).
         if decided.phase == "Expired" and current.phase != "Expired":
@@ -233,9 +238,16 @@ class SessionWorker:
             planned = planner.next_capture(parsed, meta.get("annotations") or {}, progress, now)
         missing = await self._port_forward_rights(parsed.target.access)
         self._register(parsed, stored)
+        findings, restarted = None, _Triggered()
+        if not is_expired:
+            # One capture at a time: restarts capture when nothing else is decided.
+            free = planned is None and not waiting
+            findings, restarted = self._restarts(
+                parsed, current, pods, reachable, created, now, capture=free
+            )
         triggered = _Triggered()
         if planned is None and not waiting:
-            triggered = await self._triggers(parsed, current, reachable, now)
+            triggered = await self._triggers(parsed, current, reachable, now, restarted)
         upload = None
         if time.monotonic() >= self.outputs_due:
             self.outputs_due = time.monotonic() + TICK_SECONDS
@@ -258,6 +270,7 @@ class SessionWorker:
             upload=upload,
             notifying=bool(parsed.notify),
             notifications=self.notifier.verdict,
+            restarts=findings,
         )
         request = planned or triggered.request
         if request is not None and request.pods is not None:
@@ -271,11 +284,21 @@ class SessionWorker:
         current: SessionStatus,
         reachable: list[PodInfo],
         now: datetime.datetime,
+        restarted: _Triggered,
     ) -> _Triggered:
-        """Pending alerts first; without a capture for them, the thresholds."""
+        """Pending alerts first; then restarted containers due; then the thresholds."""
         alerts = self._alert_request(parsed, current, reachable, now)
         if alerts.request is not None:
             return alerts
+        if restarted.request is not None:
+            return dataclasses.replace(
+                restarted,
+                suppressions=(*alerts.suppressions, *restarted.suppressions),
+                alerts_handled=alerts.alerts_handled,
+            )
+        alerts = dataclasses.replace(
+            alerts, suppressions=(*alerts.suppressions, *restarted.suppressions)
+        )
         evaluation = await self.spikes.evaluate(
             namespace=self.namespace,
             spec=parsed,
@@ -293,6 +316,55 @@ class SessionWorker:
             (*alerts.suppressions, *evaluation.suppressed),
             alerts.alerts_handled,
             evaluation.report,
+        )
+
+    def _restarts(
+        self,
+        parsed: SessionSpec,
+        current: SessionStatus,
+        pods: list[PodInfo],
+        reachable: list[PodInfo],
+        created: datetime.datetime,
+        now: datetime.datetime,
+        *,
+        capture: bool,
+    ) -> tuple[restart_rules.RestartFindings, _Triggered]:
+        """Containers that restarted since the last look; and, with trigger.onRestart, a
+        capture of those whose warm-up is over, cooldown and maxCaptures applied.
+
+        `capture`: no other capture is decided in this look (one runs at a time).
+        """
+        findings = restart_rules.scan(
+            current.restarts_seen,
+            pods,
+            session_created=created,
+            now=now,
+            on_restart=parsed.trigger.on_restart,
+            recent_captures=current.recent_captures,
+        )
+        ripe, given_up = restart_rules.due(current.restarts, reachable, pods, now)
+        settled = dict(given_up)
+        if not capture or not ripe:
+            return dataclasses.replace(findings, settled=settled), _Triggered()
+        candidates = [AlertCandidate(pod, "onRestart") for pod in sorted({r.pod for r in ripe})]
+        decision = apply_session_guards(candidates, limits=parsed.limits, status=current, now=now)
+        for held in decision.suppressed:
+            self.post_event(
+                "Normal",
+                "CaptureSuppressed",
+                f"Container restart in pod {held.pod} asked for a capture, but no capture "
+                f"({held.guard}): {held.message}.",
+            )
+            for record in ripe:
+                if record.pod == held.pod:
+                    settled[record.key] = f"{held.guard}: {held.message}"
+        allowed = {c.pod for c in decision.allowed}
+        request = None
+        if allowed:
+            chosen = [r for r in ripe if r.pod in allowed]
+            request = restart_rules.restart_capture(chosen, now)
+        return dataclasses.replace(findings, settled=settled), _Triggered(
+            request, decision.suppressed
         )
 
     def _status(self, stored: Mapping[str, Any]) -> SessionStatus:

@@ -106,7 +106,12 @@ class FakeCapturer:
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
         self.jobs.append((job, [p.name for p in pods]))
         heap = ProfileOutcome("heap", file="heap.pb.gz", bytes=10, sha256="x")
-        outcomes = tuple(PodOutcome(p.name, p.node, f"d/{p.name}", (heap,)) for p in pods)
+        outcomes = tuple(
+            PodOutcome(
+                p.name, p.node, f"{job.namespace}/{job.session}/{p.name}/{job.request.id}", (heap,)
+            )
+            for p in pods
+        )
         return CaptureOutcome(job.request, outcomes)
 
 
