@@ -18,6 +18,11 @@ start and stop. Pod annotations shape the process:
   dapr.io/enabled: "true": the container named daprd runs the real daprd (tools/cluster/daprd),
       with the flags Dapr's injector gives it (see daprd_command).
 
+Containers: each container is one process, watched as the kubelet and the kernel watch it
+(containers.py): past its `resources.limits.memory` it is SIGKILLed and reported OOMKilled/137,
+any other exit as Error (or Completed) with its code, and per the pod's restartPolicy it is
+started again on the same addresses, alone, with restartCount + 1 and the crash-loop back-off.
+
 Pod network: pods share the machine's network namespace, so each pod gets two loopback addresses
 of its own, standing in for its network namespace: its address (reported as podIP, where a
 process that a real pod would run on 0.0.0.0 listens), and its loopback (what 127.0.0.1 is inside
@@ -38,10 +43,10 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +55,8 @@ import urllib3
 from kubernetes import client, config, watch  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from localcluster import dapr_sidecar
-from localcluster.processes import spawn, stop_group
+from localcluster import containers, dapr_sidecar
+from localcluster.processes import stop_group
 
 NODE_NAME = "stand-in-node"
 ARGS_ANNOTATION = "stand-in.spikeprof.io/args"
@@ -68,9 +73,60 @@ class RunningPod:
     """Where the processes listen; the reported podIP differs for an unroutable pod."""
     loopback: str
     """The pod's own 127.0.0.1: where a process bound to the pod's loopback listens."""
-    processes: list[subprocess.Popen[bytes]]
+    name: str
+    namespace: str
+    restart_policy: str
+    containers: list[containers.Container]
     silent_sockets: list[socket.socket] = field(default_factory=list)
     """For an unroutable pod: what keeps its reported IP from answering."""
+    stopping: bool = False
+    """Set (under the stand-in's lock) once the pod is deleted: nothing of it restarts again."""
+    status_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Orders the status patches of one pod: each carries all its containers."""
+    transitions: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    """Condition type -> (status, lastTransitionTime), so a time changes only with the status."""
+
+    def condition(
+        self, kind: str, status: bool, reason: str = "", message: str = ""
+    ) -> dict[str, Any]:
+        previous = self.transitions.get(kind)
+        if previous is None or previous[0] != status:
+            previous = self.transitions[kind] = (status, _now())
+        condition = {
+            "type": kind,
+            "status": "True" if status else "False",
+            "lastTransitionTime": previous[1],
+        }
+        if reason:
+            condition |= {"reason": reason, "message": message}
+        return condition
+
+    def status(self) -> dict[str, Any]:
+        """phase, conditions and containerStatuses, as the kubelet's generateAPIPodStatus."""
+        unready = [c.name for c in self.containers if not c.ready]
+        # status/generate.go GenerateContainersReadyCondition; Ready copies its reason.
+        reason = "ContainersNotReady" if unready else ""
+        message = f"containers with unready status: [{' '.join(unready)}]" if unready else ""
+        conditions = [
+            self.condition("PodScheduled", True),
+            self.condition("Initialized", True),
+            self.condition("ContainersReady", not unready, reason, message),
+            self.condition("Ready", not unready, reason, message),
+        ]
+        return {
+            "phase": self.phase(),
+            "conditions": conditions,
+            "containerStatuses": [c.status() for c in self.containers],
+        }
+
+    def phase(self) -> str:
+        # kubelet_pods.go getPhase: Running while a container runs or will be restarted.
+        ended = [c.terminated for c in self.containers if c.terminated is not None]
+        if len(ended) < len(self.containers) or self.restart_policy == "Always":
+            return "Running"
+        if self.restart_policy == "OnFailure" and any(t.exit_code != 0 for t in ended):
+            return "Running"
+        return "Failed" if any(t.exit_code != 0 for t in ended) else "Succeeded"
 
 
 def _silent_listener(ip: str, port: int) -> list[socket.socket]:
@@ -96,6 +152,7 @@ class PlannedProcess:
     """One container's process: its command, where it listens, and which of those ports are
     on the pod's address (an unroutable pod keeps its reported IP silent on them)."""
 
+    container: str
     command: list[str]
     listens_on: list[str]
     pod_address_ports: list[int]
@@ -121,7 +178,12 @@ class StandIn:
         self.pods: dict[str, RunningPod] = {}
         # Pod IPs are 127.<subnet>.x.y: each cluster on the machine has its own range.
         self.next_ip = (subnet << 16) + (1 << 8) + 1
-        self.lock = threading.Lock()
+        # Guards pods, each pod's containers and the pods file: the watch, the container
+        # watcher and the restarts run on threads of their own.
+        self.lock = threading.RLock()
+        # Restarts start processes on this one lasting thread: a child dies with the thread
+        # that spawned it (PR_SET_PDEATHSIG, processes.spawn), and _after_exit's threads end.
+        self.spawner = ThreadPoolExecutor(1, thread_name_prefix="container-start")
 
     # -- node ------------------------------------------------------------------------------
 
@@ -218,7 +280,7 @@ class StandIn:
             elif ports:
                 listen = f"{address}:{ports[0]}"
                 command = [str(self.pprof_target), f"-listen={listen}", *extra]
-                planned.append(PlannedProcess(command, [listen], [ports[0]]))
+                planned.append(PlannedProcess(container.name, command, [listen], [ports[0]]))
         return planned
 
     def _plan_daprd(self, pod: Any, address: str, loopback: str) -> PlannedProcess:
@@ -240,7 +302,7 @@ class StandIn:
             resources,
             configuration,
         )
-        return PlannedProcess(plan.command, plan.listens_on, plan.pod_address_ports)
+        return PlannedProcess("daprd", plan.command, plan.listens_on, plan.pod_address_ports)
 
     def write_pods_file(self) -> None:
         """Where each pod listens, for kubelet-standin; replaced whole so it never reads half."""
@@ -264,67 +326,179 @@ class StandIn:
         unroutable = (meta.annotations or {}).get(UNROUTABLE_ANNOTATION, "").lower() == "true"
         # An unroutable pod reports an address of its own that never answers (_silent_listener).
         ip = self.allocate_ip() if unroutable else address
-        planned = self.plan_processes(pod, address, loopback)
-        procs = []
-        for index, process in enumerate(planned):
-            log_path = self.log_dir / f"{meta.namespace}_{meta.name}_{index}.log"
-            procs.append(spawn(process.command, log_path))
-        running = RunningPod(f"{meta.namespace}/{meta.name}", address, loopback, procs)
+        planned = {p.container: p for p in self.plan_processes(pod, address, loopback)}
+        pod_containers = []
+        for index, spec in enumerate(pod.spec.containers):
+            process = planned.get(spec.name)
+            pod_containers.append(
+                containers.Container(
+                    pod_uid=meta.uid,
+                    name=spec.name,
+                    image=spec.image or "pprof-target",
+                    command=process.command if process else None,
+                    listens_on=process.listens_on if process else [],
+                    log_path=self.log_dir / f"{meta.namespace}_{meta.name}_{index}.log",
+                    memory_limit=containers.memory_limit_bytes(spec),
+                )
+            )
+        running = RunningPod(
+            f"{meta.namespace}/{meta.name}",
+            address,
+            loopback,
+            meta.name,
+            meta.namespace,
+            pod.spec.restart_policy or "Always",
+            pod_containers,
+        )
         if unroutable:
-            for port in sorted({p for process in planned for p in process.pod_address_ports}):
+            for port in sorted(
+                {p for process in planned.values() for p in process.pod_address_ports}
+            ):
                 running.silent_sockets += _silent_listener(ip, port)
-        self.pods[meta.uid] = running
-        for process in planned:
-            for listen in process.listens_on:
+        with self.lock:
+            for container in pod_containers:
+                container.start()
+            self.pods[meta.uid] = running
+        for container in pod_containers:
+            for listen in container.listens_on:
                 _wait_listening(listen)
         self.write_pods_file()
         started = _now()
-        statuses = [
-            {
-                "name": c.name,
-                "image": c.image or "pprof-target",
-                "imageID": "stand-in://pprof-target",
-                "containerID": f"stand-in://{meta.uid}/{c.name}",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": started}},
-            }
-            for c in pod.spec.containers
-        ]
-        conditions = [
-            {"type": t, "status": "True", "lastTransitionTime": started}
-            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-        ]
-        try:
-            self.api.patch_namespaced_pod_status(
-                meta.name,
-                meta.namespace,
-                {
-                    "status": {
-                        "phase": "Running",
-                        "hostIP": "127.0.0.1",
-                        "hostIPs": [{"ip": "127.0.0.1"}],
-                        "podIP": ip,
-                        "podIPs": [{"ip": ip}],
-                        "startTime": started,
-                        "conditions": conditions,
-                        "containerStatuses": statuses,
-                    }
-                },
-            )
-            log.info(
-                "pod %s/%s running at %s (listening on %s)", meta.namespace, meta.name, ip, address
-            )
-        except ApiException as error:
-            log.warning("status of %s/%s not set: %s", meta.namespace, meta.name, error)
+        with running.status_lock:
+            status = running.status()
+            try:
+                self.api.patch_namespaced_pod_status(
+                    meta.name,
+                    meta.namespace,
+                    {
+                        "status": {
+                            "hostIP": "127.0.0.1",
+                            "hostIPs": [{"ip": "127.0.0.1"}],
+                            "podIP": ip,
+                            "podIPs": [{"ip": ip}],
+                            "startTime": started,
+                            **status,
+                        }
+                    },
+                )
+                log.info(
+                    "pod %s/%s running at %s (listening on %s)",
+                    meta.namespace,
+                    meta.name,
+                    ip,
+                    address,
+                )
+            except ApiException as error:
+                log.warning("status of %s/%s not set: %s", meta.namespace, meta.name, error)
+
+    def patch_status(self, running: RunningPod) -> None:
+        """Write the pod's containers as they are now; a deleted pod is not written."""
+        with running.status_lock:
+            with self.lock:
+                if running.stopping:
+                    return
+                status = running.status()
+            try:
+                self.api.patch_namespaced_pod_status(
+                    running.name, running.namespace, {"status": status}
+                )
+            except ApiException as error:
+                log.warning("status of %s not set: %s", running.key, error)
+
+    # -- containers ------------------------------------------------------------------------
+
+    def watch_containers(self) -> None:
+        """Every POLL_SECONDS: kill a container past its memory limit, notice any exit."""
+        while True:
+            time.sleep(containers.POLL_SECONDS)
+            with self.lock:
+                watched = [
+                    (running, container)
+                    for running in self.pods.values()
+                    if not running.stopping
+                    for container in running.containers
+                    if container.process is not None
+                ]
+            for running, container in watched:
+                try:
+                    self._check(running, container)
+                except Exception:  # one container's trouble must not stop the watch of all
+                    log.exception("watching %s/%s failed", running.key, container.name)
+
+    def _check(self, running: RunningPod, container: containers.Container) -> None:
+        process = container.process
+        if process is None:
+            return
+        oom_killed = False
+        returncode = process.poll()
+        if returncode is None:
+            rss = container.over_limit()
+            if rss is None:
+                return
+            with self.lock:
+                if running.stopping or container.process is not process:
+                    return
+                log.info(
+                    "%s/%s uses %d MiB, over its limit of %d MiB: killed as the OOM killer would",
+                    running.key,
+                    container.name,
+                    rss >> 20,
+                    (container.memory_limit or 0) >> 20,
+                )
+                returncode = container.kill_for_memory()
+            oom_killed = True
+        with self.lock:
+            if running.stopping or container.process is not process:
+                return  # stop_pod ended it: a deletion, not an exit
+            ended = container.exited(returncode, oom_killed)
+        log.info(
+            "%s/%s exited: %s, exit code %d",
+            running.key,
+            container.name,
+            ended.reason,
+            ended.exit_code,
+        )
+        threading.Thread(target=self._after_exit, args=(running, container), daemon=True).start()
+
+    def _after_exit(self, running: RunningPod, container: containers.Container) -> None:
+        """What the kubelet's next syncs do: report the exit, then restart per policy."""
+        self.patch_status(running)  # state.terminated, not ready
+        ended = container.terminated
+        assert ended is not None
+        if running.restart_policy == "Never" or (
+            running.restart_policy == "OnFailure" and ended.exit_code == 0
+        ):
+            return
+        delay = container.backoff.remaining(container.finished_monotonic, time.monotonic())
+        if delay > 0:
+            with self.lock:
+                container.wait_in_backoff(running.name, running.namespace, delay)
+            self.patch_status(running)
+            time.sleep(delay)
+        with self.lock:
+            if running.stopping:
+                return
+            container.backoff.next(container.finished_monotonic, time.monotonic())
+            self.spawner.submit(container.start).result()
+        for listen in container.listens_on:
+            _wait_listening(listen)
+        log.info(
+            "%s/%s restarted (restartCount %d)",
+            running.key,
+            container.name,
+            container.restart_count,
+        )
+        self.patch_status(running)
 
     def stop_pod(self, uid: str) -> None:
-        running = self.pods.pop(uid, None)
-        if running is None:
-            return
+        with self.lock:
+            running = self.pods.pop(uid, None)
+            if running is None:
+                return
+            running.stopping = True
+            processes = [c.process for c in running.containers if c.process is not None]
         self.write_pods_file()  # before the processes go: no new port-forward to a dying pod
-        for proc in running.processes:
+        for proc in processes:
             stop_group(proc.pid, timeout=3.0)
         for sock in running.silent_sockets:
             sock.close()
@@ -337,6 +511,7 @@ class StandIn:
         self.write_pods_file()  # none running yet: forget the pods of an earlier run
         self.register_node()
         threading.Thread(target=self.heartbeat, daemon=True).start()
+        threading.Thread(target=self.watch_containers, daemon=True).start()
         resource_version = ""
         while True:
             stream = watch.Watch()
