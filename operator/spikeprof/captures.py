@@ -308,6 +308,51 @@ def describe_capture(capture: Capture, top: int) -> list[str]:
             lines.append("    (not a pprof profile: open it with `go tool trace`)")
         else:
             lines.append("    (no summary in metadata.json)")
+        if profile.growth is not None:
+            lines.extend(_growth_lines(profile.growth, top))
+    return lines
+
+
+def _growth_lines(growth: Mapping[str, Any], top: int) -> list[str]:
+    # A leak pair, from metadata.json's profiles[].growth: the sites that grew, or why not.
+    asked = f"{float(growth.get('seconds') or 0):g}s"
+    missing = growth.get("missing")
+    if isinstance(missing, Mapping):
+        return [
+            f"    Leak pair: no second profile {asked} later; the first is kept. "
+            f"{missing.get('reason')}: {missing.get('message')}"
+        ]
+    second = growth.get("secondFile", "?")
+    if "error" in growth:
+        return [f"    Leak pair: {second} {asked} later, growth not computed: {growth['error']}"]
+    unit = str(growth.get("unit", "bytes")).lower()
+
+    def signed(value: int) -> str:
+        return ("+" if value >= 0 else "-") + units.scaled_label(abs(value), unit)
+
+    measured = growth.get("measuredSeconds")
+    when = f"{asked} later" + (f" (measured {float(measured):g}s)" if measured else "")
+    rate = growth.get("growthPerSecond")
+    per_second = f", {signed(int(rate))}/s" if rate is not None else ""
+    graph = growth.get("flamegraph")
+    lines = [
+        f"    Leak pair: {second}, {when}",
+        f"    {growth.get('sampleType')}: {units.scaled_label(int(growth.get('before', 0)), unit)}"
+        f" -> {units.scaled_label(int(growth.get('after', 0)), unit)} "
+        f"({signed(int(growth.get('growth', 0)))}{per_second})"
+        + (f", growth flame graph {graph}" if isinstance(graph, str) else ""),
+    ]
+    rows = list(growth.get("top") or [])[:top]
+    if not rows:
+        lines.append("    (no allocation site grew)")
+        return lines
+    lines.append(f"    {'growth':>10s} {'before':>10s} {'after':>10s}  allocation site")
+    for row in rows:
+        lines.append(
+            f"    {signed(int(row.get('growth', 0))):>10s} "
+            f"{units.scaled_label(int(row.get('before', 0)), unit):>10s} "
+            f"{units.scaled_label(int(row.get('after', 0)), unit):>10s}  {row.get('function')}"
+        )
     return lines
 
 

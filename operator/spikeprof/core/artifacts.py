@@ -45,6 +45,8 @@ def build_metadata(
                 entry["analysisError"] = outcome.analysis_error
             if outcome.versus_baseline is not None:
                 entry["versusBaseline"] = outcome.versus_baseline
+            if outcome.growth is not None:
+                entry["growth"] = outcome.growth
         else:
             entry.update(
                 failed={"reason": str(outcome.failure.reason), "message": outcome.failure.message}

@@ -41,6 +41,8 @@ class ProfileEntry:
     """"reason: message" when the profile failed."""
     empty_reason: str | None = None
     """Why the profile has no samples, when it was taken with none."""
+    growth: Mapping[str, Any] | None = None
+    """A leak pair's growth (metadata.json's profiles[].growth), or why its second is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ def _profile_entry(raw: Mapping[str, Any]) -> ProfileEntry:
         summary=summary if isinstance(summary, Mapping) else None,
         failure=failure,
         empty_reason=str(empty_reason) if empty_reason is not None else None,
+        growth=growth if isinstance(growth := raw.get("growth"), Mapping) else None,
     )
 
 
@@ -243,9 +246,15 @@ def baseline_id_of(capture: Capture) -> str | None:
 
 
 def flamegraph_pages(capture: Capture) -> set[str]:
-    """The HTML pages metadata.json names: each profile's flame graph and its diff against the
-    baseline. Only these are the operator's own pages; any other file is only data."""
+    """The HTML pages metadata.json names: each profile's flame graph, its diff against the
+    baseline and a leak pair's growth. Only these are the operator's own pages; any other file
+    is only data."""
     pages = {p.flamegraph for p in capture.profiles if p.flamegraph}
+    pages |= {
+        str(p.growth["flamegraph"])
+        for p in capture.profiles
+        if p.growth is not None and isinstance(p.growth.get("flamegraph"), str)
+    }
     for raw in capture.metadata.get("profiles") or ():
         versus = raw.get("versusBaseline") if isinstance(raw, Mapping) else None
         if isinstance(versus, Mapping) and isinstance(versus.get("flamegraph"), str):

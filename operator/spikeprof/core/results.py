@@ -62,6 +62,8 @@ class ProfileOutcome:
     flamegraph: str | None = None  # file name of the flame graph page next to the profile
     analysis_error: str | None = None  # why no summary, though the profile itself is kept
     versus_baseline: dict[str, Any] | None = None  # the change against the session's baseline
+    growth: dict[str, Any] | None = None  # a leak pair: what grew until the second profile
+    second_missing: ProfileError | None = None  # a leak pair whose second profile was not taken
 
     @property
     def ok(self) -> bool:
@@ -147,7 +149,30 @@ class CaptureOutcome:
             shown = ", ".join(f"{e['pod']}/{e['type']}" for e in empty[:3])
             more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
             text += f"; {len(empty)} empty ({shown}{more}): {empty[0]['reason']}"
+        incomplete = self.incomplete_pairs()
+        if incomplete:
+            # The first reason only, as for empty profiles; the rest are in status and metadata.
+            shown = ", ".join(f"{i['pod']}/{i['type']}" for i in incomplete[:3])
+            more = f" and {len(incomplete) - 3} more" if len(incomplete) > 3 else ""
+            text += (
+                f"; {len(incomplete)} leak pair(s) without a second profile ({shown}{more}): "
+                f"{incomplete[0]['reason']}, {incomplete[0]['message']}"
+            )
         return text + "."
+
+    def incomplete_pairs(self) -> list[dict[str, str]]:
+        """Leak pairs whose second profile is missing: the first is kept, and this says why."""
+        return [
+            {
+                "pod": pod.pod,
+                "type": p.type,
+                "reason": str(p.second_missing.reason),
+                "message": p.second_missing.message,
+            }
+            for pod in self.pods
+            for p in pod.profiles
+            if p.failure is None and p.second_missing is not None
+        ]
 
     def empty_profiles(self) -> list[dict[str, str]]:
         """Profiles taken with no samples in them, each with the likely reason."""
@@ -191,6 +216,9 @@ class CaptureOutcome:
         empty = self.empty_profiles()
         if empty:
             entry["empty"] = empty[:MAX_LISTED]
+        incomplete = self.incomplete_pairs()
+        if incomplete:
+            entry["incompletePairs"] = incomplete[:MAX_LISTED]
         if self.problem is not None:
             entry["message"] = self.problem
         return entry

@@ -26,6 +26,11 @@ PROFILE_TYPES: Final = frozenset(get_args(ProfileType))
 SAMPLED_TYPES: Final = frozenset({"cpu", "trace"})
 DEFAULT_SECONDS: Final = {"cpu": 30.0, "trace": 5.0}
 MIN_SECONDS, MAX_SECONDS = 1.0, 300.0
+# A leak pair: a second profile this long after the first, to see what grew in between.
+# Only heap: an allocs profile holds the same four sample types, so its pair would say nothing
+# the heap pair does not, and the other types do not measure memory.
+PAIRED_TYPES: Final = frozenset({"heap"})
+MIN_PAIR, MAX_PAIR = 1.0, 300.0
 DAPR_PROFILE_PORT: Final = 7777
 DAPR_CONTAINER: Final = "daprd"
 # direct dials the pod IP; portForward tunnels through the API server; auto tries direct first.
@@ -51,6 +56,7 @@ class ProfileRequest:
     type: ProfileType
     seconds: float | None  # sampling time, cpu and trace only
     gc: bool = False
+    pair: float | None = None  # heap only: seconds until a second profile (a leak pair)
 
     @property
     def endpoint(self) -> str:
@@ -71,6 +77,11 @@ class ProfileRequest:
         # A Go execution trace is not a pprof protobuf; its name says so (read with go tool trace).
         return "trace.out" if self.type == "trace" else f"{self.type}.pb.gz"
 
+    @property
+    def second_file_name(self) -> str:
+        """The second profile of a leak pair, next to the first."""
+        return f"{self.type}.second.pb.gz"
+
     def parameters(self) -> dict[str, Any]:
         """The parameters as recorded in metadata.json."""
         out: dict[str, Any] = {"type": self.type}
@@ -78,6 +89,8 @@ class ProfileRequest:
             out["seconds"] = self.seconds
         if self.gc:
             out["gc"] = True
+        if self.pair is not None:
+            out["pair"] = self.pair
         return out
 
 
@@ -198,7 +211,20 @@ def _parse_profile(index: int, raw: Mapping[str, Any]) -> ProfileRequest:
     gc = bool(raw.get("gc", False))
     if gc and kind != "heap":
         raise SpecError(f"{where}.gc applies only to heap profiles")
-    return ProfileRequest(cast(ProfileType, kind), seconds, gc)
+    pair: float | None = None
+    if "pair" in raw:
+        if kind not in PAIRED_TYPES:
+            raise SpecError(
+                f"{where}.pair applies only to heap profiles: it takes a second heap profile "
+                "later to show which allocation sites grew"
+            )
+        try:
+            pair = parse_duration(str(raw["pair"]))
+        except ValueError as error:
+            raise SpecError(f"{where}.pair: {error}") from None
+        if not MIN_PAIR <= pair <= MAX_PAIR:
+            raise SpecError(f"{where}.pair must be between 1s and 5m")
+    return ProfileRequest(cast(ProfileType, kind), seconds, gc, pair)
 
 
 def _duration(where: str, raw: Any) -> float:

@@ -30,6 +30,7 @@ from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles
 from spikeprof.pprof.diff_page import render_diff_flamegraph
 from spikeprof.pprof.emptiness import empty_reason
 from spikeprof.pprof.flamegraph_page import render_flamegraph
+from spikeprof.pprof.growth import GROWTH_SAMPLE_TYPE, heap_growth
 from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
 from spikeprof.services.routes import EndpointRouter
@@ -135,6 +136,8 @@ class Capturer:
             if result.failure is not None:
                 self.metrics.errors.labels(str(result.failure.reason)).inc()
             self.metrics.bytes_written.inc(result.bytes)
+            if result.growth is not None:
+                self.metrics.bytes_written.inc(int(result.growth.get("secondBytes", 0)))
         return PodOutcome(pod.name, pod.node, key.relative_path, results)
 
     async def _profile(
@@ -148,6 +151,7 @@ class Capturer:
         started = time.monotonic()
         try:
             fetched = await self._fetch_checked(job, endpoint, staged, request)
+            first_taken = time.monotonic()
             baseline = None
             if job.baseline_id is not None:
                 key = ArtifactKey(job.namespace, job.session, pod.name, job.baseline_id)
@@ -171,6 +175,12 @@ class Capturer:
             return ProfileOutcome(
                 request.type, failure=reported, seconds_taken=time.monotonic() - started
             )
+        growth: dict[str, Any] | None = None
+        second_missing: ProfileError | None = None
+        if request.pair is not None:
+            growth, second_missing = await self._second_of_pair(
+                job, pod, endpoint, staged, request, first_taken
+            )
         return ProfileOutcome(
             request.type,
             file=request.file_name,
@@ -182,13 +192,70 @@ class Capturer:
             flamegraph=readable.flamegraph,
             analysis_error=readable.error,
             versus_baseline=readable.versus_baseline,
+            growth=growth,
+            second_missing=second_missing,
         )
 
+    async def _second_of_pair(
+        self,
+        job: CaptureJob,
+        pod: PodInfo,
+        endpoint: Endpoint,
+        staged: StagedCapture,
+        request: ProfileRequest,
+        first_taken: float,
+    ) -> tuple[dict[str, Any], ProfileError | None]:
+        """The second profile of a leak pair, `pair` seconds after the first, and the growth.
+
+        Only this profile waits: the pod's other profiles (a CPU profile sampling meanwhile)
+        run beside it, so the capture lasts about the longer of the two, and it holds the same
+        session and operator slot as any profile being sampled. A second profile that cannot be
+        taken fails nothing: the first is kept, and growth.missing says why.
+        """
+        assert request.pair is not None
+        asked: dict[str, Any] = {"seconds": request.pair}
+        await asyncio.sleep(max(0.0, request.pair - (time.monotonic() - first_taken)))
+        name = request.second_file_name
+        try:
+            if not job.pod_exists(pod):
+                raise ProfileError(
+                    FailureReason.POD_GONE,
+                    "the pod was deleted between the two profiles of the pair",
+                )
+            fetched = await self._fetch_checked(job, endpoint, staged, request, name)
+        except ProfileError as failure:
+            missing = failure
+            if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
+                missing = ProfileError(
+                    FailureReason.POD_GONE,
+                    f"the pod was deleted between the two profiles of the pair ({failure.message})",
+                )
+            elif failure.reason != FailureReason.POD_GONE:
+                missing = ProfileError(
+                    failure.reason,
+                    f"the second profile, {request.pair:g}s after the first, could not be taken "
+                    f"(was the container killed?): {failure.message}",
+                )
+            reason = {"reason": str(missing.reason), "message": missing.message}
+            return {**asked, "missing": reason}, missing
+        kept = {**asked, "secondFile": name, "secondBytes": fetched.bytes}
+        kept["secondSha256"] = fetched.sha256
+        title = f"{pod.name} {request.type} ({job.request.id})"
+        found = await asyncio.to_thread(_growth_between, staged, request, title)
+        return {**kept, **found}, None
+
     async def _fetch_checked(
-        self, job: CaptureJob, endpoint: Endpoint, staged: StagedCapture, request: ProfileRequest
+        self,
+        job: CaptureJob,
+        endpoint: Endpoint,
+        staged: StagedCapture,
+        request: ProfileRequest,
+        file_name: str | None = None,
     ) -> Fetched:
-        """Fetch, check and keep one profile; every way it can fail becomes a ProfileError."""
-        temp = staged.temp_path(request.file_name)
+        """Fetch, check and keep one profile (under file_name, by default the request's);
+        every way it can fail becomes a ProfileError."""
+        file_name = file_name or request.file_name
+        temp = staged.temp_path(file_name)
         fetched = await self.fetcher.fetch(
             endpoint.base_url,
             request,
@@ -198,16 +265,16 @@ class Capturer:
         )
         try:
             await asyncio.to_thread(check_file, temp, trace=request.type == "trace")
-            await asyncio.to_thread(staged.keep, request.file_name)
+            await asyncio.to_thread(staged.keep, file_name)
         except NotAProfileError as error:
-            await asyncio.to_thread(staged.drop, request.file_name)
+            await asyncio.to_thread(staged.drop, file_name)
             raise ProfileError(
                 FailureReason.NOT_A_PROFILE,
                 f"{endpoint.base_url}/{request.endpoint} did not return a {request.type} "
                 f"profile: {error}",
             ) from None
         except OSError as error:
-            await asyncio.to_thread(staged.drop, request.file_name)
+            await asyncio.to_thread(staged.drop, file_name)
             raise ProfileError(
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
@@ -274,6 +341,32 @@ def _versus_baseline(
     return {"baseline": baseline.parent.name, "flamegraph": page, **diff.to_json(top=SUMMARY_TOP)}
 
 
+def _growth_between(staged: StagedCapture, request: ProfileRequest, title: str) -> dict[str, Any]:
+    """The leak pair's growth for metadata.json, and its differential flame graph page.
+
+    Runs in a worker thread. Profiles that cannot be read or compared keep their files; the
+    growth then says why it has no figures.
+    """
+    page = f"{request.type}.growth.html"
+    try:
+        first = decode_file(staged.staging / request.file_name)
+        second = decode_file(staged.staging / request.second_file_name)
+        growth = heap_growth(first, second)
+        staged.write_text(
+            page,
+            render_diff_flamegraph(
+                first,
+                second,
+                sample_type=GROWTH_SAMPLE_TYPE,
+                title=f"{title}: in-use bytes grown until the second profile",
+                normalize=False,
+            ),
+        )
+    except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
+        return {"error": str(error)}
+    return {"flamegraph": page, **growth.to_json(top=SUMMARY_TOP)}
+
+
 async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:
     """Whether the pod was deleted; the pod watch may lag the dropped connection a little."""
     for _ in range(int(POD_GONE_GRACE / 0.1)):
@@ -292,9 +385,20 @@ def _outcome_from_metadata(pod: PodInfo, key: ArtifactKey, data: dict[str, Any])
             failure = ProfileError(FailureReason(failed["reason"]), failed["message"])
             results.append(ProfileOutcome(kind, failure=failure))
         else:
+            growth = entry.get("growth")
+            missing = growth.get("missing") if isinstance(growth, dict) else None
             results.append(
                 ProfileOutcome(
-                    kind, file=entry["file"], bytes=entry["bytes"], sha256=entry["sha256"]
+                    kind,
+                    file=entry["file"],
+                    bytes=entry["bytes"],
+                    sha256=entry["sha256"],
+                    growth=growth,
+                    second_missing=(
+                        ProfileError(FailureReason(missing["reason"]), missing["message"])
+                        if missing
+                        else None
+                    ),
                 )
             )
     return PodOutcome(pod.name, pod.node, key.relative_path, tuple(results), skipped=True)
