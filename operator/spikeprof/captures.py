@@ -29,6 +29,7 @@ from spikeprof.adapters.artifact_reader import (
 )
 from spikeprof.adapters.object_store import ObjectStore, StoreOptions
 from spikeprof.core import catalog
+from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.catalog import Capture, CaptureFilter, CaptureRef
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import diff as pprof_diff
@@ -282,6 +283,28 @@ async def _show(args: argparse.Namespace, source: ArtifactSource, out: TextIO, e
     return 0
 
 
+def _restart_lines(capture: Capture) -> list[str]:
+    """trigger restart: the restart, and the command comparing with the capture before it."""
+    lines = []
+    restart = capture.metadata.get("restart")
+    if isinstance(restart, Mapping):
+        code = restart.get("exitCode")
+        how = str(restart.get("reason") or "no reason given") + (
+            f", exit code {code}" if code is not None else ""
+        )
+        lines.append(
+            f"Restart:   container {restart.get('container')} ({how}), "
+            f"restart count {restart.get('restartCount')}"
+        )
+    previous = capture.metadata.get("previousCapture")
+    if isinstance(previous, str) and previous:
+        key = capture.key
+        before = ArtifactKey(key.namespace, key.session, key.pod, previous).relative_path
+        lines.append(f"Previous:  {before}")
+        lines.append(f"Compare:   spikeprof captures diff {before} {key.relative_path}")
+    return lines
+
+
 def describe_capture(capture: Capture, top: int) -> list[str]:
     """A capture as `show` prints it: trigger, files, and each profile's top functions."""
     lines = [
@@ -293,6 +316,7 @@ def describe_capture(capture: Capture, top: int) -> list[str]:
         f"Finished:  {capture.finished_at or '-'}",
         f"Files:     {len(capture.files)}, {_size(capture.total_bytes)}",
     ]
+    lines.extend(_restart_lines(capture))
     for profile in capture.profiles:
         lines.append("")
         if profile.failure:

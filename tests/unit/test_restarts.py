@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from spikeprof.core import restarts
+from spikeprof import captures
+from spikeprof.core import catalog, restarts
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import build_metadata
 from spikeprof.core.endpoints import Endpoint
@@ -240,6 +241,27 @@ def test_the_restart_capture_is_recorded_on_its_restart_and_metadata_names_the_p
         "exitCode": 137,
         "finishedAt": "2026-11-26T01:04:50Z",
     }
+
+
+def test_captures_show_names_the_restart_and_prints_the_diff_against_the_previous() -> None:
+    (record,) = scan({"u1/app": 1}, web(2)).found
+    request = restarts.restart_capture([record], NOW)
+    key = ArtifactKey("shop", "checkout", "web-1", request.id)
+    metadata = build_metadata(
+        key=key,
+        request=request,
+        pod=web(2),
+        endpoint=Endpoint("http://10.0.0.1:6060/debug/pprof", "app", "direct"),
+        requests=(),
+        outcomes=(),
+        finished_at=NOW,
+        operator_version="test",
+    )
+    lines = captures.describe_capture(catalog.capture_from_metadata(key, metadata, {}), top=5)
+    assert "Restart:   container app (OOMKilled, exit code 137), restart count 2" in lines
+    before = "shop/checkout/web-1/20261126T010200.000Z-threshold"
+    assert f"Previous:  {before}" in lines
+    assert f"Compare:   spikeprof captures diff {before} {key.relative_path}" in lines
 
 
 def test_spec_trigger_onrestart_is_parsed_with_defaults() -> None:
