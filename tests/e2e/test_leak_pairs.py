@@ -167,6 +167,53 @@ def test_a_pod_deleted_between_the_two_keeps_the_first_profile_and_says_why(
     assert not (directory / "heap.second.pb.gz").exists()
 
 
+def test_a_container_oom_killed_between_the_two_keeps_the_first_and_names_the_kill(
+    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
+) -> None:
+    # A 128Mi limit and a 20 MiB/s leak: the stand-in kills it a few seconds into the pair, and
+    # restarts it at once; the second profile would come from the new process.
+    container = {
+        "name": "app",
+        "image": "pprof-target",
+        "ports": [{"containerPort": 7777}],
+        "resources": {"limits": {"memory": "128Mi"}, "requests": {"memory": "128Mi"}},
+    }
+    client.CoreV1Api(api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "oom", "labels": {"app": "oom"}},
+            "spec": {"containers": [container]},
+        },
+    )
+    ips = wait_running(api, namespace, "app=oom", 1, wait_for)
+    create_session(
+        api,
+        namespace,
+        session_body("killed", _spec("oom", [{"type": "heap", "pair": "15s", "gc": True}])),
+    )
+    wait_for(
+        lambda: control(ips["oom"], "first-pprof-request").strip() != "0",
+        30,
+        "the first heap profile of the pair",
+    )
+    control(ips["oom"], "leak?mbPerSecond=20")
+
+    status = wait_captures(api, namespace, "killed", 1, wait_for, timeout=90)
+    last = status["lastCapture"]
+    assert last["result"] == "Succeeded", last
+    [incomplete] = last["incompletePairs"]
+    assert incomplete["reason"] == "ContainerRestarted", incomplete
+    assert "(OOMKilled, exit code 137)" in incomplete["message"]
+    pod = client.CoreV1Api(api).read_namespaced_pod("oom", namespace)
+    assert pod.status.container_statuses[0].restart_count >= 1
+
+    (directory,) = capture_dirs(operator.artifact_root)
+    heap = _heap_entry(directory)
+    assert heap["growth"]["missing"]["reason"] == "ContainerRestarted"
+    assert "flat%" in _go_tool_pprof("-top", str(directory / heap["file"]))
+    assert not (directory / "heap.second.pb.gz").exists()
+
+
 def test_the_api_server_refuses_a_pair_on_anything_but_heap(
     namespace: str, api: client.ApiClient
 ) -> None:

@@ -26,6 +26,8 @@ class FailureReason(enum.StrEnum):
     UNREACHABLE = "Unreachable"
     NO_ENDPOINT = "NoEndpoint"
     WRITE_FAILED = "WriteFailed"
+    # A leak pair's second profile only: it would be of a new process, not the one that grew.
+    CONTAINER_RESTARTED = "ContainerRestarted"
 
 
 class ProfileError(SpikeprofError):

@@ -69,6 +69,9 @@ class CaptureJob:
     operator_version: str
     pod_exists: Callable[[PodInfo], bool]  # asked when a pod stops answering mid-capture
     baseline_id: str | None = None  # the session's baseline capture, to diff against
+    # The pod as the watch sees it now (None once gone): a leak pair asks whether its container
+    # restarted between the two profiles.
+    pod_now: Callable[[PodInfo], PodInfo | None] | None = None
 
 
 @dataclass
@@ -214,6 +217,7 @@ class Capturer:
         """
         assert request.pair is not None
         asked: dict[str, Any] = {"seconds": request.pair}
+        runs_before = _restarts(job, pod, endpoint.container)
         await asyncio.sleep(max(0.0, request.pair - (time.monotonic() - first_taken)))
         name = request.second_file_name
         try:
@@ -222,7 +226,14 @@ class Capturer:
                     FailureReason.POD_GONE,
                     "the pod was deleted between the two profiles of the pair",
                 )
+            _raise_if_restarted(job, pod, endpoint.container, runs_before)
             fetched = await self._fetch_checked(job, endpoint, staged, request, name)
+            try:
+                _raise_if_restarted(job, pod, endpoint.container, runs_before)
+            except ProfileError:
+                # A new process's heap: not the pair's, and not to be read as one.
+                await asyncio.to_thread((staged.staging / name).unlink, missing_ok=True)
+                raise
         except ProfileError as failure:
             missing = failure
             if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
@@ -230,7 +241,11 @@ class Capturer:
                     FailureReason.POD_GONE,
                     f"the pod was deleted between the two profiles of the pair ({failure.message})",
                 )
-            elif failure.reason != FailureReason.POD_GONE:
+            elif failure.reason in _GONE_HINTS and (
+                restarted := await _restarted(job, pod, endpoint.container, runs_before)
+            ):
+                missing = restarted
+            elif failure.reason not in (FailureReason.POD_GONE, FailureReason.CONTAINER_RESTARTED):
                 missing = ProfileError(
                     failure.reason,
                     f"the second profile, {request.pair:g}s after the first, could not be taken "
@@ -365,6 +380,50 @@ def _growth_between(staged: StagedCapture, request: ProfileRequest, title: str) 
     except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
         return {"error": str(error)}
     return {"flamegraph": page, **growth.to_json(top=SUMMARY_TOP)}
+
+
+def _restarts(job: CaptureJob, pod: PodInfo, container: str | None) -> int | None:
+    """Restarts of the pod's profiled container (of all, when not known) as the watch has them."""
+    now = job.pod_now(pod) if job.pod_now is not None else None
+    if now is None:
+        return None
+    return sum(r.restart_count for r in now.runs if container is None or r.name == container)
+
+
+def _raise_if_restarted(
+    job: CaptureJob, pod: PodInfo, container: str | None, before: int | None
+) -> None:
+    """ProfileError ContainerRestarted when the container restarted since `before` was read."""
+    after = _restarts(job, pod, container)
+    if before is None or after is None or after <= before:
+        return
+    now = job.pod_now(pod) if job.pod_now is not None else None
+    last = next(
+        (r for r in (now.runs if now else ()) if container is None or r.name == container), None
+    )
+    how = ""
+    if last is not None and last.last_reason:
+        code = f", exit code {last.last_exit_code}" if last.last_exit_code is not None else ""
+        how = f" ({last.last_reason}{code})"
+    which = f"the container {container}" if container else "a container"
+    raise ProfileError(
+        FailureReason.CONTAINER_RESTARTED,
+        f"{which} restarted between the two profiles of the pair{how}: a second profile would "
+        "be of a new process",
+    )
+
+
+async def _restarted(
+    job: CaptureJob, pod: PodInfo, container: str | None, before: int | None
+) -> ProfileError | None:
+    """Whether the container restarted; the pod watch may lag the dropped connection a little."""
+    for _ in range(int(POD_GONE_GRACE / 0.1) + 1):
+        try:
+            _raise_if_restarted(job, pod, container, before)
+        except ProfileError as restarted:
+            return restarted
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def _pod_gone(job: CaptureJob, pod: PodInfo) -> bool:

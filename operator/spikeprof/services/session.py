@@ -523,6 +523,9 @@ class SessionWorker:
     def _pod_exists(self, pod: PodInfo) -> bool:
         return any(p.uid == pod.uid and not p.deleting for p in self.pods_in_namespace())
 
+    def _pod_now(self, pod: PodInfo) -> PodInfo | None:
+        return next((p for p in self.pods_in_namespace() if p.uid == pod.uid), None)
+
     async def _capture(
         self,
         parsed: SessionSpec,
@@ -605,5 +608,6 @@ class SessionWorker:
             self.version,
             self._pod_exists,
             baseline_id=current.baseline_capture if request.trigger != "baseline" else None,
+            pod_now=self._pod_now,
         )
         return await self.capturer.run(job, reachable)

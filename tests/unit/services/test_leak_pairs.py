@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import CaptureRequest
-from spikeprof.core.pods import PodInfo
+from spikeprof.core.pods import ContainerRun, PodInfo
 from spikeprof.core.results import FailureReason, ProfileError
 from spikeprof.core.spec import ProfileRequest, parse_spec
 from spikeprof.services.capture import CaptureJob, Capturer
@@ -73,7 +74,9 @@ def _run(
     *,
     exists: bool = True,
     profiles: list[dict[str, object]] | None = None,
+    runs: list[tuple[ContainerRun, ...]] | None = None,
 ) -> tuple[Capturer, CaptureJob]:
+    """`runs`: the pod's container runs as the watch reports them, one entry per look."""
     capturer = Capturer(
         store=VolumeStore(root),
         fetcher=endpoint,
@@ -86,7 +89,13 @@ def _run(
     def pod_exists(pod: PodInfo) -> bool:
         return exists
 
-    return capturer, CaptureJob("shop", "checkout", parsed, REQUEST, "test", pod_exists)
+    def pod_now(pod: PodInfo) -> PodInfo | None:
+        if runs is None:
+            return pod
+        return dataclasses.replace(pod, runs=runs.pop(0) if len(runs) > 1 else runs[0])
+
+    job = CaptureJob("shop", "checkout", parsed, REQUEST, "test", pod_exists, pod_now=pod_now)
+    return capturer, job
 
 
 def _metadata(root: Path) -> dict[str, object]:
@@ -194,3 +203,39 @@ async def test_a_capture_resumed_after_a_restart_still_reports_the_missing_secon
     again = await capturer.run(job, [pod("web-1")])
     assert again.pods[0].skipped
     assert again.to_status()["incompletePairs"][0]["reason"] == "PodGone"
+
+
+FIRST_RUN = (ContainerRun("app", 0),)
+KILLED = (ContainerRun("app", 1, last_reason="OOMKilled", last_exit_code=137),)
+
+
+async def test_a_container_killed_and_restarted_between_the_two_has_no_second_profile(
+    tmp_path: Path,
+) -> None:
+    # The new process answers (with a small heap); its profile is not the pair's second.
+    endpoint = PairedEndpoint([heap(40 * MiB, time_nanos=10**18), heap(0, time_nanos=10**18)])
+    capturer, job = _run(tmp_path, endpoint, runs=[FIRST_RUN, FIRST_RUN, KILLED])
+    outcome = await capturer.run(job, [pod("web-1")])
+    assert outcome.result == "Succeeded"
+    [entry] = _metadata(tmp_path)["profiles"]  # type: ignore[misc]
+    assert entry["growth"]["missing"] == {
+        "reason": "ContainerRestarted",
+        "message": "the container app restarted between the two profiles of the pair "
+        "(OOMKilled, exit code 137): a second profile would be of a new process",
+    }
+    assert _second_profiles(tmp_path) == []
+    assert outcome.to_status()["incompletePairs"][0]["reason"] == "ContainerRestarted"
+
+
+async def test_a_container_still_down_after_its_kill_is_named_as_restarted(
+    tmp_path: Path,
+) -> None:
+    refused = ProfileError(FailureReason.CONNECTION_REFUSED, "connection refused")
+    endpoint = PairedEndpoint([heap(40 * MiB, time_nanos=10**18)], failures={1: refused})
+    # The watch reports the restart a little after the refused connection.
+    runs = [FIRST_RUN] * 4 + [KILLED]
+    capturer, job = _run(tmp_path, endpoint, runs=runs)
+    outcome = await capturer.run(job, [pod("web-1")])
+    [incomplete] = outcome.to_status()["incompletePairs"]
+    assert incomplete["reason"] == "ContainerRestarted"
+    assert "(OOMKilled, exit code 137)" in incomplete["message"]
