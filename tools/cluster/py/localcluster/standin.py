@@ -92,14 +92,14 @@ class RunningPod:
         previous = self.transitions.get(kind)
         if previous is None or previous[0] != status:
             previous = self.transitions[kind] = (status, _now())
-        condition = {
+        # The patch merges conditions by type: a null removes a reason the status no longer has.
+        return {
             "type": kind,
             "status": "True" if status else "False",
             "lastTransitionTime": previous[1],
+            "reason": reason or None,
+            "message": message or None,
         }
-        if reason:
-            condition |= {"reason": reason, "message": message}
-        return condition
 
     def status(self) -> dict[str, Any]:
         """phase, conditions and containerStatuses, as the kubelet's generateAPIPodStatus."""
