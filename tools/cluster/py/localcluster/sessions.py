@@ -23,13 +23,17 @@ def create_pod(
     port: int | None = 7777,
     args: str = "",
     cpu_limit: str | None = None,
+    memory_limit: str | None = None,
 ) -> None:
-    """A bare pod; the stand-in runs pprof-target on its IP and `port` (None: nothing listens)."""
+    """A bare pod; the stand-in runs pprof-target on its IP and `port` (None: nothing listens).
+    Past `memory_limit` the stand-in kills it as the kernel would (OOMKilled) and restarts it."""
     annotations = {"stand-in.spikeprof.io/args": args} if args else {}
     ports = [{"containerPort": port}] if port else []
     container: dict[str, Any] = {"name": "app", "image": "pprof-target", "ports": ports}
-    if cpu_limit:
-        container["resources"] = {"limits": {"cpu": cpu_limit}, "requests": {"cpu": cpu_limit}}
+    bounds = {"cpu": cpu_limit, "memory": memory_limit}
+    limits = {resource: value for resource, value in bounds.items() if value}
+    if limits:
+        container["resources"] = {"limits": limits, "requests": dict(limits)}
     client.CoreV1Api(api).create_namespaced_pod(
         namespace,
         {
