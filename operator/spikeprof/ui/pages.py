@@ -302,6 +302,43 @@ def _diff_links(capture: Capture, type_: str, neighbours: Neighbours) -> Markup:
     return join(links, " ")
 
 
+def _growth_section(growth: Mapping[str, Any], top: int) -> Markup:
+    """A leak pair: the allocation sites whose in-use bytes grew most, or why there is none."""
+    missing = growth.get("missing")
+    if isinstance(missing, Mapping):
+        return render(
+            '<p class="muted" id="leak-pair">Leak pair: no second profile. {reason}: {message}</p>',
+            reason=str(missing.get("reason")),
+            message=str(missing.get("message")),
+        )
+    if "error" in growth:
+        return render(
+            '<p class="muted" id="leak-pair">Leak pair: growth not computed: {error}</p>',
+            error=str(growth["error"]),
+        )
+    unit = str(growth.get("unit", "bytes"))
+    rows = join(
+        render(
+            "<tr><td class=n>+{growth}</td><td class=n>{before}</td><td class=n>{after}</td>"
+            "<td>{function}</td></tr>",
+            growth=units.scaled_label(int(row.get("growth", 0)), unit),
+            before=units.scaled_label(int(row.get("before", 0)), unit),
+            after=units.scaled_label(int(row.get("after", 0)), unit),
+            function=str(row.get("function")),
+        )
+        for row in list(growth.get("top") or [])[:top]
+    )
+    return render(
+        '<p id="leak-pair">Leak pair: in-use bytes grew by {growth} in {seconds}s '
+        "({second})</p><table><tr><th>Growth</th><th>Before</th><th>After</th>"
+        "<th>Allocation site</th></tr>{rows}</table>",
+        growth=units.scaled_label(int(growth.get("growth", 0)), unit),
+        seconds=f"{float(growth.get('measuredSeconds') or growth.get('seconds') or 0):g}",
+        second=str(growth.get("secondFile", "")),
+        rows=rows,
+    )
+
+
 def capture_page(capture: Capture, neighbours: Neighbours, top: int) -> Markup:
     key = capture.key
     pods = join(
@@ -343,9 +380,19 @@ def capture_page(capture: Capture, neighbours: Neighbours, top: int) -> Markup:
                     url=file_url(capture, profile.flamegraph),
                 )
             )
+        growth_page = profile.growth.get("flamegraph") if profile.growth else None
+        if isinstance(growth_page, str) and growth_page in capture.files:
+            actions.append(
+                render(
+                    '<a class="growth" href="{url}">Growth flame graph (leak pair)</a>',
+                    url=file_url(capture, growth_page),
+                )
+            )
         if profile.file and profile.file.endswith(catalog.PPROF_FILE_SUFFIX):
             actions.append(_diff_links(capture, profile.type, neighbours))
         body.append(render('<p class="actions">{links}</p>', links=join(actions, " ")))
+        if profile.growth is not None:
+            body.append(_growth_section(profile.growth, top))
         if profile.empty_reason is not None:
             body.append(render("<p class=muted>Empty: {why}</p>", why=profile.empty_reason))
         elif profile.summary is not None:
