@@ -432,20 +432,22 @@ async def _get(args: argparse.Namespace, source: ArtifactSource, out: TextIO, er
         bar.file_done(name, written)
         total += written
     bar.finish()
+    sums = {
+        name: digest for name, digest in catalog.checksums(capture).items() if name in capture.files
+    }
     mismatched = [
-        p.file
-        for p in capture.profiles
-        if p.file and p.sha256 and await asyncio.to_thread(_sha256, dest / p.file) != p.sha256
+        name
+        for name, digest in sorted(sums.items())
+        if await asyncio.to_thread(_sha256, dest / name) != digest
     ]
     if mismatched:
         raise CommandError(
             f"{', '.join(mismatched)} in {dest} do(es) not match the sha256 in metadata.json: "
             "the artifact was changed or damaged"
         )
-    checked = sum(1 for p in capture.profiles if p.file and p.sha256)
     out.write(
         f"Fetched {len(capture.files)} files ({_size(total)}) of {capture.key.relative_path} "
-        f"to {dest}; {checked} profile checksum(s) match metadata.json.\n"
+        f"to {dest}; {len(sums)} profile checksum(s) match metadata.json.\n"
     )
     return 0
 

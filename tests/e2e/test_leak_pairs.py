@@ -67,7 +67,11 @@ def _top_function(pprof_top: str) -> str:
 
 
 def test_the_growth_of_a_leak_pair_names_the_leaking_function(
-    namespace: str, api: client.ApiClient, operator: OperatorProcess, wait_for: Callable[..., Any]
+    namespace: str,
+    api: client.ApiClient,
+    operator: OperatorProcess,
+    wait_for: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     create_pod(api, namespace, "leaky", {"app": "leaky"})
     ips = wait_running(api, namespace, "app=leaky", 1, wait_for)
@@ -128,6 +132,25 @@ def test_the_growth_of_a_leak_pair_names_the_leaking_function(
     rows = shown.stdout.split("allocation site\n", 1)[1].splitlines()
     assert rows[0].split()[-1] == "main.leakMemory", shown.stdout
     assert rows[0].split()[0].startswith("+")
+
+    # captures get checks the second profile's sha256 too: heap, its second, and cpu.
+    got = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "spikeprof"),
+            "captures",
+            "get",
+            "--root",
+            str(operator.artifact_root),
+            f"{namespace}/pair/leaky/{directory.name}",
+            "--to",
+            str(tmp_path / "got"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 0, got.stderr
+    assert "3 profile checksum(s) match metadata.json" in got.stdout
 
 
 def test_a_pod_deleted_between_the_two_keeps_the_first_profile_and_says_why(

@@ -75,6 +75,7 @@ def _capture(growth: dict[str, Any]) -> catalog.Capture:
 GROWN = {
     "seconds": 20.0,
     "secondFile": "heap.second.pb.gz",
+    "secondSha256": "1" * 64,
     "flamegraph": "heap.growth.html",
     "sampleType": "inuse_space",
     "unit": "bytes",
@@ -112,4 +113,11 @@ def test_the_growth_page_is_one_of_the_capture_s_own_pages() -> None:
     assert catalog.flamegraph_pages(_capture(GROWN)) == {
         "heap.flamegraph.html",
         "heap.growth.html",
+    }
+
+
+def test_the_second_profile_s_checksum_is_one_of_the_capture_s_checksums() -> None:
+    assert catalog.checksums(_capture(GROWN)) == {
+        "heap.pb.gz": "0" * 64,
+        "heap.second.pb.gz": "1" * 64,
     }

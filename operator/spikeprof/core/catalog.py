@@ -262,6 +262,17 @@ def flamegraph_pages(capture: Capture) -> set[str]:
     return pages
 
 
+def checksums(capture: Capture) -> dict[str, str]:
+    """The sha256 metadata.json records per file: each profile, and a leak pair's second."""
+    sums = {p.file: p.sha256 for p in capture.profiles if p.file and p.sha256}
+    for p in capture.profiles:
+        growth = p.growth or {}
+        second, digest = growth.get("secondFile"), growth.get("secondSha256")
+        if isinstance(second, str) and isinstance(digest, str):
+            sums[second] = digest
+    return sums
+
+
 def readable_profile_types(capture: Capture) -> set[str]:
     """The profile types of a capture with a pprof file (not failed, not a trace)."""
     return {

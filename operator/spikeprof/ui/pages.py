@@ -397,7 +397,7 @@ def capture_page(capture: Capture, neighbours: Neighbours, top: int) -> Markup:
             body.append(render("<p class=muted>Empty: {why}</p>", why=profile.empty_reason))
         elif profile.summary is not None:
             body.append(_top_table(profile.summary, top))
-    sha = {p.file: p.sha256 for p in capture.profiles if p.file and p.sha256}
+    sha = catalog.checksums(capture)
     body.append(
         Markup("<h2>Files</h2><table id=files><tr><th>File</th><th>Size</th><th>sha256</th></tr>")
     )
