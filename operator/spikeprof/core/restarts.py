@@ -1,7 +1,8 @@
 """Container restarts of a session's pods: which are new, and which want a capture now.
 
 The kubelet counts each container's restarts (status.containerStatuses[].restartCount) and keeps
-the last exit in lastState.terminated (reason OOMKilled, Error, ...; exitCode; finishedAt). A
+the last exit in lastState.terminated (reason OOMKilled, Error, ...; exitCode; finishedAt), as
+kubelet_pods.go's convertToAPIContainerStatuses writes them. A
 session remembers the count it last saw per pod UID and container (status.restartsSeen), so that
 an operator restart neither reports a restart twice nor misses one that happened meanwhile. A
 container the session has not seen yet counts from zero only if it restarted (or its pod was

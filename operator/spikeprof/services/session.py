@@ -142,6 +142,8 @@ class SessionWorker:
         # (next look, verbs missing on pods/portforward or None when not known)
         self._port_forward: tuple[float, list[str] | None] = (0.0, None)
         self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
+        # The pods version last scanned for restarts: restart counts change only with the pods.
+        self._restarts_scanned: int | None = None
         self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
@@ -334,14 +336,19 @@ class SessionWorker:
 
         `capture`: no other capture is decided in this look (one runs at a time).
         """
-        findings = restart_rules.scan(
-            current.restarts_seen,
-            pods,
-            session_created=created,
-            now=now,
-            on_restart=parsed.trigger.on_restart,
-            recent_captures=current.recent_captures,
-        )
+        version = self.pods_version()
+        if version == self._restarts_scanned:
+            findings = restart_rules.RestartFindings(current.restarts_seen)
+        else:
+            findings = restart_rules.scan(
+                current.restarts_seen,
+                pods,
+                session_created=created,
+                now=now,
+                on_restart=parsed.trigger.on_restart,
+                recent_captures=current.recent_captures,
+            )
+            self._restarts_scanned = version
         ripe, given_up = restart_rules.due(current.restarts, reachable, pods, now)
         settled = dict(given_up)
         if not capture or not ripe:
