@@ -2,11 +2,11 @@
 
 The kubelet counts each container's restarts (status.containerStatuses[].restartCount) and keeps
 the last exit in lastState.terminated (reason OOMKilled, Error, ...; exitCode; finishedAt), as
-kubelet_pods.go's convertToAPIContainerStatuses writes them. A
-session remembers the count it last saw per pod UID and container (status.restartsSeen), so that
-an operator restart neither reports a restart twice nor misses one that happened meanwhile. A
-container the session has not seen yet counts from zero only if it restarted (or its pod was
-created) after the session was: restarts older than the session are not news.
+kubelet_pods.go's convertToAPIContainerStatuses writes them. A session remembers the count it
+last saw per pod UID and container (status.restartsSeen), so that an operator restart neither
+reports a restart twice nor misses one that happened meanwhile. A container the session has not
+seen yet counts from zero only if it restarted (or its pod was created) after the session was:
+restarts older than the session are not news.
 """
 
 from __future__ import annotations
