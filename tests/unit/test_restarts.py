@@ -179,6 +179,9 @@ def test_a_waiting_restart_is_due_after_its_warm_up_while_its_pod_is_ready() -> 
     assert restarts.due([record], [], [pod], later) == ([], {})
     ripe, given_up = restarts.due([record], [], [], later)
     assert ripe == [] and given_up[record.key].startswith("PodGone")
+    # onRestart taken out of the spec: nothing waits for it any more.
+    ripe, given_up = restarts.due([record], [pod], [pod], later, wanted=False)
+    assert ripe == [] and given_up[record.key].startswith("NotWanted")
 
 
 def test_status_keeps_the_newest_restarts_but_never_drops_one_still_waiting() -> None:

@@ -210,11 +210,14 @@ def due(
     reachable: Iterable[PodInfo],
     selected: Iterable[PodInfo],
     now: datetime.datetime,
+    *,
+    wanted: bool = True,
 ) -> tuple[list[RestartRecord], dict[str, str]]:
     """Waiting records whose warm-up is over and whose pod answers; and those given up on.
 
     A record of a pod that is gone (or replaced by another with the same name) is given up: the
-    restarted container no longer exists. One of a pod that is not ready yet waits.
+    restarted container no longer exists; so are all once the spec no longer asks for restart
+    captures (`wanted` False). One of a pod that is not ready yet waits.
     """
     ready = {p.uid for p in reachable}
     present = {p.uid for p in selected}
@@ -223,7 +226,9 @@ def due(
     for record in records:
         if not record.waiting or record.capture_due is None:
             continue
-        if record.pod_uid not in present:
+        if not wanted:
+            given_up[record.key] = "NotWanted: trigger.onRestart was removed from the spec"
+        elif record.pod_uid not in present:
             given_up[record.key] = "PodGone: the pod was deleted before the capture was due"
         elif record.pod_uid in ready and parse_time(record.capture_due) <= now:
             ripe.append(record)

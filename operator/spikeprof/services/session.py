@@ -349,7 +349,8 @@ class SessionWorker:
                 recent_captures=current.recent_captures,
             )
             self._restarts_scanned = version
-        ripe, given_up = restart_rules.due(current.restarts, reachable, pods, now)
+        wanted = parsed.trigger.on_restart is not None
+        ripe, given_up = restart_rules.due(current.restarts, reachable, pods, now, wanted=wanted)
         settled = dict(given_up)
         if not capture or not ripe:
             return dataclasses.replace(findings, settled=settled), _Triggered()
