@@ -60,7 +60,7 @@ def _time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_the_example_captures_a_leaking_pod_before_the_oom_kill(
+def test_the_example_captures_a_leak_pair_before_the_oom_kill_and_the_new_container_after(
     namespace: str,
     api: client.ApiClient,
     kubectl: Callable[..., subprocess.CompletedProcess[str]],
@@ -86,15 +86,27 @@ def test_the_example_captures_a_leaking_pod_before_the_oom_kill(
     kill = wait_for(lambda: _oom_kill(api, namespace, "leaky"), 120, "the OOM kill")
     assert (kill["exitCode"], kill["restartCount"]) == (137, 1)
     [directory] = capture_dirs(operator.artifact_root)
-    meta = read_metadata(directory)
-    assert _time(meta["finishedAt"]) < kill["finishedAt"], (meta["finishedAt"], kill)
-    [heap] = meta["profiles"]
-    assert heap["parameters"]["type"] == "heap"
+    before = read_metadata(directory)
+    assert _time(before["finishedAt"]) < kill["finishedAt"], (before["finishedAt"], kill)
+    [heap] = before["profiles"]
+    assert heap["parameters"] == {"type": "heap", "gc": True, "pair": 10.0}
     assert "failed" not in heap, heap
     assert (directory / heap["file"]).stat().st_size == heap["bytes"] > 0
+    growth = heap["growth"]
+    assert "missing" not in growth, growth
+    assert (directory / growth["secondFile"]).stat().st_size == growth["secondBytes"] > 0
+    # Ten seconds of a 5 MiB/s leak, and the function that leaks it first.
+    assert growth["top"][0]["function"] == "main.leakMemory", growth["top"][:3]
+    assert 35 * 2**20 < growth["top"][0]["growth"] < 65 * 2**20, growth["top"][0]
 
-    # The restarted container starts small: the trend turns, nothing more is captured.
-    assert get_session(api, namespace, "leaky-before-oom")["status"]["captures"]["total"] == 1
+    # After the kill: the new container, 30 s into its life, against the capture before it.
+    status = wait_captures(api, namespace, "leaky-before-oom", 2, wait_for, timeout=90)
+    assert status["lastCapture"]["trigger"] == "restart", status["lastCapture"]
+    [after_dir] = [d for d in capture_dirs(operator.artifact_root) if d != directory]
+    after = read_metadata(after_dir)
+    assert after["restart"]["reason"] == "OOMKilled"
+    assert after["previousCapture"] == before["captureId"]
+    assert (_time(after["requestedAt"]) - kill["finishedAt"]).total_seconds() >= 30
 
 
 def test_without_a_rule_the_kill_is_recorded_and_on_restart_captures_the_new_container(
