@@ -71,6 +71,8 @@ def test_the_example_captures_a_leak_pair_before_the_oom_kill_and_the_new_contai
     ip = wait_running(api, namespace, "app=leaky", 1, wait_for)["leaky"]
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     wait_for(lambda: _metrics_flowing(api, namespace, "leaky-before-oom"), 60, "scrape metrics")
+    # The rule's warm-up: it watches the pod for its 30 s window before a trend counts.
+    time.sleep(31)
     assert capture_dirs(operator.artifact_root) == [], "a calm pod is not captured"
 
     # 5 MiB/s toward 256Mi: the kill comes in under a minute, the rule looks a minute ahead.

@@ -13,6 +13,7 @@ from spikeprof.core.rules import (
     RuleEngine,
     Threshold,
     fit_trend,
+    format_rate,
 )
 from spikeprof.core.spec import SpecError, parse_spec
 
@@ -34,11 +35,14 @@ def run(rule: Threshold, series: list[tuple[float, float]], resources: Any = Non
 
 
 def climb(
-    start_mib: float, mib_per_second: float, seconds: int, step: int = 5
+    start_mib: float, mib_per_second: float, seconds: int, step: int = 5, calm: int = 60
 ) -> list[tuple[float, float]]:
-    return [
+    """`calm` seconds flat at start_mib (the rule's warm-up), then a steady climb from t=1000."""
+    flat = [(1000.0 + t, start_mib * MIB) for t in range(-calm, 0, step)]
+    rise = [
         (1000.0 + t, (start_mib + mib_per_second * t) * MIB) for t in range(0, seconds + 1, step)
     ]
+    return flat + rise
 
 
 def test_the_least_squares_line_reads_level_and_slope_at_the_newest_sample() -> None:
@@ -51,19 +55,21 @@ def test_the_least_squares_line_reads_level_and_slope_at_the_newest_sample() -> 
 
 
 def test_a_leak_fires_when_its_trend_reaches_the_limit_within_the_horizon() -> None:
-    # 3 MiB/s from 100 MiB: 512 MiB at t≈137s; the rule looks 120s ahead.
+    # A minute calm at 100 MiB, then 3 MiB/s: 512 MiB at t≈137s; the rule looks 120s ahead.
     fired = run(PREDICT, climb(100, 3, 60))
     assert len(fired) == 1
     firing = fired[0]
-    assert firing.at == 1020.0  # at t=20, 160 MiB: (512-160)/3 ≈ 117s ahead
+    # At t=45 (235 MiB) the line through the last minute, flat start included, rises 2.5 MiB/s.
+    assert firing.at == 1045.0
     assert firing.threshold == 512 * MIB
-    assert firing.reason == "memory 160Mi rising 3Mi/s, limit 512Mi in ~1m57s"
+    assert firing.reason == "memory 235Mi rising 2.5Mi/s, limit 512Mi in ~1m56s"
 
 
 def test_the_reason_reads_as_the_issue_describes_it() -> None:
-    # Three samples ending at 410 MiB, rising 3.1 MiB/s: 512 MiB in about 33 s.
-    series = [(1000.0 + t, (410 - 3.1 * (10 - t)) * MIB) for t in range(6, 11, 2)]
+    # A minute rising 3.1 MiB/s to 410 MiB: 512 MiB in about 33 s.
+    series = [(1000.0 + t, (410 - 3.1 * (60 - t)) * MIB) for t in range(0, 61, 2)]
     [firing] = run(PREDICT, series)
+    assert firing.at == 1060.0, "not before the pod was watched for a whole window"
     assert firing.reason == "memory 410Mi rising 3.1Mi/s, limit 512Mi in ~33s"
 
 
@@ -73,11 +79,22 @@ def test_a_slow_leak_that_misses_the_horizon_does_not_fire() -> None:
 
 
 def test_fewer_samples_than_the_minimum_do_not_make_a_trend() -> None:
-    steep = [(1000.0, 100 * MIB), (1001.0, 400 * MIB)]  # two points: a line, not a trend
-    assert run(PREDICT, steep) == []
-    assert len(run(PREDICT, [*steep, (1002.0, 700 * MIB)])) == 1
-    five = Threshold(name="oom", metric="memory", predict_within=120, min_samples=5)
-    assert [f.at for f in run(five, climb(300, 10, 30))] == [1020.0]
+    short = Threshold(name="oom", metric="memory", predict_within=120, predict_window=1)
+    steep = [(1000.0, 100 * MIB), (1000.5, 250 * MIB), (1001.0, 400 * MIB)]
+    assert run(short, steep[:2]) == [], "two points: a line, not a trend"
+    assert [f.at for f in run(short, steep)] == [1001.0]
+    # Five samples asked for: a 10 s window sampled every 5 s never holds them, every 2 s does.
+    five = Threshold(
+        name="oom", metric="memory", predict_within=120, predict_window=10, min_samples=5
+    )
+    assert run(five, climb(300, 10, 20, step=5, calm=10)) == []
+    assert len(run(five, climb(300, 10, 20, step=2, calm=10))) == 1
+
+
+def test_a_process_starting_up_is_not_taken_for_a_leak() -> None:
+    # A new pod climbs from 5 to 60 MiB in its first seconds, then holds: steep, but not a leak.
+    start = [(1000.0 + t, min(5 + 11 * t, 60) * MIB) for t in range(0, 120)]
+    assert run(PREDICT, start) == []
 
 
 def test_a_flat_or_falling_series_never_fires_even_near_the_limit() -> None:
@@ -122,7 +139,7 @@ def test_a_pod_without_a_memory_limit_is_named_as_percentage_rules_name_it() -> 
 def test_for_holds_a_prediction_before_it_fires() -> None:
     held = Threshold(name="oom", metric="memory", predict_within=120, sustain=10)
     [firing] = run(held, climb(100, 3, 60))
-    assert firing.at == 1030.0
+    assert firing.at == 1055.0  # predicted from t=45 on, as without for, held for 10s
     assert firing.reason.endswith("(for 10s)")
 
 
@@ -193,3 +210,10 @@ def test_a_bad_prediction_is_named_by_its_field(threshold: dict[str, Any], messa
     with pytest.raises(SpecError) as error:
         parse_spec(session(threshold))
     assert message in str(error.value)
+
+
+def test_rates_read_with_two_digits_and_no_exponent() -> None:
+    assert format_rate("memory", 3.1 * MIB) == "3.1Mi/s"
+    assert format_rate("memory", 12.4 * MIB) == "12Mi/s"
+    assert format_rate("memory", 940 * 1024) == "940Ki/s"
+    assert format_rate("memory", 100) == "100B/s"

@@ -134,7 +134,9 @@ def format_rate(metric: Metric, per_second: float) -> str:
     if metric in ("memory", "heap"):
         for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
             if abs(per_second) >= size:
-                return f"{per_second / size:.2g}{unit}/s"
+                scaled = per_second / size
+                # Two significant digits, never an exponent: 3.1Mi/s, 12Mi/s, 940Ki/s.
+                return f"{scaled:.2g}{unit}/s" if abs(scaled) < 10 else f"{scaled:.0f}{unit}/s"
         return f"{per_second:.0f}B/s"
     return f"{format_value(metric, per_second)}/s"
 
@@ -237,7 +239,13 @@ class RuleEngine:
         history.append((obs.at, obs.value))
         while history and history[0][0] < obs.at - rule.predict_window:
             history.popleft()
-        trend = fit_trend(history) if len(history) >= rule.min_samples else None
+        if state.first_seen is None:
+            state.first_seen = obs.at
+        # Warm-up: a pod is watched for a whole window before its trend counts, so that the
+        # climb of a process starting up (a few MiB in a second) is not taken for a leak.
+        warm = obs.at - state.first_seen >= rule.predict_window
+        enough = warm and len(history) >= rule.min_samples
+        trend = fit_trend(history) if enough else None
         eta = trend.reaches(limit) if trend is not None and trend.slope > 0 else None
         assert rule.predict_within is not None
         over = eta is not None and eta <= rule.predict_within
