@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,34 +16,10 @@ from spikeprof.pprof.diff_page import render_diff_flamegraph
 from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.profile import decode, decode_file
 from spikeprof.pprof.summary import summarize
-from tests.integration.pprof.devtools import VIEWPORT, Chromium, Page, find_chromium
+from tests.integration.pprof.devtools import VIEWPORT, Page
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 
 HOSTILE_NAME = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.fail(
-            "chromium is not installed, and the flame graph tests need a real browser: "
-            "apt-get install -y chromium"
-        )
-    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))
-    try:
-        yield browser
-    finally:
-        browser.stop()
-
-
-@pytest.fixture
-async def page(chromium: Chromium) -> AsyncIterator[Page]:
-    opened = await Page.open(chromium)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def write_page(directory: Path, name: str, html: str) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from localcluster.processes import free_port, spawn, stop_group
 from spikeprof.adapters.artifact_reader import ArtifactSource
 from spikeprof.ui.server import UiServer, build_app
 from tests.integration.pprof.conftest import REPO_ROOT, _get, _wait_until_serving
-from tests.integration.pprof.devtools import Chromium, Page, find_chromium
+from tests.integration.pprof.devtools import Page
 from tests.integration.test_captures_cli import _write_capture
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 
@@ -152,27 +152,6 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for server in started:
         await server.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.fail("chromium is not installed, and the UI tests need a real browser")
-    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))
-    try:
-        yield browser
-    finally:
-        browser.stop()
-
-
-@pytest.fixture
-async def page(chromium: Chromium) -> AsyncIterator[Page]:
-    opened = await Page.open(chromium)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
