@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +20,7 @@ from localcluster.controlplane import ControlPlane
 from localcluster.operator_process import OperatorProcess
 from localcluster.sessions import (
     capture_dirs,
+    captures_cli,
     create_session,
     read_metadata,
     session_body,
@@ -155,21 +153,10 @@ def test_a_dapr_session_with_defaults_captures_through_port_forward_and_says_why
     for kind in ("block", "mutex"):
         assert "flat%" in go_tool_pprof("-top", str(directory / by_type[kind]["file"]))
 
-    shown = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "spikeprof"),
-            "captures",
-            "show",
-            "--root",
-            str(operator.artifact_root),
-            f"{namespace}/defaults/checkout-0/{metadata['captureId']}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    shown = captures_cli(
+        operator.artifact_root, "show", f"{namespace}/defaults/checkout-0/{metadata['captureId']}"
     )
-    assert shown.returncode == 0, shown.stderr
-    assert "(empty) 0 samples: the program does not record block events" in shown.stdout
+    assert "(empty) 0 samples: the program does not record block events" in shown
 
 
 def test_a_sidecar_listening_on_all_addresses_is_dialed_directly(

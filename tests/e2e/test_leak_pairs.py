@@ -9,7 +9,6 @@ between the two profiles keeps the first, and status and metadata.json say why t
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.operator_process import OperatorProcess
 from localcluster.sessions import (
     capture_dirs,
+    captures_cli,
     control,
     create_pod,
     create_session,
@@ -113,44 +113,22 @@ def test_the_growth_of_a_leak_pair_names_the_leaking_function(
     )
     assert _top_function(diffed) == "main.leakMemory", diffed
 
-    shown = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "spikeprof"),
-            "captures",
-            "show",
-            "--root",
-            str(operator.artifact_root),
-            f"{namespace}/pair/leaky/{directory.name}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert "Leak pair: heap.second.pb.gz, 3s later (measured" in shown.stdout
-    assert "growth flame graph heap.growth.html" in shown.stdout
-    rows = shown.stdout.split("allocation site\n", 1)[1].splitlines()
-    assert rows[0].split()[-1] == "main.leakMemory", shown.stdout
+    shown = captures_cli(operator.artifact_root, "show", f"{namespace}/pair/leaky/{directory.name}")
+    assert "Leak pair: heap.second.pb.gz, 3s later (measured" in shown
+    assert "growth flame graph heap.growth.html" in shown
+    rows = shown.split("allocation site\n", 1)[1].splitlines()
+    assert rows[0].split()[-1] == "main.leakMemory", shown
     assert rows[0].split()[0].startswith("+")
 
     # captures get checks the second profile's sha256 too: heap, its second, and cpu.
-    got = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "spikeprof"),
-            "captures",
-            "get",
-            "--root",
-            str(operator.artifact_root),
-            f"{namespace}/pair/leaky/{directory.name}",
-            "--to",
-            str(tmp_path / "got"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    got = captures_cli(
+        operator.artifact_root,
+        "get",
+        f"{namespace}/pair/leaky/{directory.name}",
+        "--to",
+        str(tmp_path / "got"),
     )
-    assert got.returncode == 0, got.stderr
-    assert "3 profile checksum(s) match metadata.json" in got.stdout
+    assert "3 profile checksum(s) match metadata.json" in got
 
 
 def test_a_pod_deleted_between_the_two_keeps_the_first_profile_and_says_why(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import yaml
 from kubernetes import client  # type: ignore[import-untyped]
 from localcluster.operator_process import OperatorProcess
 from localcluster.sessions import (
+    captures_cli,
     control,
     create_pod,
     create_session,
@@ -58,11 +58,7 @@ def _time(text: str) -> datetime.datetime:
 
 
 def _captures(operator: OperatorProcess, *args: str) -> str:
-    command = [sys.executable, "-m", "spikeprof.cli", "captures", *args]
-    command += ["--root", str(operator.artifact_root)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return captures_cli(operator.artifact_root, *args)
 
 
 def test_an_oom_killed_container_is_recorded_and_captured_again_after_its_warm_up(

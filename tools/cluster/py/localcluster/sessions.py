@@ -4,6 +4,8 @@ benchmarks and the demo do with the cluster."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +150,12 @@ def create_namespace(
         return True
 
     wait_for(has_default_service_account, timeout, f"ServiceAccount default in {name}")
+
+
+def captures_cli(artifact_root: Path, *args: str) -> str:
+    """What `spikeprof captures <args> --root <artifact_root>` prints; a failure fails the test."""
+    command = [sys.executable, "-m", "spikeprof.cli", "captures", *args]
+    command += ["--root", str(artifact_root)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
