@@ -10,6 +10,7 @@ from spikeprof.adapters.kube import KubeError
 from spikeprof.core.arming import parse_workload
 from spikeprof.core.session_status import SessionStatus
 from spikeprof.handlers.memo import factory_of
+from spikeprof.services.ownership import WAIT_SECONDS, StopFlag, serve_while_owned
 
 
 @kopf.daemon("spikeprof.io", "v1alpha1", "profilingsessions", cancellation_timeout=10.0)
@@ -30,9 +31,14 @@ async def serve_session(
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
 
-    # Sessions are namespaced; kopf types the namespace for cluster kinds too.
-    async with factory.session(namespace or "", name, post_event) as worker:
-        await worker.serve(stopped, spec, meta, status, factory.settings.poll_seconds, logger)
+    namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
+
+    async def serve(stop: StopFlag) -> None:
+        async with factory.session(namespace, name, post_event) as worker:
+            await worker.serve(stop, spec, meta, status, factory.settings.poll_seconds, logger)
+
+    # Every replica runs this daemon; only the one that owns the namespace serves it.
+    await serve_while_owned(factory.ownership, namespace, stopped, serve)
 
 
 @kopf.on.delete("spikeprof.io", "v1alpha1", "profilingsessions")
@@ -50,8 +56,15 @@ async def disarm_session(
     recorded = [parse_workload(r, namespace) for r in armed]
     if not recorded:
         return
+    factory = factory_of(memo)
+    # Another replica owns the namespace: it disarms. Waiting (instead of failing) keeps kopf
+    # from recording retries in the annotations that replica's kopf reads too.
+    while not factory.ownership.owns(namespace):
+        if not await factory.session_exists(namespace, name):
+            return  # the owner restored the workloads and the session is gone
+        await factory.ownership.changed(WAIT_SECONDS)
     try:
-        restored = await factory_of(memo).armer(namespace, name).disarm(recorded)
+        restored = await factory.armer(namespace, name).disarm(recorded)
     # Retried by kopf: the session keeps its finalizer until its workloads are restored.
     except KubeError as error:
         raise kopf.TemporaryError(

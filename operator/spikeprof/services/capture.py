@@ -72,6 +72,9 @@ class CaptureJob:
     # The pod as the watch sees it now (None once gone): a leak pair asks whether its container
     # restarted between the two profiles.
     pod_now: Callable[[PodInfo], PodInfo | None] | None = None
+    # Raises once this replica may no longer act in the namespace: nothing is committed then,
+    # and the new owner resumes the capture under the same id.
+    fence: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -129,6 +132,7 @@ class Capturer:
                 operator_version=job.operator_version,
             )
             # Every pod gets a metadata.json, even when all its profiles failed: it says why.
+            job.fence()
             await asyncio.to_thread(staged.commit, metadata)
         except BaseException:
             # Cancelled (operator stopping) or broken: leave nothing half-written behind.

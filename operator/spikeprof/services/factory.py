@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from spikeprof.services.arming import Armer
 from spikeprof.services.capture import Capturer
 from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
 from spikeprof.services.outputs import SessionOutputs
+from spikeprof.services.ownership import EveryNamespace, FencedStatusWriter, Ownership, fence
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import PostEvent, SessionWorker
 from spikeprof.services.sources import SourceFactory
@@ -57,6 +59,8 @@ class Factory:
     webhooks: WebhookPoster
     deliveries: Deliveries
     alert_receiver: AlertReceiver | None = None
+    # Where this replica may act: everywhere, unless leader election or shards say otherwise.
+    ownership: Ownership = field(default_factory=EveryNamespace)
 
     @classmethod
     async def start(cls, settings: Settings) -> Factory:
@@ -167,7 +171,7 @@ class Factory:
         worker = SessionWorker(
             namespace=namespace,
             name=name,
-            writer=self.status_writer,
+            writer=FencedStatusWriter(self.status_writer, self.ownership),
             capturer=self.capturer,
             version=__version__,
             pods_in_namespace=lambda: pod_cache.pods(namespace),
@@ -179,9 +183,13 @@ class Factory:
             outputs=self.outputs(namespace, name),
             port_forward_missing=self.port_forward.missing_rights,
             notifier=notifier,
+            fence=functools.partial(fence, self.ownership, namespace),
         )
         notifier.on_settled = worker.wakeup.set  # the condition is written at the next look
         return worker
+
+    async def session_exists(self, namespace: str, name: str) -> bool:
+        return await kube.SessionApi(self.api_client).read_session(namespace, name) is not None
 
     @contextlib.asynccontextmanager
     async def session(

@@ -28,6 +28,7 @@ from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.arming import ArmingReport
 from spikeprof.services.capture import CaptureJob
 from spikeprof.services.outputs import TICK_SECONDS
+from spikeprof.services.ownership import NotOwnerError
 from spikeprof.services.status_outbox import StatusOutbox, StatusPatcher
 from spikeprof.services.triggers import SpikeWatcher
 
@@ -119,6 +120,7 @@ class SessionWorker:
         armer: WorkloadArmer,
         port_forward_missing: Callable[[str], Awaitable[list[str]]],
         notifier: Notifications,
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -139,6 +141,8 @@ class SessionWorker:
         self.armer = armer
         self.port_forward_missing = port_forward_missing
         self.notifier = notifier
+        # Raises NotOwnerError once this replica may no longer act here (services.ownership).
+        self.fence = fence
         # (next look, verbs missing on pods/portforward or None when not known)
         self._port_forward: tuple[float, list[str] | None] = (0.0, None)
         self._arming: tuple[tuple[int, bool], ArmingReport, float] | None = None
@@ -180,6 +184,9 @@ class SessionWorker:
         # Deleted: nothing is left to look at.
         except SessionGoneError:
             logger.info("The session was deleted; its daemon stops.")
+        # Leadership or the namespace's shard moved: the new owner goes on from status.
+        except NotOwnerError as error:
+            logger.info("The session stops here: %s.", error)
 
     async def step(
         self,
@@ -617,5 +624,6 @@ class SessionWorker:
             self._pod_exists,
             baseline_id=current.baseline_capture if request.trigger != "baseline" else None,
             pod_now=self._pod_now,
+            fence=self.fence,
         )
         return await self.capturer.run(job, reachable)
