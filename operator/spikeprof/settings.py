@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,11 +293,115 @@ class Settings:
     """Unset in a pod, where the ServiceAccount is used. It is the operator's one identity:
     kopf's watches log in with it too, never with ~/.kube/config or another KUBECONFIG."""
 
+    identity: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_IDENTITY",
+            None,
+            _text,
+            "this replica's name in Leases and events",
+            unset="host name",
+        )
+    )
+    """The chart sets the pod name (downward API). Two replicas must never share one."""
+
+    lease_namespace: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_LEASE_NAMESPACE",
+            None,
+            _text,
+            "where the replicas' Leases live; needed by either HA mode",
+        )
+    )
+    """The chart sets the release namespace (downward API), where its Role grants leases."""
+
+    leader_election_lease: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_LEADER_ELECTION_LEASE",
+            None,
+            _text,
+            "Lease name: active/standby, only its holder serves sessions",
+            unset="one replica",
+        )
+    )
+    """Unset: this replica owns every namespace (run exactly one)."""
+
+    shard_lease_prefix: str | None = field(
+        metadata=_declare(
+            "SPIKEPROF_SHARD_LEASE_PREFIX",
+            None,
+            _text,
+            "sharded mode: each replica holds Lease `<prefix>-<identity>`",
+            unset="not sharded",
+        )
+    )
+    """Labelled spikeprof.io/shard-group=<prefix>; the live shards are the unexpired Leases of
+    the group, and each serves the namespaces rendezvous hashing gives it."""
+
+    lease_seconds: int = field(
+        metadata=_declare(
+            "SPIKEPROF_LEASE_SECONDS",
+            "15",
+            _at_least_one,
+            "how long others wait after a Lease's last renewal before taking it",
+        )
+    )
+    """controller-runtime's default. A whole number: the Lease stores it as such."""
+
+    renew_deadline_seconds: float = field(
+        metadata=_declare(
+            "SPIKEPROF_RENEW_DEADLINE_SECONDS",
+            "10",
+            _positive_seconds,
+            "a holder stops acting this long after its last successful renewal began",
+        )
+    )
+    """Below the lease duration, so that a holder that cannot renew has stopped before anyone
+    may take over (controller-runtime's default)."""
+
+    lease_retry_seconds: float = field(
+        metadata=_declare(
+            "SPIKEPROF_LEASE_RETRY_SECONDS",
+            "2",
+            _positive_seconds,
+            "how often the holder renews and the others try to take over",
+        )
+    )
+    """Below the renew deadline, so that a holder gets several tries before its fence closes
+    (controller-runtime's default)."""
+
     def __post_init__(self) -> None:
         if (self.alerts_tls_cert is None) != (self.alerts_tls_key is None):
             raise SettingsError(
                 "set both SPIKEPROF_ALERTS_TLS_CERT and SPIKEPROF_ALERTS_TLS_KEY, or neither"
             )
+        self._check_leases()
+
+    def _check_leases(self) -> None:
+        if self.leader_election_lease and self.shard_lease_prefix:
+            raise SettingsError(
+                "set SPIKEPROF_LEADER_ELECTION_LEASE (active/standby) or "
+                "SPIKEPROF_SHARD_LEASE_PREFIX (shards), not both"
+            )
+        mode = self.leader_election_lease and "SPIKEPROF_LEADER_ELECTION_LEASE"
+        mode = mode or (self.shard_lease_prefix and "SPIKEPROF_SHARD_LEASE_PREFIX")
+        if mode and not self.lease_namespace:
+            raise SettingsError(f"{mode} needs SPIKEPROF_LEASE_NAMESPACE: where its Leases live")
+        if not self.renew_deadline_seconds < self.lease_seconds:
+            raise SettingsError(
+                f"SPIKEPROF_RENEW_DEADLINE_SECONDS={self.renew_deadline_seconds:g} must be below "
+                f"SPIKEPROF_LEASE_SECONDS={self.lease_seconds}: a holder that cannot renew must "
+                "stop before another replica may take over"
+            )
+        if not self.lease_retry_seconds < self.renew_deadline_seconds:
+            raise SettingsError(
+                f"SPIKEPROF_LEASE_RETRY_SECONDS={self.lease_retry_seconds:g} must be below "
+                f"SPIKEPROF_RENEW_DEADLINE_SECONDS={self.renew_deadline_seconds:g}: the holder "
+                "must get to renew before its deadline"
+            )
+
+    def replica_identity(self) -> str:
+        """SPIKEPROF_IDENTITY, else the host name (a pod's name in Kubernetes)."""
+        return self.identity or socket.gethostname()
 
     def alerts_token(self) -> str | None:
         return _read_secret(self.alerts_token_file, "SPIKEPROF_ALERTS_TOKEN_FILE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,46 @@ def test_kubeconfig_falls_back_to_the_usual_variable() -> None:
     assert Settings.from_env({"KUBECONFIG": "/k"}).kubeconfig == "/k"
     both = {"KUBECONFIG": "/k", "SPIKEPROF_KUBECONFIG": "/spikeprof"}
     assert Settings.from_env(both).kubeconfig == "/spikeprof"
+
+
+def test_high_availability_is_off_and_timed_as_controller_runtime_by_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.leader_election_lease is None and settings.shard_lease_prefix is None
+    assert (settings.lease_seconds, settings.renew_deadline_seconds) == (15, 10.0)
+    assert settings.lease_retry_seconds == 2.0
+
+
+def test_the_replica_identity_defaults_to_the_host_name() -> None:
+    assert Settings.from_env({}).replica_identity() == socket.gethostname()
+    assert Settings.from_env({"SPIKEPROF_IDENTITY": "spikeprof-0"}).replica_identity() == (
+        "spikeprof-0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {
+                "SPIKEPROF_LEADER_ELECTION_LEASE": "spikeprof",
+                "SPIKEPROF_SHARD_LEASE_PREFIX": "spikeprof",
+                "SPIKEPROF_LEASE_NAMESPACE": "ops",
+            },
+            "not both",
+        ),
+        ({"SPIKEPROF_LEADER_ELECTION_LEASE": "spikeprof"}, "needs SPIKEPROF_LEASE_NAMESPACE"),
+        ({"SPIKEPROF_SHARD_LEASE_PREFIX": "shard"}, "needs SPIKEPROF_LEASE_NAMESPACE"),
+        ({"SPIKEPROF_RENEW_DEADLINE_SECONDS": "15"}, "must be below SPIKEPROF_LEASE_SECONDS=15"),
+        (
+            {"SPIKEPROF_LEASE_SECONDS": "4", "SPIKEPROF_RENEW_DEADLINE_SECONDS": "3"}
+            | {"SPIKEPROF_LEASE_RETRY_SECONDS": "3"},
+            "SPIKEPROF_LEASE_RETRY_SECONDS=3 must be below SPIKEPROF_RENEW_DEADLINE_SECONDS=3",
+        ),
+        ({"SPIKEPROF_LEASE_SECONDS": "0"}, "must be at least 1"),
+    ],
+)
+def test_lease_settings_that_could_let_two_replicas_act_are_refused(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
