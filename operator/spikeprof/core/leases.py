@@ -110,15 +110,22 @@ def acquired(
     """The Lease that makes `identity` its holder (renewing, when it holds it already)."""
     if lease is not None and lease.holder == identity:
         return dataclasses.replace(lease, duration_seconds=duration_seconds, renew_time=wall_now)
-    previous = lease or Lease(name=name, holder=None, duration_seconds=duration_seconds)
+    if lease is None:
+        return Lease(
+            name=name,
+            holder=identity,
+            duration_seconds=duration_seconds,
+            renew_time=wall_now,
+            acquire_time=wall_now,
+        )
     return dataclasses.replace(
-        previous,
+        lease,
         holder=identity,
         duration_seconds=duration_seconds,
         renew_time=wall_now,
         acquire_time=wall_now,
-        # client-go counts a change of holder only when there was one before.
-        transitions=previous.transitions + (1 if previous.held else 0),
+        # As client-go: every change of holder counts, from a released Lease too.
+        transitions=lease.transitions + 1,
     )
 
 

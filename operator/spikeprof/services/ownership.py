@@ -27,6 +27,10 @@ WAIT_SECONDS = 1.0
 """How long a session that is not ours waits before asking again (changes also wake it)."""
 
 
+FENCE_LOOK_SECONDS = 0.1
+"""How often a status write under way asks whether the fence is still open."""
+
+
 class NotOwnerError(SpikeprofError):
     """This replica may no longer act in the namespace (leadership or the shard moved)."""
 
@@ -107,7 +111,18 @@ class FencedStatusWriter:
 
     async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         fence(self.ownership, namespace)
-        await self.writer.patch(namespace, name, status)
+        # The write must end while the fence is open: one still under way when it closes is
+        # cancelled (the new owner writes from the status it reads).
+        writing = asyncio.ensure_future(self.writer.patch(namespace, name, status))
+        try:
+            while True:
+                done, _ = await asyncio.wait({writing}, timeout=FENCE_LOOK_SECONDS)
+                if done:
+                    writing.result()  # its error, if any
+                    return
+                fence(self.ownership, namespace)
+        finally:
+            writing.cancel()
 
 
 class _WhileOwned:
