@@ -54,8 +54,16 @@ WORKLOAD_PATCHING_RULE = {
 }
 POD_METRICS_RULE = {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]}
 
-# Metrics and alert receiver Services; the view and edit ClusterRoles for people (rbac.userRoles).
-BASE_KINDS = {"ServiceAccount": 1, "Service": 2, "Deployment": 1, "ClusterRole": 2}
+# Metrics and alert receiver Services; the view and edit ClusterRoles for people (rbac.userRoles);
+# the Role and RoleBinding for the leader election's Lease in the release namespace.
+BASE_KINDS = {
+    "ServiceAccount": 1,
+    "Service": 2,
+    "Deployment": 1,
+    "ClusterRole": 2,
+    "Role": 1,
+    "RoleBinding": 1,
+}
 CLUSTER_KINDS = {**BASE_KINDS, "ClusterRole": 3, "ClusterRoleBinding": 1}
 CRD_KIND = {"CustomResourceDefinition": 1}
 
@@ -64,7 +72,7 @@ COMBINATIONS: dict[str, tuple[list[str], dict[str, int]]] = {
     "default": ([], {**CLUSTER_KINDS, **CRD_KIND}),
     "namespaced mode with two namespaces": (
         ["--set=watch.mode=namespaced", "--set=watch.namespaces={team-a,team-b}"],
-        {**BASE_KINDS, **CRD_KIND, "Role": 2, "RoleBinding": 2},
+        {**BASE_KINDS, **CRD_KIND, "Role": 3, "RoleBinding": 3},  # and the Lease's
     ),
     "persistent artifacts": (
         ["--set=artifacts.persistence.enabled=true"],
@@ -140,11 +148,14 @@ def operator_role(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return only([obj for obj in objects if obj["metadata"]["name"] == "spikeprof-controller"], kind)
 
 
-def controller(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    container: dict[str, Any] = only(objects, "Deployment")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+def controller(objects: list[dict[str, Any]], kind: str = "Deployment") -> dict[str, Any]:
+    container: dict[str, Any] = only(objects, kind)["spec"]["template"]["spec"]["containers"][0]
     return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """The container's environment: each variable's value, or its valueFrom (the downward API)."""
+    return {var["name"]: var.get("value", var.get("valueFrom")) for var in container["env"]}
 
 
 def load_renderer() -> ModuleType:
@@ -199,8 +210,16 @@ def test_namespaced_mode_serves_each_namespace_with_a_role_and_nothing_cluster_w
 ) -> None:
     args, _ = COMBINATIONS["namespaced mode with two namespaces"]
     objects = render(helm, *args)
-    roles = {obj["metadata"]["namespace"]: obj for obj in objects if obj["kind"] == "Role"}
-    bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]
+    roles = {
+        obj["metadata"]["namespace"]: obj
+        for obj in objects
+        if obj["kind"] == "Role" and obj["metadata"]["name"] == "spikeprof-controller"
+    }
+    bindings = [
+        obj
+        for obj in objects
+        if obj["kind"] == "RoleBinding" and obj["metadata"]["name"] == "spikeprof-controller"
+    ]
     assert set(roles) == {"team-a", "team-b"}
     assert all(role["rules"] == OPERATOR_RULES for role in roles.values())
     assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b"}
@@ -250,7 +269,11 @@ def test_contradictory_values_fail_the_render_with_a_sentence(
     ("args", "message"),
     [
         (["--set=replicas=two"], "at '/replicas': got string, want integer"),
-        (["--set=replicas=2"], "at '/replicas': maximum"),
+        (["--set=replicas=-1"], "at '/replicas': minimum"),
+        (["--set=sharding.shards=0"], "at '/sharding/shards': minimum"),
+        (["--set=leaderElection.leaseSeconds=0"], "at '/leaderElection/leaseSeconds': minimum"),
+        (["--set=leaderElection.enabled=maybe"], "at '/leaderElection/enabled'"),
+        (["--set=podAntiAffinity.zone=a"], "additional properties 'zone' not allowed"),
         (["--set=watch.mode=everywhere"], "at '/watch/mode': value must be one of"),
         (["--set=watch.namespaces={Not_A_Namespace}"], "at '/watch/namespaces/0'"),
         (["--set=image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
@@ -284,7 +307,12 @@ def test_default_rbac_is_exactly_the_rules_the_operator_uses(helm: Path) -> None
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "spikeprof", "namespace": "spikeprof-system"}
     ]
-    assert not [obj for obj in objects if obj["kind"] in ("Role", "RoleBinding")]
+    # In the release namespace, only the Lease's Role (see test_chart_ha.py): no other rights.
+    assert [
+        (obj["kind"], obj["metadata"]["name"])
+        for obj in objects
+        if obj["kind"] in ("Role", "RoleBinding")
+    ] == [("Role", "spikeprof-leases"), ("RoleBinding", "spikeprof-leases")]
 
 
 @pytest.mark.parametrize(
@@ -470,13 +498,19 @@ def test_network_policy_with_metrics_and_alerts_off_admits_nothing(helm: Path) -
 # -- the operator's pod ---------------------------------------------------------------------
 
 
-def test_default_deployment_runs_one_locked_down_operator_with_probes(helm: Path) -> None:
+def test_default_deployment_runs_one_locked_down_leader_elected_operator_with_probes(
+    helm: Path,
+) -> None:
     objects = render(helm)
     deployment = only(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = controller(objects)
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Leader election is on: old and new pods may overlap, the Lease keeps one acting.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "100%"},
+    }
     assert pod["serviceAccountName"] == "spikeprof"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -491,9 +525,10 @@ def test_default_deployment_runs_one_locked_down_operator_with_probes(helm: Path
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "alerts"}
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"health": 8081, "metrics": 8080, "alerts": 9095}
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = env_of(container)
     assert env["SPIKEPROF_ARTIFACT_ROOT"] == "/var/lib/spikeprof"
     assert env["SPIKEPROF_METRICS_PORT"] == "8080"
     assert env["SPIKEPROF_METRICS_ADDRESS"] == "0.0.0.0"
@@ -520,7 +555,7 @@ def test_persistence_mounts_the_claim_at_the_artifact_root(helm: Path) -> None:
     assert volumes[mounts["/data"]]["persistentVolumeClaim"] == {
         "claimName": claim["metadata"]["name"]
     }
-    env = {var["name"]: var["value"] for var in controller(objects)["env"]}
+    env = env_of(controller(objects))
     assert env["SPIKEPROF_ARTIFACT_ROOT"] == "/data"
 
 
@@ -544,7 +579,7 @@ def test_object_store_secret_is_exposed_as_environment_only_when_named(helm: Pat
 
 def test_metrics_off_sets_the_metrics_port_to_zero(helm: Path) -> None:
     container = controller(render(helm, "--set=metrics.enabled=false"))
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = env_of(container)
     assert env["SPIKEPROF_METRICS_PORT"] == "0"
     assert [port["name"] for port in container["ports"]] == ["health", "alerts"]
 
@@ -558,11 +593,17 @@ def test_the_alert_receiver_gets_its_token_tls_and_service_from_values(helm: Pat
         "--set=prometheus.tokenSecret=prom-token",
     )
     container = controller(objects)
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = env_of(container)
     assert env["SPIKEPROF_ALERTS_TOKEN_FILE"] == "/etc/spikeprof/alerts-token/token"
     assert env["SPIKEPROF_ALERTS_TLS_CERT"] == "/etc/spikeprof/alerts-tls/tls.crt"
     assert env["SPIKEPROF_PROMETHEUS_URL"] == "http://prom:9090"
     assert env["SPIKEPROF_PROMETHEUS_TOKEN_FILE"] == "/etc/spikeprof/prometheus-token/token"
+    # The receiver speaks TLS, and so does the readiness probe that asks it.
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "alerts",
+        "scheme": "HTTPS",
+    }
     volumes = {
         v["name"]: v["secret"]["secretName"]
         for v in only(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
@@ -583,8 +624,13 @@ def test_the_alert_receiver_gets_its_token_tls_and_service_from_values(helm: Pat
 
 def test_alerts_off_runs_no_receiver(helm: Path) -> None:
     objects = render(helm, "--set=alerts.enabled=false")
-    env = {var["name"]: var["value"] for var in controller(objects)["env"]}
+    env = env_of(controller(objects))
     assert env["SPIKEPROF_ALERTS_PORT"] == "0"
+    # No receiver, so no /readyz: readiness asks kopf's /healthz (nothing routes by it then).
+    assert controller(objects)["readinessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "health",
+    }
     assert not [
         o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "spikeprof"
     ]
@@ -599,7 +645,7 @@ def test_the_ui_is_off_by_default_and_gets_its_port_service_and_token_when_enabl
 
     objects = render(helm, "--set=ui.enabled=true", "--set=ui.tokenSecret=ui-token")
     container = controller(objects)
-    env = {var["name"]: var["value"] for var in container["env"]}
+    env = env_of(container)
     assert env["SPIKEPROF_UI_PORT"] == "8090"
     assert env["SPIKEPROF_UI_ADDRESS"] == "0.0.0.0"
     assert env["SPIKEPROF_UI_TOKEN_FILE"] == "/etc/spikeprof/ui-token/token"

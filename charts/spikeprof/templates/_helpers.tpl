@@ -152,3 +152,105 @@ The claim mounted at the artifact root, if any.
 {{- define "spikeprof.claimName" -}}
 {{- default (printf "%s-artifacts" (include "spikeprof.fullname" .)) .Values.artifacts.persistence.existingClaim -}}
 {{- end -}}
+
+{{/*
+"true" when the operator runs as shards (sharding.shards above 1, a StatefulSet), else "".
+*/}}
+{{- define "spikeprof.sharded" -}}
+{{- if gt (int .Values.sharding.shards) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+How many operator pods run: the shards, else the Deployment's replicas.
+*/}}
+{{- define "spikeprof.pods" -}}
+{{- if include "spikeprof.sharded" . -}}
+{{- .Values.sharding.shards | int -}}
+{{- else -}}
+{{- .Values.replicas | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+How the replicas share the work: "shards" (a Lease per shard), "leader" (one Lease, one
+holder acts) or "" (no Lease: one replica owns every namespace). Contradictions fail the render,
+since two operators without a Lease would both act on every session.
+*/}}
+{{- define "spikeprof.leaseMode" -}}
+{{- if include "spikeprof.sharded" . -}}
+shards
+{{- else if .Values.leaderElection.enabled -}}
+leader
+{{- else if gt (int .Values.replicas) 1 -}}
+{{- fail "replicas above 1 needs leaderElection.enabled: without a Lease every replica would act on every session" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Lease of active/standby, and the prefix of the shards' Leases. The prefix is also the value
+of their spikeprof.io/shard-group label, so it is cut to fit a label value (63 characters).
+*/}}
+{{- define "spikeprof.leaderLease" -}}
+{{- printf "%s-leader" (include "spikeprof.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
+{{- define "spikeprof.shardLeasePrefix" -}}
+{{- printf "%s-shard" (include "spikeprof.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
+The readiness probe means what it says: /readyz on the alert receiver's port answers 200 only
+while this pod serves (the leader, or a live shard). Without a receiver (alerts.enabled off)
+there is no /readyz, and kopf's /healthz (the process runs) stands in; then nothing routes by
+readiness. "true" when readiness is leadership or shard liveness.
+*/}}
+{{- define "spikeprof.readinessServes" -}}
+{{- if and .Values.readinessProbe.enabled .Values.alerts.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Whether every running operator pod is Ready: shards are (each live shard serves), as is every
+replica when readiness is not leadership; a standby is not. A PodDisruptionBudget counts Ready
+pods, so it only means something when they all are (see podDisruptionBudget in values.yaml).
+*/}}
+{{- define "spikeprof.everyPodReady" -}}
+{{- if or (include "spikeprof.sharded" .) (not (include "spikeprof.readinessServes" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A claim shared by more than one operator pod must be mountable by all of them (ReadWriteMany):
+a ReadWriteOnce claim would keep a standby or shard on another node from ever starting.
+*/}}
+{{- define "spikeprof.checkSharedClaim" -}}
+{{- $persistence := .Values.artifacts.persistence -}}
+{{- if and $persistence.enabled (not $persistence.existingClaim) (gt (include "spikeprof.pods" . | int) 1) (not (has "ReadWriteMany" $persistence.accessModes)) -}}
+{{- fail "artifacts.persistence with more than one operator pod needs accessModes [ReadWriteMany]: every replica or shard writes artifacts to the one claim" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pod's affinity: affinity from values, plus preferred anti-affinity between the operator's
+pods when more than one runs (unless affinity.podAntiAffinity is given), so that one node's
+loss does not take every replica or shard. Empty with one pod and no affinity.
+*/}}
+{{- define "spikeprof.affinity" -}}
+{{- $affinity := deepCopy .Values.affinity -}}
+{{- $key := .Values.podAntiAffinity.topologyKey -}}
+{{- if and $key (gt (include "spikeprof.pods" . | int) 1) (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $term := dict "labelSelector" (dict "matchLabels" (include "spikeprof.selectorLabels" . | fromYaml)) "topologyKey" $key -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- if $affinity -}}
+{{- toYaml $affinity -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Lease rules of the operator's Role in the release namespace (see controller-leases-role.yaml).
+*/}}
+{{- define "spikeprof.leaseVerbs" -}}
+{{- if eq (include "spikeprof.leaseMode" .) "shards" -}}
+["get", "create", "update", "list"]
+{{- else -}}
+["get", "create", "update"]
+{{- end -}}
+{{- end -}}
