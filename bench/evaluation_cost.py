@@ -1,58 +1,128 @@
 """Operator cost of watching many pods for spikes: CPU time per evaluation cycle, and RSS.
 
-N pods (API objects run by the pod stand-in, with no process behind them, so the metrics-server
-stand-in reports them idle) in one namespace; one session selects them all with a CPU rule,
-source metricsServer, evaluated every 5s: one PodMetrics list per cycle, rules on N pods. The
-operator's CPU seconds (from /proc) over a measuring window are divided by the cycles in it; the
-same window with no session gives the idle cost of watching N pods.
+N pods (API objects with no process behind them, so the metrics-server stand-in reports them
+idle) spread over one or more namespaces; one session per namespace selects all of its pods with
+a CPU rule, source metricsServer, evaluated every 5s: one PodMetrics list per cycle and session,
+rules on every pod. The operator's CPU seconds (from /proc) over a measuring window are divided
+by the cycles in it; the same window before any session gives the idle cost of watching N pods
+(one pod watch per namespace), which is subtracted. RSS is read at the end of each window.
 
-    python bench/evaluation_cost.py [--pods 1000 10000] [--window 60]
+The pods are created bound to the stand-in's Node (spec.nodeName), as a DaemonSet's are, so the
+stand-in has no binding to make; it reports each one Running with a pod IP.
+
+--shards K measures the share of one shard: the namespaces are spread over K shards by
+rendezvous hashing (core.shards.owner, shard names shard-0..shard-K-1) and the operator runs
+with `--namespace` for those of shard-0 only, as a shard serving its own namespaces would; the
+figures go under `sharding` in the results, next to a run of one operator serving all of them.
+
+--profile records the operator with py-spy (if installed) for one more window after the
+measured one, and prints where its CPU went (the measured window itself is never sampled).
+
+    python bench/evaluation_cost.py [--pods 1000 10000 30000] [--namespaces 1] [--window 60]
+    python bench/evaluation_cost.py --pods 30000 --namespaces 30 --shards 3
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness import control_plane, cpu_seconds, create_namespace, operator, rss_bytes, save, wait
+from harness import (
+    RESULTS,
+    control_plane,
+    cpu_seconds,
+    create_namespace,
+    operator,
+    rss_bytes,
+    save,
+    wait,
+)
 from kubernetes import client  # type: ignore[import-untyped]
-from localcluster.sessions import create_session, get_session, session_body
+from localcluster.sessions import GROUP, PLURAL, VERSION, create_session, session_body
+from localcluster.standin import NODE_NAME
+
+from spikeprof.core.shards import owner
 
 INTERVAL = 5.0
+CREATORS = 16  # threads creating pods: the API server and the stand-in, not this, set the pace
 
 
-def create_pods(api: Any, namespace: str, count: int) -> None:
+def namespaces_for(count: int) -> list[str]:
+    return ["fleet"] if count == 1 else [f"fleet-{i:02d}" for i in range(count)]
+
+
+def create_pods(api: Any, namespaces: list[str], count: int) -> None:
+    """`count` pods, dealt round-robin over the namespaces; returns once all run."""
     core = client.CoreV1Api(api)
 
     def make(i: int) -> None:
         core.create_namespaced_pod(
-            namespace,
+            namespaces[i % len(namespaces)],
             {
                 "metadata": {"name": f"pod-{i:05d}", "labels": {"app": "fleet"}},
                 "spec": {
+                    "nodeName": NODE_NAME,
                     "containers": [
                         {"name": "app", "image": "none", "resources": {"limits": {"cpu": "500m"}}}
-                    ]
+                    ],
                 },
             },
             _preload_content=False,
         )
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(CREATORS) as pool:
         list(pool.map(make, range(count)))
 
     def running() -> bool:
-        reply = core.list_namespaced_pod(
-            namespace, field_selector="status.phase=Running", _preload_content=False
+        # One pod not yet running is enough to know: a full list of 30,000 pods every few
+        # seconds would cost the API server (and this) more than the stand-in's work.
+        reply = core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Running",
+            label_selector="app=fleet",
+            limit=1,
+            _preload_content=False,
         )
-        return len(json.loads(reply.data)["items"]) >= count
+        return not json.loads(reply.data)["items"]
 
-    wait(running, 1800, f"{count} running pods", every=2)
+    wait(running, 3600, f"{count} running pods", every=5)
+
+
+def session_spec() -> dict[str, Any]:
+    return {
+        "selector": {"matchLabels": {"app": "fleet"}},
+        "target": {"port": 7777},
+        "profiles": [{"type": "goroutine"}],
+        "trigger": {
+            "metricsSource": "metricsServer",
+            "interval": f"{INTERVAL:g}s",
+            "thresholds": [{"name": "hot", "metric": "cpu", "above": "80%", "of": "limit"}],
+        },
+        "output": {"volume": {}},
+    }
+
+
+def all_reporting(api: Any, namespaces: list[str], per_namespace: dict[str, int]) -> bool:
+    """Every session says it has metrics for every one of its pods."""
+    listing = client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    reporting = set()
+    for item in listing.get("items") or ():
+        namespace = item["metadata"]["namespace"]
+        want = per_namespace[namespace]
+        for condition in (item.get("status") or {}).get("conditions") or ():
+            if condition["type"] == "MetricsAvailable" and (
+                f"metrics for {want} of {want}" in condition["message"]
+            ):
+                reporting.add(namespace)
+    return reporting >= set(namespaces)
 
 
 def measure(pid: int, window: float) -> float:
@@ -61,73 +131,167 @@ def measure(pid: int, window: float) -> float:
     return cpu_seconds(pid) - start
 
 
-def run(count: int, window: float) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"spikeprof-cost-{count}-"))
-    namespace = "fleet"
-    with control_plane(workdir) as (plane, api):
-        create_namespace(api, namespace)
-        started = time.monotonic()
-        create_pods(api, namespace, count)
-        print(f"{count} pods running after {time.monotonic() - started:.0f}s", flush=True)
-        with operator(plane, workdir, [namespace]) as process:
-            time.sleep(15)  # the pod index fills from the initial list
-            idle = measure(process.pid, window)
-            idle_rss = rss_bytes(process.pid)
-            spec = {
-                "selector": {"matchLabels": {"app": "fleet"}},
-                "target": {"port": 7777},
-                "profiles": [{"type": "goroutine"}],
-                "trigger": {
-                    "metricsSource": "metricsServer",
-                    "interval": f"{INTERVAL:g}s",
-                    "thresholds": [{"name": "hot", "metric": "cpu", "above": "80%", "of": "limit"}],
-                },
-                "output": {"volume": {}},
-            }
-            create_session(api, namespace, session_body("fleet", spec))
+def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
+    """py-spy over one window: the functions that took the most CPU, inclusive of callees."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("--profile: py-spy is not installed (pip install py-spy)", flush=True)
+        return []
+    raw = workdir / "operator.pyspy"
+    subprocess.run(
+        [
+            spy,
+            "record",
+            f"--pid={pid}",
+            f"--duration={int(window)}",
+            "--rate=200",
+            "--format=raw",
+            f"--output={raw}",
+            "--nonblocking",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        # A frame reads "function (path/file.py:line)": kept as "function file.py".
+        frames = {
+            f"{frame.split(' (')[0]} {frame.rsplit('/', 1)[-1].split(':')[0]}"
+            for frame in stack.split(";")
+            if " (" in frame
+        }
+        for frame in frames:
+            inclusive[frame] += int(count)
+    hot = [
+        {"function": frame, "share": round(samples / total, 3)}
+        for frame, samples in inclusive.most_common(60)
+        if samples < total
+    ]
+    print(f"py-spy: {total} samples in {window:g}s (raw stacks in {raw})")
+    for entry in hot[:40]:
+        print(f"  {entry['share']:6.1%}  {entry['function']}")
+    return hot
 
-            def reporting() -> bool:
-                conditions = (
-                    get_session(api, namespace, "fleet").get("status", {}).get("conditions", [])
-                )
-                return any(
-                    c["type"] == "MetricsAvailable"
-                    and f"metrics for {count} of {count}" in c["message"]
-                    for c in conditions
-                )
 
-            wait(reporting, 300, "metrics for every pod", every=1)
-            busy = measure(process.pid, window)
-            busy_rss = rss_bytes(process.pid)
+def measure_operator(
+    plane: Any,
+    api: Any,
+    workdir: Path,
+    served: list[str],
+    per_namespace: dict[str, int],
+    window: float,
+    with_profile: bool,
+) -> dict[str, Any]:
+    """One operator process serving `served`: idle, then with one session per namespace."""
+    pods = sum(per_namespace[ns] for ns in served)
+    custom = client.CustomObjectsApi(api)
+    with operator(plane, workdir, served) as process:
+        time.sleep(15)  # the pod watches fill from their first lists
+        idle = measure(process.pid, window)
+        idle_rss = rss_bytes(process.pid)
+        for namespace in served:
+            create_session(api, namespace, session_body("fleet", session_spec()))
+        wait(lambda: all_reporting(api, served, per_namespace), 600, "metrics for every pod", 1)
+        busy = measure(process.pid, window)
+        busy_rss = rss_bytes(process.pid)
+        hot = profile(process.pid, window, workdir) if with_profile else []
+        # Gone before the next operator starts (the finalizer is this one's to remove).
+        for namespace in served:
+            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fleet")
+        wait(
+            lambda: not custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"],
+            120,
+            "sessions deleted",
+            1,
+        )
     cycles = window / INTERVAL
-    result = {
-        "pods": count,
+    result: dict[str, Any] = {
+        "pods": pods,
+        "namespaces": len(served),
         "window_s": window,
         "interval_s": INTERVAL,
         "cycles": cycles,
         "idle_cpu_s": round(idle, 3),
         "session_cpu_s": round(busy, 3),
-        "cpu_s_per_cycle": round((busy - idle) / cycles, 4),
+        "cpu_ms_per_cycle": round((busy - idle) / cycles * 1000, 1),
+        "idle_cpu_ms_per_cycle": round(idle / cycles * 1000, 1),
         "idle_rss_mib": round(idle_rss / 2**20, 1),
-        "session_rss_mib": round(busy_rss / 2**20, 1),
+        "rss_mib": round(busy_rss / 2**20, 1),
     }
+    if hot:
+        result["hot_spots"] = hot[:25]
     print(
-        f"{count:6d} pods: {result['cpu_s_per_cycle'] * 1000:.1f} ms CPU per evaluation cycle "
-        f"(over idle), RSS {result['idle_rss_mib']} MiB idle, {result['session_rss_mib']} MiB "
-        f"with the session",
+        f"{pods:6d} pods in {len(served)} namespace(s): {result['cpu_ms_per_cycle']:.1f} ms CPU "
+        f"per evaluation cycle (over idle {result['idle_cpu_ms_per_cycle']:.1f} ms), RSS "
+        f"{result['idle_rss_mib']} MiB idle, {result['rss_mib']} MiB with the sessions",
         flush=True,
     )
     return result
 
 
+def run(
+    count: int, namespace_count: int, window: float, shards: int, with_profile: bool
+) -> dict[str, Any]:
+    """One cluster with `count` pods: the operator serving every namespace, and with --shards,
+    then one serving the namespaces of shard-0 only."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"spikeprof-cost-{count}-"))
+    namespaces = namespaces_for(namespace_count)
+    per_namespace = collections.Counter(namespaces[i % len(namespaces)] for i in range(count))
+    with control_plane(workdir) as (plane, api):
+        for namespace in namespaces:
+            create_namespace(api, namespace)
+        started = time.monotonic()
+        create_pods(api, namespaces, count)
+        created_s = time.monotonic() - started
+        print(f"{count} pods running after {created_s:.0f}s", flush=True)
+        result = measure_operator(
+            plane, api, workdir / "all", namespaces, per_namespace, window, with_profile
+        )
+        result["pods_running_after_s"] = round(created_s)
+        if shards > 1:
+            names = [f"shard-{i}" for i in range(shards)]
+            mine = [ns for ns in namespaces if owner(ns, names) == names[0]]
+            share = measure_operator(
+                plane, api, workdir / "shard-0", mine, per_namespace, window, with_profile
+            )
+            result = {"one_shard": result, f"shard_0_of_{shards}": share}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pods", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--pods", type=int, nargs="+", default=[1000, 10000, 30000])
+    parser.add_argument("--namespaces", type=int, default=1, help="pods spread over this many")
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument(
+        "--shards", type=int, default=1, help="also measure shard 0 of this many (see above)"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy one more window")
     args = parser.parse_args()
-    results = [run(count, args.window) for count in args.pods]
-    print(f"results: {save('evaluation_cost', {'runs': results})}")
+    previous = RESULTS / "evaluation_cost.json"
+    results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    runs = [run(c, args.namespaces, args.window, args.shards, args.profile) for c in args.pods]
+    if args.shards > 1:
+        # The main runs are kept; the sharding part is added or replaced.
+        results["sharding"] = {
+            "namespaces": args.namespaces,
+            "shards": args.shards,
+            "assigned_by": "core.shards.owner over shard-0..shard-N-1; the operator runs "
+            "with --namespace for shard-0's",
+            "runs": runs,
+        }
+    else:
+        results.update(goals=GOALS, runs=runs)
+    print(f"results: {save('evaluation_cost', results)}")
 
+
+GOALS = {
+    "1000": {"cpu_ms_per_cycle": 10, "rss_mib": 120},
+    "10000": {"cpu_ms_per_cycle": 50, "rss_mib": 150},
+}
 
 if __name__ == "__main__":
     main()

@@ -24,9 +24,10 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.stream import WsApiClient
 
+from spikeprof.adapters import api_json
 from spikeprof.core.arming import WorkloadRef
 from spikeprof.core.observations import MetricsUnavailableError, ObservationBatch
-from spikeprof.core.pods import PodInfo, pod_info
+from spikeprof.core.pods import PodInfo, Sharing, pod_info
 from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Metric, Observation
 from spikeprof.errors import SpikeprofError
@@ -173,44 +174,66 @@ class PodMetricsSource:
         self, namespace: str, pods: Sequence[PodInfo], metrics: frozenset[Metric]
     ) -> ObservationBatch:
         wanted = {pod.name for pod in pods}
+        where = f"metrics.k8s.io PodMetrics in {namespace}"
         try:
-            listing = await self.api.list_namespaced_custom_object(
-                "metrics.k8s.io", "v1beta1", namespace, "pods", _request_timeout=REQUEST_SECONDS
+            reply = await self.api.list_namespaced_custom_object(
+                "metrics.k8s.io",
+                "v1beta1",
+                namespace,
+                "pods",
+                _preload_content=False,
+                _request_timeout=REQUEST_SECONDS,
             )
+            # Only the name, timestamp and usage of each item are decoded (api_json).
+            listing = api_json.POD_METRICS_LIST.decode(await reply.read())
         except ApiException as error:
             hint = " (is metrics-server installed?)" if error.status in (404, 503) else ""
             raise MetricsUnavailableError(
-                f"metrics.k8s.io PodMetrics in {namespace}: HTTP {error.status} "
-                f"{error.reason}{hint}"
+                f"{where}: HTTP {error.status} {error.reason}{hint}"
             ) from None
         # The API server is away (restarting): no metrics this round, the session goes on.
         except (aiohttp.ClientError, TimeoutError) as error:
             raise MetricsUnavailableError(
-                f"metrics.k8s.io PodMetrics in {namespace}: the API server is unreachable "
-                f"({error!r})"
+                f"{where}: the API server is unreachable ({error!r})"
             ) from None
+        except api_json.DecodeError as error:
+            raise MetricsUnavailableError(f"{where}: not a PodMetrics list ({error})") from None
+        asked = [m for m in USAGE_METRICS if m in metrics]
         observations: list[Observation] = []
-        for item in listing.get("items") or ():
-            name = (item.get("metadata") or {}).get("name")
-            if name not in wanted:
+        reporting = 0
+        times: dict[str | None, float] = {}  # items share a few timestamps (one per scrape)
+        for item in listing.items:
+            name = item.metadata.name
+            if name not in wanted or not item.containers:
                 continue
-            at = _timestamp(item.get("timestamp"))
-            usage = [c.get("usage") or {} for c in item.get("containers") or ()]
-            for metric in USAGE_METRICS:
-                if metric in metrics and usage:
-                    try:
-                        value = sum(parse_quantity(str(u.get(metric, "0"))) for u in usage)
-                    except ValueError:
-                        continue  # one malformed item must not hide the other pods
-                    observations.append(Observation(name, metric, value, at))
+            at = times.get(item.timestamp)
+            if at is None:
+                at = times[item.timestamp] = _timestamp(item.timestamp)
+            found = False
+            for metric in asked:
+                try:
+                    value = sum(_usage(getattr(c.usage, metric)) for c in item.containers)
+                except ValueError:
+                    continue  # one malformed item must not hide the other pods
+                observations.append(Observation(name, metric, value, at))
+                found = True
+            reporting += found
         return ObservationBatch(
-            observations=tuple(observations),
-            reporting=len({o.pod for o in observations}),
-            asked=len(pods),
+            observations=tuple(observations), reporting=reporting, asked=len(pods)
         )
 
 
-def _timestamp(text: Any) -> float:
+def _usage(text: str) -> float:
+    """A usage quantity: metrics-server writes CPU in nanocores ("12345n") and memory in
+    kibibytes ("1024Ki"); those are read without a regular expression, others as any quantity."""
+    if text.endswith("n") and text[:-1].isdigit():
+        return int(text[:-1]) * 1e-9
+    if text.endswith("Ki") and text[:-2].isdigit():
+        return int(text[:-2]) * 1024.0
+    return parse_quantity(text)
+
+
+def _timestamp(text: str | None) -> float:
     if not text:
         return time.time()
     return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
@@ -222,7 +245,7 @@ class PodCache:
     kopf's own index handles each pod as an object of its own (a worker and a start-up toggle per
     pod), which takes minutes to settle at 10,000 pods; a plain list-then-watch costs one JSON
     decode per event. Nothing is ever written to a pod. Pods are decoded straight from the JSON
-    (not into generated models) for the same reason.
+    (not into generated models) for the same reason, and only the fields read (api_json).
     """
 
     def __init__(self, api_client: Any) -> None:
@@ -264,6 +287,7 @@ class PodCache:
 
 WATCH_SECONDS = 300  # the API server ends a watch after this; we list again and go on
 RETRY_SECONDS = 2.0
+LIST_PAGE = 500  # pods per list request: bounds what one reply holds in memory
 
 
 class _NamespacePods:
@@ -271,6 +295,7 @@ class _NamespacePods:
         self.core = core
         self.namespace = namespace
         self.pods: dict[str, PodInfo] = {}
+        self.sharing = Sharing()  # replicas share their label maps and resource totals
         self.version = 0
         self.ready = asyncio.Event()
         self.refs = 0
@@ -306,13 +331,27 @@ class _NamespacePods:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
-        reply = await self.core.list_namespaced_pod(
-            self.namespace, _preload_content=False, _request_timeout=REQUEST_SECONDS
-        )
-        data = json.loads(await reply.read())
-        self.pods = {item["metadata"]["name"]: pod_info(item) for item in data.get("items") or ()}
+        """All pods of the namespace, a page at a time: the decoded reply of one page, not of
+        the whole namespace, is what the operator holds at once (its peak memory)."""
+        pods: dict[str, PodInfo] = {}
+        token: str | None = None
+        while True:
+            reply = await self.core.list_namespaced_pod(
+                self.namespace,
+                limit=LIST_PAGE,
+                _continue=token,
+                _preload_content=False,
+                _request_timeout=REQUEST_SECONDS,
+            )
+            page = api_json.POD_LIST.decode(await reply.read())
+            for item in page.items:
+                pods[item.metadata.name] = pod_info(item.as_json(), self.sharing)
+            token = page.metadata.continue_
+            if not token:
+                break
+        self.pods = pods
         self.version += 1
-        return str(data["metadata"]["resourceVersion"])
+        return page.metadata.resource_version
 
     async def _watch(self, version: str) -> None:
         reply = await self.core.list_namespaced_pod(
@@ -328,17 +367,18 @@ class _NamespacePods:
             async for line in reply.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
+                event = api_json.WATCH_EVENT.decode(line)
+                kind = event.type
                 if kind == "ERROR":
                     return  # typically 410 Gone: the version is too old; list again
-                if kind == "BOOKMARK":
-                    continue
-                name = str((obj.get("metadata") or {}).get("name", ""))
+                if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue  # BOOKMARK: only a newer version to resume from
+                pod = api_json.POD.decode(event.object)
+                name = pod.metadata.name
                 if kind == "DELETED":
                     self.pods.pop(name, None)
                 elif name:
-                    self.pods[name] = pod_info(obj)
+                    self.pods[name] = pod_info(pod.as_json(), self.sharing)
                 self.version += 1
 
 

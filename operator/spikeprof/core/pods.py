@@ -1,7 +1,14 @@
-"""What the operator needs to know of a pod, read from its API body."""
+"""What the operator needs to know of a pod, read from its API body.
+
+The operator keeps one record per pod of every namespace it serves (tens of thousands), so the
+records are compact: slotted, and the label and annotation maps and resource totals that many
+pods have alike (replicas of one workload) are one shared object (`Sharing`).
+"""
 
 from __future__ import annotations
 
+import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +17,7 @@ from spikeprof.core.quantities import parse_quantity
 from spikeprof.core.rules import Resources
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContainerRun:
     """One container's restarts as the kubelet reports them (status.containerStatuses[])."""
 
@@ -22,7 +29,7 @@ class ContainerRun:
     started_at: str | None = None  # state.running.startedAt: when the current run began
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodInfo:
     namespace: str
     name: str
@@ -46,7 +53,51 @@ class PodInfo:
         return self.phase == "Running" and self.ready and bool(self.ip) and not self.deleting
 
 
-def pod_info(body: Mapping[str, Any]) -> PodInfo:
+# Annotations the operator reads (Dapr's, and its own pprof port and path); the others (such
+# as kubectl's last-applied-configuration, often kilobytes) are not kept.
+KEPT_ANNOTATION_PREFIXES = ("dapr.io/", "spikeprof.io/")
+
+
+class _SharedMap(dict[str, str]):
+    """A label or annotation map that pods with the same one share; never changed once made
+    (PodInfo hands it out as a read-only Mapping). A dict subclass only to be weakly referenced:
+    a map no pod uses any more is dropped from the pool."""
+
+    __slots__ = ("__weakref__",)
+
+
+_EMPTY_MAP: Mapping[str, str] = _SharedMap()
+
+
+class Sharing:
+    """One object for each distinct label map, annotation map and Resources among the pods it
+    has seen, while any pod holds it: replicas of a workload cost one map, not one each."""
+
+    def __init__(self) -> None:
+        self._maps: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _SharedMap] = (
+            weakref.WeakValueDictionary()
+        )
+        self._resources: weakref.WeakValueDictionary[Resources, Resources] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def map(self, raw: Mapping[str, str]) -> Mapping[str, str]:
+        if not raw:
+            return _EMPTY_MAP
+        key = tuple(raw.items())
+        found = self._maps.get(key)
+        if found is None:
+            found = _SharedMap((sys.intern(str(k)), str(v)) for k, v in key)
+            self._maps[key] = found
+        return found
+
+    def resources(self, value: Resources) -> Resources:
+        return self._resources.setdefault(value, value)
+
+
+def pod_info(body: Mapping[str, Any], sharing: Sharing | None = None) -> PodInfo:
+    """The record of a pod from its API JSON; `sharing` lets records share what is alike."""
+    share = sharing or Sharing()
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -54,19 +105,25 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or ()
     )
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k.startswith(KEPT_ANNOTATION_PREFIXES)
+    }
+    node, phase = spec.get("nodeName"), status.get("phase")
     return PodInfo(
-        namespace=meta.get("namespace", ""),
+        namespace=sys.intern(str(meta.get("namespace", ""))),
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
-        labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
-        node=spec.get("nodeName"),
+        labels=share.map(meta.get("labels") or {}),
+        annotations=share.map(annotations),
+        node=sys.intern(node) if node else node,
         ip=status.get("podIP"),
-        phase=status.get("phase"),
+        phase=sys.intern(phase) if phase else phase,
         ready=ready,
         deleting=meta.get("deletionTimestamp") is not None,
-        containers=tuple(c.get("name", "") for c in spec.get("containers") or ()),
-        resources=_resources(spec.get("containers") or ()),
+        containers=tuple(sys.intern(str(c.get("name", ""))) for c in spec.get("containers") or ()),
+        resources=share.resources(_resources(spec.get("containers") or ())),
         owner=next(
             (
                 (str(o.get("kind")), str(o.get("name")))
@@ -84,7 +141,7 @@ def _run(raw: Mapping[str, Any]) -> ContainerRun:
     terminated = (raw.get("lastState") or {}).get("terminated") or {}
     exit_code = terminated.get("exitCode")
     return ContainerRun(
-        name=str(raw.get("name", "")),
+        name=sys.intern(str(raw.get("name", ""))),
         restart_count=int(raw.get("restartCount") or 0),
         last_reason=terminated.get("reason"),
         last_exit_code=int(exit_code) if exit_code is not None else None,

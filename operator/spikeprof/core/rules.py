@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from spikeprof.core.quantities import format_bytes, format_cores, format_duration
 
@@ -45,8 +45,13 @@ class Threshold:
     def is_prediction(self) -> bool:
         return self.predict_within is not None
 
+    @property
+    def is_plain(self) -> bool:
+        """Over a fixed line (absolute or percent): its state matters only while over."""
+        return self.spike_percent is None and self.predict_within is None
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Resources:
     """A pod's summed container limits and requests; None where any container lacks one."""
 
@@ -63,8 +68,9 @@ class Resources:
         return None
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
+    """One value of one pod; a tuple, as sources make one per pod and metric every cycle."""
+
     pod: str
     metric: Metric
     value: float
@@ -141,20 +147,33 @@ def format_rate(metric: Metric, per_second: float) -> str:
     return f"{format_value(metric, per_second)}/s"
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     over_since: float | None = None
     armed: bool = True
     first_seen: float | None = None
     history: deque[tuple[float, float]] = field(default_factory=deque)
+    seen: int = 0  # the evaluation that last saw the pod: older states are forgotten
+
+
+_NO_RESOURCES = Resources()
 
 
 class RuleEngine:
-    """Per-pod state of every rule of one session; feed it each evaluation's observations."""
+    """Per-pod state of every rule of one session; feed it each evaluation's observations.
+
+    Cost per evaluation is one pass over the observations. A plain threshold keeps state only
+    for the pods over its line (a pod under it is in the state a new pod starts in), so a quiet
+    fleet of 10,000 pods holds no state and builds no text; a reason is written only on firing.
+    """
 
     def __init__(self, thresholds: Iterable[Threshold]) -> None:
         self.thresholds = tuple(thresholds)
         self._state: dict[tuple[str, str], _State] = {}
+        self._rules_by_metric: dict[str, tuple[Threshold, ...]] = {}
+        for rule in self.thresholds:
+            self._rules_by_metric[rule.metric] = (*self._rules_by_metric.get(rule.metric, ()), rule)
+        self._evaluation = 0
 
     @property
     def metrics(self) -> frozenset[Metric]:
@@ -167,40 +186,91 @@ class RuleEngine:
     ) -> tuple[list[Firing], list[RuleProblem]]:
         firings: list[Firing] = []
         problems: list[RuleProblem] = []
-        seen: set[tuple[str, str]] = set()
+        self._evaluation += 1
+        evaluation = self._evaluation
+        states = self._state
         for obs in observations:
-            for rule in self.thresholds:
-                if rule.metric != obs.metric:
-                    continue
+            for rule in self._rules_by_metric.get(obs.metric, ()):
                 key = (rule.name, obs.pod)
-                seen.add(key)
-                state = self._state.setdefault(key, _State())
-                outcome = self._step(rule, state, obs, resources.get(obs.pod, Resources()))
+                state = states.get(key)
+                pod_resources = resources.get(obs.pod, _NO_RESOURCES)
+                outcome: Firing | RuleProblem | None
+                if rule.is_plain:
+                    outcome = self._threshold(rule, key, state, obs, pod_resources, evaluation)
+                else:
+                    if state is None:
+                        state = states[key] = _State()
+                    state.seen = evaluation
+                    outcome = self._step(rule, state, obs, pod_resources)
+                if outcome is None:
+                    continue
                 if isinstance(outcome, RuleProblem):
                     problems.append(outcome)
-                elif outcome is not None:
+                else:
                     firings.append(outcome)
-        for key in set(self._state) - seen:
-            del self._state[key]  # the pod is gone or went unreported: its history with it
+        # The pod is gone or went unreported: its history goes with it.
+        for key in [key for key, state in states.items() if state.seen != evaluation]:
+            del states[key]
         return firings, problems
+
+    def _threshold(
+        self,
+        rule: Threshold,
+        key: tuple[str, str],
+        state: _State | None,
+        obs: Observation,
+        resources: Resources,
+        evaluation: int,
+    ) -> Firing | RuleProblem | None:
+        """A plain threshold: state is made when the pod goes over, dropped when it is back
+        under (where a fresh state would be: not over, armed)."""
+        absolute = self._absolute_limit(rule, obs, resources)
+        if isinstance(absolute, RuleProblem):
+            if state is not None:
+                state.seen = evaluation
+            return absolute
+        limit, basis = absolute
+        if not (obs.value > limit and obs.value >= rule.minimum):
+            if state is not None:
+                del self._state[key]
+            return None
+        if state is None:
+            state = self._state[key] = _State()
+        state.seen = evaluation
+        if not self._held(rule, state, obs, True):
+            return None
+        if basis is None:
+            describe = f"above {format_value(rule.metric, limit)}"
+        else:
+            describe = (
+                f"above {format_value(rule.metric, limit)} ({rule.percent:g}% of {rule.of} "
+                f"{format_value(rule.metric, basis)})"
+            )
+        return self._firing(rule, state, obs, limit, describe)
 
     def _step(
         self, rule: Threshold, state: _State, obs: Observation, resources: Resources
     ) -> Firing | RuleProblem | None:
+        """A spike or predict rule, whose state (history) is kept for every pod."""
         if rule.is_prediction:
             return self._predict(rule, state, obs, resources)
-        limit: float | None
-        if rule.is_spike:
-            limit, describe = self._spike_limit(rule, state, obs)
-        else:
-            absolute = self._absolute_limit(rule, obs, resources)
-            if isinstance(absolute, RuleProblem):
-                return absolute
-            limit, describe = absolute
+        limit, baseline = self._spike_limit(rule, state, obs)
         over = limit is not None and obs.value > limit and obs.value >= rule.minimum
         if not self._held(rule, state, obs, over):
             return None
         assert limit is not None
+        assert rule.spike_percent is not None
+        describe = (
+            f"jumped over {format_value(rule.metric, limit)}, {rule.spike_percent:g}% above its "
+            f"{format_duration(round(rule.baseline_window))} average of "
+            f"{format_value(rule.metric, baseline)}"
+        )
+        return self._firing(rule, state, obs, limit, describe)
+
+    @staticmethod
+    def _firing(
+        rule: Threshold, state: _State, obs: Observation, limit: float, describe: str
+    ) -> Firing:
         reason = f"{rule.metric} {format_value(rule.metric, obs.value)} {describe}"
         if rule.sustain:
             reason += f" for {format_duration(round(obs.at - (state.over_since or obs.at)))}"
@@ -264,10 +334,11 @@ class RuleEngine:
 
     def _absolute_limit(
         self, rule: Threshold, obs: Observation, resources: Resources
-    ) -> tuple[float, str] | RuleProblem:
+    ) -> tuple[float, float | None] | RuleProblem:
+        """(the line, the limit or request it is a percent of, None for an absolute line)."""
         if rule.percent is None:
             assert rule.above is not None
-            return rule.above, f"above {format_value(rule.metric, rule.above)}"
+            return rule.above, None
         assert rule.of is not None
         basis = resources.basis(rule.metric, rule.of)
         if basis is None or basis <= 0:
@@ -277,15 +348,12 @@ class RuleEngine:
                 f"pod {obs.pod} has no {rule.metric} {rule.of} on every container, so rule "
                 f"{rule.name} ({rule.percent:g}% of {rule.of}) cannot apply to it",
             )
-        limit = basis * rule.percent / 100
-        return limit, (
-            f"above {format_value(rule.metric, limit)} ({rule.percent:g}% of {rule.of} "
-            f"{format_value(rule.metric, basis)})"
-        )
+        return basis * rule.percent / 100, basis
 
     def _spike_limit(
         self, rule: Threshold, state: _State, obs: Observation
-    ) -> tuple[float | None, str]:
+    ) -> tuple[float | None, float]:
+        """(the line, None while warming up; the baseline it is computed from)."""
         history = state.history
         while history and history[0][0] < obs.at - rule.baseline_window:
             history.popleft()
@@ -295,11 +363,6 @@ class RuleEngine:
         baseline = sum(v for _, v in history) / len(history) if history else 0.0
         history.append((obs.at, obs.value))
         if not warm:
-            return None, "warming up"
+            return None, baseline
         assert rule.spike_percent is not None
-        limit = baseline * (1 + rule.spike_percent / 100)
-        return limit, (
-            f"jumped over {format_value(rule.metric, limit)}, {rule.spike_percent:g}% above its "
-            f"{format_duration(round(rule.baseline_window))} average of "
-            f"{format_value(rule.metric, baseline)}"
-        )
+        return baseline * (1 + rule.spike_percent / 100), baseline

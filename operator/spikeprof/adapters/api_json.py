@@ -1,0 +1,140 @@
+"""The few fields of the API server's pod and PodMetrics JSON the operator reads, decoded by
+msgspec straight from the bytes.
+
+A pod's JSON is mostly what the operator never reads (managedFields, volumes, tolerations,
+probes ...): decoding it whole into dicts costs most of a list's time and memory at 10,000
+pods. msgspec skips the fields a Struct does not name without building them. The Structs mirror
+the API's field names, so `msgspec.to_builtins` gives the JSON shape `core.pods.pod_info` reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _Owner(msgspec.Struct, rename="camel", omit_defaults=True):
+    kind: str = ""
+    name: str = ""
+    controller: bool | None = None
+
+
+class _Meta(msgspec.Struct, rename="camel", omit_defaults=True):
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    deletion_timestamp: str | None = None
+    owner_references: list[_Owner] | None = None
+    creation_timestamp: str | None = None
+
+
+class _Resources(msgspec.Struct, omit_defaults=True):
+    limits: dict[str, Any] | None = None
+    requests: dict[str, Any] | None = None
+
+
+class _Container(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    resources: _Resources | None = None
+
+
+class _Spec(msgspec.Struct, rename="camel", omit_defaults=True):
+    node_name: str | None = None
+    containers: list[_Container] | None = None
+
+
+class _Condition(msgspec.Struct, omit_defaults=True):
+    type: str = ""
+    status: str = ""
+
+
+class _Terminated(msgspec.Struct, rename="camel", omit_defaults=True):
+    reason: str | None = None
+    exit_code: int | None = None
+    finished_at: str | None = None
+
+
+class _Running(msgspec.Struct, rename="camel", omit_defaults=True):
+    started_at: str | None = None
+
+
+class _State(msgspec.Struct, omit_defaults=True):
+    running: _Running | None = None
+    terminated: _Terminated | None = None
+
+
+class _ContainerStatus(msgspec.Struct, rename="camel", omit_defaults=True):
+    name: str = ""
+    restart_count: int = 0
+    state: _State | None = None
+    last_state: _State | None = None
+
+
+class _Status(msgspec.Struct, rename="camel", omit_defaults=True):
+    phase: str | None = None
+    pod_ip: str | None = msgspec.field(default=None, name="podIP")
+    conditions: list[_Condition] | None = None
+    container_statuses: list[_ContainerStatus] | None = None
+
+
+class Pod(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
+    spec: _Spec = msgspec.field(default_factory=_Spec)
+    status: _Status = msgspec.field(default_factory=_Status)
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields read, in the API's JSON shape (what core.pods.pod_info takes)."""
+        shape: dict[str, Any] = msgspec.to_builtins(self)
+        return shape
+
+
+class _ListMeta(msgspec.Struct, rename="camel"):
+    resource_version: str = ""
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class PodList(msgspec.Struct):
+    metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
+    items: list[Pod] = msgspec.field(default_factory=list)
+
+
+class WatchEvent(msgspec.Struct):
+    """One line of a watch: the object is decoded as a Pod only for ADDED, MODIFIED and
+    DELETED (an ERROR's object is a Status, a BOOKMARK's nearly empty)."""
+
+    type: str = ""
+    object: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _Usage(msgspec.Struct):
+    cpu: str = "0"
+    memory: str = "0"
+
+
+class _ContainerUsage(msgspec.Struct):
+    usage: _Usage = msgspec.field(default_factory=_Usage)
+
+
+class _NameOnly(msgspec.Struct):
+    name: str = ""
+
+
+class PodMetrics(msgspec.Struct):
+    metadata: _NameOnly = msgspec.field(default_factory=_NameOnly)
+    timestamp: str | None = None
+    containers: list[_ContainerUsage] = msgspec.field(default_factory=list)
+
+
+class PodMetricsList(msgspec.Struct):
+    items: list[PodMetrics] = msgspec.field(default_factory=list)
+
+
+POD = msgspec.json.Decoder(Pod)
+POD_LIST = msgspec.json.Decoder(PodList)
+WATCH_EVENT = msgspec.json.Decoder(WatchEvent)
+POD_METRICS_LIST = msgspec.json.Decoder(PodMetricsList)
+
+DecodeError = msgspec.DecodeError
