@@ -20,6 +20,12 @@ PATH = "/alerts"
 log = logging.getLogger("spikeprof.alerts")
 
 Receive = Callable[[Notification], Awaitable[Any]]
+NotReady = Callable[[], str | None]
+"""Why this replica does not take alerts now (a standby, say), or None when it does."""
+
+
+def _always_ready() -> str | None:
+    return None
 
 
 class RecordingFailedError(SpikeprofError):
@@ -30,12 +36,18 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"status": "error", "error": message}, status=status)
 
 
-def build_app(receive: Receive, token: str | None) -> web.Application:
+def build_app(
+    receive: Receive, token: str | None, not_ready: NotReady = _always_ready
+) -> web.Application:
     async def alerts(request: web.Request) -> web.Response:
         if token is not None:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return _error(401, "missing or wrong bearer token")
+        # A standby records nothing: Alertmanager retries, and the Service routes the retry to
+        # the ready replica (the leader).
+        if (why := not_ready()) is not None:
+            return _error(503, f"not ready to record alerts, retry later: {why}")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _error(
                 413, f"the body is {request.content_length} bytes; the limit is {MAX_BODY} bytes"
@@ -61,9 +73,16 @@ def build_app(receive: Receive, token: str | None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def readyz(_: web.Request) -> web.Response:
+        """Ready means: alerts sent here are recorded (the leader, or a live shard)."""
+        if (why := not_ready()) is not None:
+            return web.Response(status=503, text=f"not ready: {why}\n")
+        return web.Response(text="ok\n")
+
     app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_post(PATH, alerts)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 
@@ -78,8 +97,9 @@ class AlertReceiver:
         port: int,
         token: str | None,
         tls: ssl.SSLContext | None,
+        not_ready: NotReady = _always_ready,
     ) -> None:
-        self.runner = web.AppRunner(build_app(receive, token), access_log=None)
+        self.runner = web.AppRunner(build_app(receive, token, not_ready), access_log=None)
         self.address = address
         self.port = port
         self.tls = tls

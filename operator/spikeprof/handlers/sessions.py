@@ -10,6 +10,7 @@ from spikeprof.adapters.kube import KubeError
 from spikeprof.core.arming import parse_workload
 from spikeprof.core.session_status import SessionStatus
 from spikeprof.handlers.memo import factory_of
+from spikeprof.services.alerts import listens_for_alerts
 from spikeprof.services.ownership import WAIT_SECONDS, StopFlag, serve_while_owned
 
 
@@ -28,17 +29,26 @@ async def serve_session(
 ) -> None:
     factory = factory_of(memo)
 
-    def post_event(type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type, reason=reason, message=message)
-
     namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
+
+    def post_event(type: str, reason: str, message: str) -> None:
+        # Fenced like status writes: a replica that lost the namespace tells nothing more.
+        if not factory.ownership.owns(namespace):
+            logger.info("Not posting %s (%s): this replica no longer serves here.", reason, message)
+            return
+        kopf.event(body, type=type, reason=reason, message=message)
 
     async def serve(stop: StopFlag) -> None:
         async with factory.session(namespace, name, post_event) as worker:
             await worker.serve(stop, spec, meta, status, factory.settings.poll_seconds, logger)
 
-    # Every replica runs this daemon; only the one that owns the namespace serves it.
-    await serve_while_owned(factory.ownership, namespace, stopped, serve)
+    # Every replica runs this daemon; only the one that owns the namespace serves it. Until it
+    # is served, alerts for it wait (the receiver is not ready), so none is answered unseen.
+    factory.sessions.expect(namespace, name, lambda: listens_for_alerts(spec))
+    try:
+        await serve_while_owned(factory.ownership, namespace, stopped, serve)
+    finally:
+        factory.sessions.forget(namespace, name)
 
 
 @kopf.on.delete("spikeprof.io", "v1alpha1", "profilingsessions")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
 import kopf
@@ -30,10 +29,10 @@ API_CONNECT_SECONDS = 10.0
 async def start(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    configure_kopf(settings)
+    config = Settings.from_env()
+    configure_kopf(settings, config.replica_identity())
     # One line per profile request is too much at INFO; failures are reported by the capture.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = Settings.from_env()
     keep(memo, await Factory.start(config))
     if config.ui_port:
         # The captures UI over the operator's own volume, read-only, on its own port.
@@ -42,15 +41,16 @@ async def start(
         await ui.start()
         keep_ui(memo, ui)
     logger.info(
-        "spikeprof %s started; artifacts go to %s; metrics on :%s; alerts on :%s.",
+        "spikeprof %s started as %s; artifacts go to %s; metrics on :%s; alerts on :%s.",
         __version__,
+        config.replica_identity(),
         config.artifact_root,
         config.metrics_port,
         config.alerts_port,
     )
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, identity: str) -> None:
     # kopf's bookkeeping lives in our own annotations, and nothing of it in .status, whose
     # schema is strict so that `kubectl explain` describes every field.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="spikeprof.io")
@@ -61,7 +61,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Events come from kopf.event() calls with sentences written for people, not from log lines.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "spikeprof"
-    settings.posting.reporting_instance = socket.gethostname()
+    # Which replica said it (SPIKEPROF_IDENTITY, the pod's name in the chart).
+    settings.posting.reporting_instance = identity
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = API_RETRY_BACKOFFS
     settings.networking.connect_timeout = API_CONNECT_SECONDS

@@ -22,7 +22,7 @@ from spikeprof.core.alerts import Notification, alert_pods
 from spikeprof.core.planner import format_time
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.session_status import PendingAlert, SessionStatus
-from spikeprof.core.spec import SessionSpec
+from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.status_outbox import StatusPatcher
 
 RECENT_SECONDS = 3600.0  # keys recorded by this process, remembered beyond the watch's lag
@@ -54,9 +54,35 @@ class _Batch:
     task: asyncio.Task[None] | None = None
 
 
+def listens_for_alerts(spec: Mapping[str, Any]) -> bool:
+    """The session's spec is valid and has `trigger.alerts` (an invalid one matches nothing)."""
+    try:
+        return parse_spec(spec).trigger.alerts is not None
+    except SpecError:
+        return False
+
+
 class SessionRegistry:
     def __init__(self) -> None:
         self._views: dict[tuple[str, str], SessionView] = {}
+        # Sessions known to exist (kopf runs a daemon for each), and whether each listens for
+        # alerts: until such a session is registered here, an alert it would match is lost.
+        self._expected: dict[tuple[str, str], Callable[[], bool]] = {}
+
+    def expect(self, namespace: str, name: str, listens: Callable[[], bool]) -> None:
+        self._expected[(namespace, name)] = listens
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._expected.pop((namespace, name), None)
+
+    def unregistered(self, owned: Callable[[str], bool]) -> list[str]:
+        """Sessions in `owned` namespaces that listen for alerts and are not registered yet
+        (just after this replica started to serve them): alerts must wait until they are."""
+        return sorted(
+            f"{namespace}/{name}"
+            for (namespace, name), listens in self._expected.items()
+            if (namespace, name) not in self._views and owned(namespace) and listens()
+        )
 
     def register(self, view: SessionView) -> None:
         self._views[(view.namespace, view.name)] = view

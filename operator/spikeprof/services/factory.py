@@ -23,6 +23,7 @@ from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_accepts
 from spikeprof.adapters.port_forward import port_forward_mounts
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.adapters.webhook import WebhookPoster
+from spikeprof.services import replicas
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
 from spikeprof.services.arming import Armer
 from spikeprof.services.capture import Capturer
@@ -61,6 +62,7 @@ class Factory:
     alert_receiver: AlertReceiver | None = None
     # Where this replica may act: everywhere, unless leader election or shards say otherwise.
     ownership: Ownership = field(default_factory=EveryNamespace)
+    stop_ownership: replicas.Stop | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Factory:
@@ -108,6 +110,11 @@ class Factory:
             ),
             deliveries=Deliveries(),
         )
+        # Before the alert receiver answers and before kopf starts any session's daemon: a
+        # standby must never record an alert or serve a session, not even at start.
+        factory.ownership, factory.stop_ownership = await replicas.start_ownership(
+            settings, api_client
+        )
         if settings.alerts_port:
             factory.alert_receiver = factory._alert_receiver()
             await factory.alert_receiver.start()
@@ -123,11 +130,24 @@ class Factory:
             port=self.settings.alerts_port,
             token=self.settings.alerts_token(),
             tls=tls,
+            not_ready=self.not_ready,
         )
+
+    def not_ready(self) -> str | None:
+        """Why alerts sent here now would not be recorded (None: they would): /readyz."""
+        if not self.ownership.ready():
+            return "this replica is not the leader (a standby), or not a live shard"
+        waiting = self.sessions.unregistered(self.ownership.owns)
+        if waiting:
+            shown = ", ".join(waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+            return f"{len(waiting)} session(s) that take alerts are not served yet: {shown}"
+        return None
 
     async def close(self) -> None:
         if self.alert_receiver is not None:
             await self.alert_receiver.stop()
+        if self.stop_ownership is not None:
+            await self.stop_ownership()  # releases the Lease: a standby leads at its next try
         # Notifications under way get one try's time to finish.
         await self.deliveries.close(grace=self.settings.notify_timeout_seconds)
         await self.webhooks.http.aclose()

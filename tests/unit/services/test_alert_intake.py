@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,12 @@ from spikeprof.adapters.alert_receiver import RecordingFailedError
 from spikeprof.adapters.kube import KubeError, SessionGoneError
 from spikeprof.core.alerts import Notification, parse_notification
 from spikeprof.core.spec import parse_spec
-from spikeprof.services.alerts import AlertIntake, SessionRegistry, SessionView
+from spikeprof.services.alerts import (
+    AlertIntake,
+    SessionRegistry,
+    SessionView,
+    listens_for_alerts,
+)
 from tests.unit.services.conftest import FakeStatusWriter, pod, spec
 
 KEY = "abc@2026-11-26T01:00:00Z"
@@ -122,3 +128,25 @@ async def test_alerts_arriving_during_a_write_share_the_next_one() -> None:
     assert sum(r.recorded for r in results) == 4
     assert len(writer.patches) == 2
     assert len(writer.status["pendingAlerts"]) == 4
+
+
+def test_a_session_that_takes_alerts_holds_readiness_until_it_is_served() -> None:
+    registry = Sessions().registry  # shop/checkout is registered
+    registry.expect("shop", "checkout", lambda: True)
+    registry.expect("shop", "hot", lambda: True)
+    registry.expect("shop", "no-alerts", lambda: False)
+    registry.expect("other", "elsewhere", lambda: True)
+    assert registry.unregistered(lambda namespace: namespace == "shop") == ["shop/hot"]
+    hot = registry.get("shop", "checkout")
+    assert hot is not None
+    registry.register(dataclasses.replace(hot, name="hot"))
+    assert registry.unregistered(lambda namespace: namespace == "shop") == []
+    registry.unregister("shop", "hot")  # its worker stopped: leadership went away
+    registry.forget("shop", "hot")  # and the session was deleted
+    assert registry.unregistered(lambda namespace: True) == ["other/elsewhere"]
+
+
+def test_only_a_valid_spec_with_an_alert_trigger_listens_for_alerts() -> None:
+    assert listens_for_alerts(spec(trigger={"alerts": {"matchLabels": {"alertname": "Hot"}}}))
+    assert not listens_for_alerts(spec(trigger={"immediate": True}))
+    assert not listens_for_alerts(spec(profiles=[{"type": "nonsense"}]))
