@@ -85,3 +85,14 @@ def test_volume_retention_keeps_the_newest_captures_whole(tmp_path: Path) -> Non
     kept = sorted(k.capture_id for k in store.published("shop", "checkout"))
     assert kept == [ids[1], ids[1], ids[2], ids[2]], "both pods of the two newest captures"
     assert sorted(p.name for p in (tmp_path / "shop" / "checkout" / "web-1").iterdir()) == ids[1:]
+
+
+def test_a_paused_attempt_that_wakes_discards_only_its_own_staging(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path)
+    paused = store.stage(KEY)  # the old leader, then SIGSTOPped past its lease
+    taken_over = store.stage(KEY)  # the new leader resumes the same capture
+    taken_over.temp_path("cpu.pb.gz").write_bytes(b"profile")
+    taken_over.keep("cpu.pb.gz")
+    paused.discard()  # the old leader wakes, is fenced, and cleans up after itself
+    taken_over.commit({})
+    assert sorted(p.name for p in store.final_path(KEY).iterdir()) == ["cpu.pb.gz", "metadata.json"]

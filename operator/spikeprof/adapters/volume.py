@@ -1,17 +1,20 @@
 """The artifact volume: each pod's artifacts of a capture appear at once, complete, or not at all.
 
 Profiles are streamed into a hidden staging directory next to their final place
-(`.<capture id>.partial/`), each written to a temporary name and renamed when checked. When every
-profile of the pod is in, metadata.json is written and fsynced, and the staging directory is
-renamed to `<capture id>/` in one step. A reader never sees a partial file; a capture interrupted
-by a crash leaves only a hidden staging directory, which the next attempt removes.
+(`.<capture id>.<attempt>.partial/`), each written to a temporary name and renamed when checked.
+When every profile of the pod is in, metadata.json is written and fsynced, and the staging
+directory is renamed to `<capture id>/` in one step. A reader never sees a partial file; a
+capture interrupted by a crash leaves only a hidden staging directory, which the next attempt
+removes.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +117,12 @@ class VolumeStore:
 
     def stage(self, key: ArtifactKey) -> StagedCapture:
         final = self.final_path(key)
-        staging = final.with_name(f".{final.name}{STAGING_SUFFIX}")
         # Left over from an attempt that died mid-capture: start it again from nothing.
-        shutil.rmtree(staging, ignore_errors=True)
+        if final.parent.is_dir():
+            for stale in final.parent.glob(f".{glob.escape(final.name)}*{STAGING_SUFFIX}"):
+                shutil.rmtree(stale, ignore_errors=True)
+        # A name of this attempt's own: a replica paused mid-capture (SIGSTOP) that wakes after
+        # another took the capture over discards only its own directory, never the other's.
+        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}{STAGING_SUFFIX}")
         staging.mkdir(parents=True)
         return StagedCapture(staging, final)
