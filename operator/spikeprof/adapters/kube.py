@@ -279,6 +279,28 @@ class PodCache:
         watch = self._watches.get(namespace)
         return watch.version if watch is not None else -1
 
+    async def lookup(self, namespace: str, name: str) -> PodInfo | None:
+        """One pod as it is now (None: no such pod). From the cache when the namespace is
+        watched; else read once, for a namespace another shard serves (an alert naming one of
+        its pods). A list by name: the operator may list pods, not get them."""
+        watch = self._watches.get(namespace)
+        if watch is not None and watch.ready.is_set():
+            return watch.pods.get(name)
+        what = f"reading pod {namespace}/{name}"
+        try:
+            with _reachable(what):
+                # The raw reply (_preload_content=False), decoded as the pod watches decode.
+                reply: Any = await self.core.list_namespaced_pod(
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                    _preload_content=False,
+                    _request_timeout=REQUEST_SECONDS,
+                )
+                page = api_json.POD_LIST.decode(await reply.read())
+        except ApiException as error:
+            raise KubeError(f"{what}: HTTP {error.status} {error.reason}") from None
+        return next((pod_info(item.as_json()) for item in page.items), None)
+
     async def close(self) -> None:
         for watch in self._watches.values():
             watch.task.cancel()

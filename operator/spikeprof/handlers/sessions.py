@@ -45,6 +45,8 @@ async def serve_session(
     # Every replica runs this daemon; only the one that owns the namespace serves it. Until it
     # is served, alerts for it wait (the receiver is not ready), so none is answered unseen.
     factory.sessions.expect(namespace, name, lambda: listens_for_alerts(spec))
+    # While another shard serves it, an alert sent here is recorded in its status all the same.
+    factory.sessions.stand_by(namespace, name, spec, status)
     try:
         await serve_while_owned(factory.ownership, namespace, stopped, serve)
     finally:

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import datetime
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from spikeprof.adapters.alert_receiver import RecordingFailedError
 from spikeprof.adapters.kube import KubeError, SessionGoneError
-from spikeprof.core.alerts import Notification, alert_pods
+from spikeprof.core.alerts import Alert, Notification, alert_pods
 from spikeprof.core.planner import format_time
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.session_status import PendingAlert, SessionStatus
@@ -40,6 +40,34 @@ class SessionView:
     # Hands freshly recorded alerts to the session's loop and wakes it, so the capture does not
     # wait for the watch to deliver the status patch and the loop's next look.
     deliver: Callable[[Mapping[str, Any]], None]
+
+
+@dataclass
+class StandbyView:
+    """A session whose daemon runs here but which is not served here (yet): another shard
+    serves it, or its worker has not registered. An alert for it is recorded in its status all
+    the same; whoever serves it captures from there."""
+
+    namespace: str
+    name: str
+    spec: Mapping[str, Any]  # kopf's live views of the session
+    status: Mapping[str, Any]
+
+    def parsed(self) -> SessionSpec | None:
+        try:
+            return parse_spec(self.spec)
+        except SpecError:  # an invalid spec matches nothing
+            return None
+
+
+@dataclass(frozen=True)
+class _Match:
+    """A session an alert's labels match, and the pods it asks for there ((): none)."""
+
+    namespace: str
+    name: str
+    pods: tuple[str, ...] | None
+    status: Mapping[str, Any]
 
 
 @dataclass
@@ -68,12 +96,22 @@ class SessionRegistry:
         # Sessions known to exist (kopf runs a daemon for each), and whether each listens for
         # alerts: until such a session is registered here, an alert it would match is lost.
         self._expected: dict[tuple[str, str], Callable[[], bool]] = {}
+        self._standby: dict[tuple[str, str], StandbyView] = {}
 
     def expect(self, namespace: str, name: str, listens: Callable[[], bool]) -> None:
         self._expected[(namespace, name)] = listens
 
+    def stand_by(self, namespace: str, name: str, spec: Mapping[str, Any], status: Any) -> None:
+        """The session as kopf sees it, for alerts that arrive while it is not served here."""
+        self._standby[(namespace, name)] = StandbyView(namespace, name, spec, status)
+
     def forget(self, namespace: str, name: str) -> None:
         self._expected.pop((namespace, name), None)
+        self._standby.pop((namespace, name), None)
+
+    def standing_by(self) -> list[StandbyView]:
+        """Known sessions with no worker registered here (served by another shard, say)."""
+        return [view for key, view in self._standby.items() if key not in self._views]
 
     def unregistered(self, owned: Callable[[str], bool]) -> list[str]:
         """Sessions in `owned` namespaces that listen for alerts and are not registered yet
@@ -111,10 +149,24 @@ class IntakeResult:
         )
 
 
+FindPod = Callable[[str, str], Awaitable[PodInfo | None]]
+
+
+async def _no_pod(namespace: str, name: str) -> PodInfo | None:
+    return None
+
+
 class AlertIntake:
-    def __init__(self, registry: SessionRegistry, writer: StatusPatcher) -> None:
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        writer: StatusPatcher,
+        find_pod: FindPod = _no_pod,
+    ) -> None:
         self.registry = registry
         self.writer = writer
+        # Reads a pod of a namespace that is not watched here (another shard serves it).
+        self.find_pod = find_pod
         self._recent: dict[tuple[str, str, str], float] = {}
         self._batches: dict[tuple[str, str], _Batch] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -154,6 +206,36 @@ class AlertIntake:
             if self._inflight.get(key) is batch.done:
                 del self._inflight[key]
 
+    async def _matching(self, alert: Alert) -> list[_Match]:
+        """The sessions whose trigger.alerts match the alert: those served here (their pods
+        from the cache), then those that are not (a named pod read from the API server)."""
+        found = []
+        for view in self.registry.views():
+            matcher = view.spec.trigger.alerts
+            if matcher is not None and matcher.matches(alert.labels):
+                pods = alert_pods(alert, view.namespace, view.spec.selector, view.pods())
+                found.append(_Match(view.namespace, view.name, pods, view.status()))
+        for standby in self.registry.standing_by():
+            spec = standby.parsed()
+            matcher = spec.trigger.alerts if spec is not None else None
+            if spec is None or matcher is None or not matcher.matches(alert.labels):
+                continue
+            named = await self._named_pod(alert, standby.namespace)
+            pods = alert_pods(alert, standby.namespace, spec.selector, named)
+            found.append(_Match(standby.namespace, standby.name, pods, standby.status))
+        return found
+
+    async def _named_pod(self, alert: Alert, namespace: str) -> list[PodInfo]:
+        """The pod the alert names in `namespace`, if it exists (alert_pods needs no other)."""
+        pod = alert.labels.get("pod")
+        if pod is None or alert.labels.get("namespace", namespace) != namespace:
+            return []
+        try:
+            found = await self.find_pod(namespace, pod)
+        except KubeError as error:  # answered 5xx: Alertmanager sends it again
+            raise RecordingFailedError(str(error)) from None
+        return [found] if found is not None else []
+
     async def receive(self, notification: Notification) -> IntakeResult:
         """Record each firing alert as pending in the sessions it matches (or raise)."""
         now = time.monotonic()
@@ -163,16 +245,12 @@ class AlertIntake:
         received_at = format_time(datetime.datetime.now(datetime.UTC))
         for alert in notification.firing:
             matched = False
-            for view in self.registry.views():
-                matcher = view.spec.trigger.alerts
-                if matcher is None or not matcher.matches(alert.labels):
-                    continue
-                pods = alert_pods(alert, view.namespace, view.spec.selector, view.pods())
-                if pods == ():
+            for found in await self._matching(alert):
+                if found.pods == ():
                     continue
                 matched = True
-                status = SessionStatus.parse(view.status())
-                seen = (view.namespace, view.name, alert.key)
+                status = SessionStatus.parse(found.status)
+                seen = (found.namespace, found.name, alert.key)
                 if (
                     alert.key in status.pending_alerts
                     or alert.key in status.alerts_handled
@@ -180,8 +258,8 @@ class AlertIntake:
                 ):
                     duplicates += 1
                     continue
-                entry = PendingAlert(alert.name, pods, received_at, alert.starts_at)
-                writes.setdefault((view.namespace, view.name), {})[alert.key] = entry.render()
+                entry = PendingAlert(alert.name, found.pods, received_at, alert.starts_at)
+                writes.setdefault((found.namespace, found.name), {})[alert.key] = entry.render()
             unmatched += not matched
         for (namespace, name), entries in writes.items():
             try:
