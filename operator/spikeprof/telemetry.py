@@ -16,6 +16,7 @@ class Metrics:
     errors: Counter
     captures: Counter
     sessions: Gauge
+    pod_watches: Gauge
     notifications: Counter
     notification_attempts: Counter
 
@@ -56,6 +57,13 @@ class Metrics:
             sessions=Gauge(
                 "spikeprof_sessions_active",
                 "ProfilingSessions the operator is serving.",
+                registry=registry,
+            ),
+            pod_watches=Gauge(
+                "spikeprof_pod_watches",
+                "Pod watches this replica runs, by namespace: 1 while any session of the "
+                "namespace is served here (a shard watches only its own namespaces), else 0.",
+                ["namespace"],
                 registry=registry,
             ),
             notifications=Counter(

@@ -91,6 +91,13 @@ async def connect(kubeconfig: str | None = None) -> Any:
     return client.ApiClient(configuration)
 
 
+def name_writes(api_client: Any, replica: str, version: str) -> None:
+    """Every write of this client names the replica: the API server takes the field manager
+    (metadata.managedFields[].manager) from the User-Agent up to its first "/", so that which
+    replica wrote a session's status, and when, can be read from the object itself."""
+    api_client.user_agent = f"spikeprof@{replica}/{version}"
+
+
 @dataclass(frozen=True)
 class Identity:
     """Where the API server is and how the operator proves who it is, as a login needs it."""
@@ -273,6 +280,9 @@ class PodCache:
     def pods(self, namespace: str) -> list[PodInfo]:
         watch = self._watches.get(namespace)
         return list(watch.pods.values()) if watch is not None else []
+
+    def watching(self, namespace: str) -> bool:
+        return namespace in self._watches
 
     def version(self, namespace: str) -> int:
         """Changes whenever a pod of the namespace changes: callers cache what they derive."""

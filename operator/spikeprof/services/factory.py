@@ -72,6 +72,7 @@ class Factory:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port, settings.metrics_address)
         api_client = await kube.connect(settings.kubeconfig)
+        kube.name_writes(api_client, settings.replica_identity(), __version__)
         connections = settings.max_concurrent_pods * CONNECTIONS_PER_POD
         port_forward = kube.PodPortForward(api_client, connections)
         http = httpx.AsyncClient(
@@ -220,10 +221,14 @@ class Factory:
         self.metrics.sessions.inc()
         try:
             await self.pod_cache.acquire(namespace)
+            self.metrics.pod_watches.labels(namespace).set(1)
             try:
                 yield worker
             finally:
+                # The last session of the namespace served here stops its pod watch.
                 self.pod_cache.release(namespace)
+                watching = self.pod_cache.watching(namespace)
+                self.metrics.pod_watches.labels(namespace).set(1 if watching else 0)
         finally:
             worker.unregister()
             self.metrics.sessions.dec()
