@@ -21,7 +21,7 @@ from spikeprof.adapters.kube import KubeError, SessionGoneError
 from spikeprof.core.alerts import Alert, Notification, alert_pods
 from spikeprof.core.planner import format_time
 from spikeprof.core.pods import PodInfo
-from spikeprof.core.session_status import PendingAlert, SessionStatus
+from spikeprof.core.session_status import PendingAlert
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.status_outbox import StatusPatcher
 
@@ -149,6 +149,19 @@ class IntakeResult:
         )
 
 
+def _known(status: Mapping[str, Any], key: str) -> bool:
+    """Whether the session's status already holds the alert, pending or handled.
+
+    Read from the raw status: parsing all of it (every pending alert) for each alert received
+    made a burst of alerts quadratic, and kept the receiver from answering.
+    """
+    pending = status.get("pendingAlerts")
+    handled = status.get("alertsHandled")
+    return (isinstance(pending, Mapping) and bool(pending.get(key))) or (
+        isinstance(handled, list) and key in handled
+    )
+
+
 FindPod = Callable[[str, str], Awaitable[PodInfo | None]]
 
 
@@ -249,13 +262,8 @@ class AlertIntake:
                 if found.pods == ():
                     continue
                 matched = True
-                status = SessionStatus.parse(found.status)
                 seen = (found.namespace, found.name, alert.key)
-                if (
-                    alert.key in status.pending_alerts
-                    or alert.key in status.alerts_handled
-                    or seen in self._recent
-                ):
+                if seen in self._recent or _known(found.status, alert.key):
                     duplicates += 1
                     continue
                 entry = PendingAlert(alert.name, found.pods, received_at, alert.starts_at)
