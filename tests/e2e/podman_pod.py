@@ -6,7 +6,8 @@ no privilege escalation, the memory limit, the env, the command and args, the vo
 emptyDir with a size limit at /tmp becomes a tmpfs of that size; other volumes are host
 directories the caller fills, as the kubelet fills Secret volumes and a PVC or emptyDir), and
 the ServiceAccount token and CA the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount,
-with KUBERNETES_SERVICE_HOST/PORT. The network is the host's: the API server, the pods and the
+with KUBERNETES_SERVICE_HOST/PORT; env from the downward API gets the pod's name (the container's)
+and namespace (the Deployment's). The network is the host's: the API server, the pods and the
 operator's ports are all on loopback.
 """
 
@@ -54,6 +55,7 @@ class PodmanPod:
     ) -> None:
         """`volume_dirs`: volume name -> host directory, for every volume but a /tmp emptyDir."""
         self.pod = deployment["spec"]["template"]["spec"]
+        self.namespace = deployment["metadata"]["namespace"]
         self.container = self.pod["containers"][0]
         self.image = image
         self.api_host = api_host
@@ -119,9 +121,15 @@ class PodmanPod:
             "KUBERNETES_SERVICE_HOST": self.api_host,
             "KUBERNETES_SERVICE_PORT": str(self.api_port),
         }
+        # The fields of the downward API the kubelet resolves for a pod (only these two here).
+        fields = {"metadata.name": self.name, "metadata.namespace": self.namespace}
         for variable in self.container.get("env", []):
-            assert "value" in variable, f"valueFrom is not supported here: {variable}"
-            env[variable["name"]] = variable["value"]
+            if "value" in variable:
+                env[variable["name"]] = variable["value"]
+                continue
+            path = variable["valueFrom"].get("fieldRef", {}).get("fieldPath")
+            assert path in fields, f"only fieldRef {sorted(fields)} is supported here: {variable}"
+            env[variable["name"]] = fields[path]
         assert not self.container.get("envFrom"), "envFrom is not supported here"
         return [f"--env={name}={value}" for name, value in env.items()]
 

@@ -1,14 +1,16 @@
 """The Helm chart installed into the local control plane gives its ServiceAccount enough to run
 the operator, and no more: the operator, authenticated as that ServiceAccount, captures a session.
 
-The chart's Deployment is installed too; the pod stand-in "runs" its pod (as a pprof-target
-process, harmlessly). The operator under test runs here, as a process, with a token of the
-chart's ServiceAccount, so that every API call it makes goes through the chart's RBAC.
+The chart's Deployment (or StatefulSet of shards) is installed too; the pod stand-in "runs" its
+pods (as pprof-target processes, harmlessly). The operator under test runs here, as a process,
+with a token of the chart's ServiceAccount and the lease settings of the chart's pod template, so
+that every API call it makes, its Leases' too, goes through the chart's RBAC.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -48,6 +50,17 @@ SESSION_SPEC = {
 }
 # A denial by RBAC, as the API server words it; "forbidden" alone also covers namespaces that
 # are being deleted, which a cluster-wide operator may meet (other tests' leftovers).
+# The chart's settings that make the operator hold Leases (the rest, ports and paths, are the
+# harness's: the operator runs here, not in the pod).
+LEASE_SETTINGS = {
+    "SPIKEPROF_IDENTITY",
+    "SPIKEPROF_LEASE_NAMESPACE",
+    "SPIKEPROF_LEADER_ELECTION_LEASE",
+    "SPIKEPROF_SHARD_LEASE_PREFIX",
+    "SPIKEPROF_LEASE_SECONDS",
+    "SPIKEPROF_RENEW_DEADLINE_SECONDS",
+    "SPIKEPROF_LEASE_RETRY_SECONDS",
+}
 RBAC_DENIAL = re.compile(r'User \\?"system:serviceaccount:[^"\\]+\\?" cannot ')
 
 
@@ -92,9 +105,33 @@ def _can(
     return result.stdout.strip() == "yes"
 
 
-@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def _operator_env(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    release_namespace: str,
+    identity: str,
+) -> dict[str, str]:
+    """The operator container's environment in the installed workload, with the downward API
+    resolved for a pod named `identity` (as the kubelet would)."""
+    [workload] = json.loads(
+        kubectl("get", "deployments,statefulsets", "-n", release_namespace, "-o", "json").stdout
+    )["items"]
+    fields = {"metadata.name": identity, "metadata.namespace": release_namespace}
+    env = {}
+    for var in workload["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if var["name"] in LEASE_SETTINGS:
+            value = var.get("value") or fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+            env[var["name"]] = value
+    return env
+
+
+@pytest.mark.parametrize(
+    ("mode", "ha"),
+    [("cluster", "leader"), ("namespaced", "shards")],
+    ids=["cluster-leader-election", "namespaced-shards"],
+)
 def test_operator_running_as_the_charts_service_account_captures_a_session(
     mode: str,
+    ha: str,
     cluster: ControlPlane,
     namespace: str,
     release_namespace: str,
@@ -112,6 +149,8 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         if mode == "namespaced"
         else []
     )
+    if ha == "shards":
+        scope.append("--set=sharding.shards=2")
     installed = helm(
         "install",
         release,
@@ -153,16 +192,35 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
         assert not _can(kubectl, user, "list", "namespaces")
         assert not _can(kubectl, user, "list", "customresourcedefinitions")
         assert _can(kubectl, user, "list", "pods", "-n", release_namespace) == (mode == "cluster")
+        # Leases: in the release namespace only; list only for shards; never watch or delete.
+        for verb in ("get", "create", "update"):
+            assert _can(kubectl, user, verb, "leases.coordination.k8s.io", "-n", release_namespace)
+            assert not _can(kubectl, user, verb, "leases.coordination.k8s.io", "-n", namespace)
+        assert _can(
+            kubectl, user, "list", "leases.coordination.k8s.io", "-n", release_namespace
+        ) == (ha == "shards")
+        for verb in ("watch", "delete", "patch"):
+            assert not _can(
+                kubectl, user, verb, "leases.coordination.k8s.io", "-n", release_namespace
+            )
+        assert not _can(kubectl, user, "list", "leases.coordination.k8s.io", "--all-namespaces")
 
         kubeconfig = cluster.service_account_kubeconfig(
             release_namespace, release, tmp_path / "service-account.kubeconfig"
         )
+        identity = f"{release}-0"  # a pod's name, as the downward API gives it
         operator = OperatorProcess(
             kubeconfig,
             tmp_path / "artifacts",
             tmp_path / "operator.log",
             [namespace] if mode == "namespaced" else [],
+            env=_operator_env(kubectl, release_namespace, identity),
         )
+        lease_env = (
+            "SPIKEPROF_LEADER_ELECTION_LEASE" if ha == "leader" else "SPIKEPROF_SHARD_LEASE_PREFIX"
+        )
+        assert lease_env in operator.env, operator.env
+        assert operator.env["SPIKEPROF_LEASE_NAMESPACE"] == release_namespace
         operator.start()
         try:
             create_pod(api, namespace, "chart-0", {"app": "chart"})
@@ -177,6 +235,18 @@ def test_operator_running_as_the_charts_service_account_captures_a_session(
             create_session(api, namespace, session_body("via-chart", spec))
             status = wait_captures(api, namespace, "via-chart", 1, wait_for)
             assert status["captures"]["total"] == 1, operator.log()
+            # It acted as the holder of its Lease, created with the chart's Role.
+            lease_name = (
+                operator.env[lease_env]
+                if ha == "leader"
+                else f"{operator.env[lease_env]}-{identity}"
+            )
+            lease = client.CoordinationV1Api(api).read_namespaced_lease(
+                lease_name, release_namespace
+            )
+            assert lease.spec.holder_identity == identity
+            if ha == "shards":
+                assert lease.metadata.labels["spikeprof.io/shard-group"] == operator.env[lease_env]
             assert status["captures"]["failed"] == 0
             assert status["lastCapture"]["result"] == "Succeeded"
             [directory] = capture_dirs(operator.artifact_root)
@@ -321,3 +391,30 @@ def test_the_api_server_accepts_every_optional_object_the_chart_renders(
     assert "networkpolicy.networking.k8s.io/" in result.stdout, result.stdout
     assert f"service/{release_namespace}-ui" in result.stdout, result.stdout
     assert f"clusterrole.rbac.authorization.k8s.io/{release_namespace}-edit" in result.stdout
+
+
+def test_the_api_server_accepts_the_shards_statefulset_its_services_and_budget(
+    release_namespace: str,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    helm: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    rendered = helm(
+        "template",
+        release_namespace,
+        str(CHART),
+        f"--namespace={release_namespace}",
+        "--kube-version=1.37.2",
+        "--set=crds.install=false",
+        "--set=sharding.shards=3",
+        "--set=artifacts.persistence.enabled=true",
+        "--set=artifacts.persistence.accessModes={ReadWriteMany}",
+    ).stdout
+    result = kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    for accepted in (
+        f"statefulset.apps/{release_namespace}",
+        f"service/{release_namespace}-shards",
+        f"poddisruptionbudget.policy/{release_namespace}",
+        f"role.rbac.authorization.k8s.io/{release_namespace}-leases",
+        f"rolebinding.rbac.authorization.k8s.io/{release_namespace}-leases",
+    ):
+        assert accepted in result.stdout, result.stdout
