@@ -21,8 +21,9 @@ of the way. `rank_by="flat"` ranks as `go tool pprof -top -diff_base` does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, Literal
+
+import numpy as np
 
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import units
@@ -297,17 +298,16 @@ class _Node:
 def _stacks(profile: Profile, index: int) -> list[tuple[tuple[str, ...], int]]:
     # Each sample's frames by name, root first, with its (positive) value of the sample type.
     table = frame_table(profile)
-    root_first = {
-        location: tuple(table.names[frame] for frame in reversed(frames))
-        for location, frames in table.by_location.items()
-    }
-    stacks = []
-    for sample in profile.samples:
-        value = sample.values[index]
-        if value > 0:
-            path = chain.from_iterable(map(root_first.__getitem__, reversed(sample.location_ids)))
-            stacks.append((tuple(path), value))
-    return stacks
+    frames, offsets = table.stack_frames(profile)
+    names = [table.names[frame] for frame in frames[::-1].tolist()]  # every stack, root first
+    drawn = np.flatnonzero(profile.sample_values[:, index] > 0)
+    ends = (len(names) - offsets[drawn]).tolist()
+    starts = (len(names) - offsets[drawn + 1]).tolist()
+    values = profile.sample_values[drawn, index].tolist()
+    return [
+        (tuple(names[start:end]), value)
+        for start, end, value in zip(starts, ends, values, strict=True)
+    ]
 
 
 def _merge(root: _Node, stacks: list[tuple[tuple[str, ...], int]], *, spike: bool) -> None:

@@ -28,7 +28,7 @@ _REASONS = {
 
 def is_empty(profile: Profile) -> bool:
     """True when no sample carries a non-zero value: nothing to show in any sample type."""
-    return not any(any(sample.values) for sample in profile.samples)
+    return not profile.sample_values.any()
 
 
 def empty_reason(profile_type: str, profile: Profile, seconds: float | None) -> str | None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from itertools import accumulate
 from operator import itemgetter
 
+import numpy as np
+
 from spikeprof.pprof.frames import frame_table
-from spikeprof.pprof.profile import Profile, ValueType
+from spikeprof.pprof.model import Profile, ValueType
 
 MIN_FRAME_FRACTION = 0.0005
 """Frames narrower than this share of the total are not drawn: 0.6 px of a 1200 px wide graph,
@@ -59,13 +61,19 @@ def build_flamegraph(
     """Merge the samples' stacks (root first) for a sample type (pprof's default if None)."""
     index = profile.sample_type_index(sample_type)
     table = frame_table(profile)
-    root_first = {location: frames[::-1] for location, frames in table.by_location.items()}
-    weighted: list[tuple[tuple[int, ...], int]] = []
-    for sample in profile.samples:
-        value = sample.values[index]
-        if value > 0:
-            stack = chain.from_iterable(map(root_first.__getitem__, reversed(sample.location_ids)))
-            weighted.append((tuple(stack), value))
+    stack_frames, offsets = table.stack_frames(profile)
+    drawn = np.flatnonzero(profile.sample_values[:, index] > 0)
+    # Every stack reversed, so root first: sample i's ends at len(root_first) - offsets[i].
+    root_first = stack_frames[::-1].tolist()
+    ends = (len(root_first) - offsets[drawn]).tolist()
+    starts = (len(root_first) - offsets[drawn + 1]).tolist()
+    weighted = [
+        (tuple(root_first[start:end]), value)
+        for start, end, value in zip(
+            starts, ends, profile.sample_values[drawn, index].tolist(), strict=True
+        )
+    ]
+    del root_first
     # Sorted stacks make the tree implicit: a frame is the run of stacks sharing its path, found
     # by bisection, its width a difference of prefix sums. Only the frames that are drawn, and
     # their too-narrow children, are ever looked at: the millions of thin frames deep in a large

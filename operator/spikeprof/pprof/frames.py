@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spikeprof.pprof.profile import Profile
+import numpy as np
+
+from spikeprof.pprof.model import Int64Array, Profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,33 @@ class FrameTable:
 
     by_location: dict[int, tuple[int, ...]]
     """Location id -> its frame numbers, innermost first (read-only by convention)."""
+
+    frame_offsets: Int64Array
+    """By location index (Profile.stack_locations), where its frames start in frame_numbers;
+    one more entry than locations. Every location has at least one frame."""
+
+    frame_numbers: Int64Array
+    """The frames of every location, innermost first, one location after the other."""
+
+    def stack_frames(
+        self, profile: Profile, first: int = 0, stop: int | None = None
+    ) -> tuple[Int64Array, Int64Array]:
+        """The frames of samples first..stop-1 (all by default), leaf first, as (frames,
+        offsets): sample first+i's frames are frames[offsets[i]:offsets[i + 1]], each
+        location's inlined frames expanded in place."""
+        stop = profile.sample_count if stop is None else stop
+        bounds = profile.stack_offsets[first : stop + 1]
+        locations = profile.stack_locations[bounds[0] : bounds[-1]]
+        counts = np.diff(self.frame_offsets)[locations]
+        ends = np.cumsum(counts)
+        picks = np.repeat(self.frame_offsets[locations] - (ends - counts), counts)
+        picks += np.arange(len(picks))
+        frames: Int64Array = self.frame_numbers[picks]
+        # Frames before each location entry, so before each sample's first.
+        before = np.zeros(len(counts) + 1, dtype=np.int64)
+        before[1:] = ends
+        offsets: Int64Array = before[bounds - bounds[0]]
+        return frames, offsets
 
 
 def _base_name(path: str) -> str:
@@ -38,6 +67,8 @@ def frame_table(profile: Profile) -> FrameTable:
     numbers: dict[tuple[str, str, int], int] = {}
     names: list[str] = []
     by_location: dict[int, tuple[int, ...]] = {}
+    frame_offsets = [0]
+    frame_numbers: list[int] = []
     functions = profile.functions
     mappings = profile.mappings
     for location in profile.locations.values():
@@ -66,4 +97,11 @@ def frame_table(profile: Profile) -> FrameTable:
                     names.append("<unknown>")
             frames.append(number)
         by_location[location.id] = tuple(frames)
-    return FrameTable(tuple(names), by_location)
+        frame_numbers.extend(frames)
+        frame_offsets.append(len(frame_numbers))
+    return FrameTable(
+        tuple(names),
+        by_location,
+        np.array(frame_offsets, dtype=np.int64),
+        np.array(frame_numbers, dtype=np.int64),
+    )

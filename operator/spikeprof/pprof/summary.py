@@ -9,20 +9,26 @@ values, and the sample type shown first is the one pprof picks (Profile.sample_t
 Unlike a bare `go tool pprof -top`, nothing is trimmed: pprof hides functions whose cum is under
 0.5% of the total (-nodefraction=0.005) and the flat of samples whose leaf it hid; the figures
 here equal those of `go tool pprof -top -nodefraction=0`.
+
+The sums are numpy's (bincount over every sample's frames at once), exact: float64 weights only
+while no sum can reach 2**53, int64 ones (which wrap past 2**63, as Go's do) beyond.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spikeprof.pprof import units
 from spikeprof.pprof.frames import FrameTable, frame_table
-from spikeprof.pprof.profile import Profile, ValueType, decode_file
+from spikeprof.pprof.model import Int64Array, Profile, ValueType
+from spikeprof.pprof.profile import decode_file
 
 DEFAULT_TOP = 20
 """Rows per sample type in analyze_file's summary: the functions someone reads first, enough to
@@ -99,55 +105,103 @@ def summarize(profile: Profile) -> Summary:
     default_index = profile.sample_type_index()  # a profile without sample types is refused
     table = frame_table(profile)
     flat, cum, totals = _accumulate(profile, table)
-    summaries = tuple(
-        SampleTypeSummary(
-            sample_type=sample_type,
-            total=totals[index],
-            functions=tuple(
-                FunctionCost(table.names[frame], flat[index][frame], cum[index][frame])
-                for frame in _top_order(table.names, flat[index], cum[index])
-            ),
+    ranks = _name_ranks(table.names)
+    summaries = []
+    for index, sample_type in enumerate(profile.sample_types):
+        order = _top_order(ranks, flat[index], cum[index])
+        rows = zip(
+            order.tolist(), flat[index][order].tolist(), cum[index][order].tolist(), strict=True
         )
-        for index, sample_type in enumerate(profile.sample_types)
-    )
-    return Summary(summaries, default_index)
+        summaries.append(
+            SampleTypeSummary(
+                sample_type=sample_type,
+                total=totals[index],
+                functions=tuple(
+                    FunctionCost(table.names[frame], flat_value, cum_value)
+                    for frame, flat_value, cum_value in rows
+                ),
+            )
+        )
+    return Summary(tuple(summaries), default_index)
+
+
+_EXACT_IN_FLOAT64 = 1 << 53
+
+STACK_ENTRIES_PER_STEP = 1 << 18
+"""Location entries of stacks aggregated together, at most (one sample may have more): enough
+for numpy to run at full speed, few enough that its temporary arrays stay a few MiB each."""
 
 
 def _accumulate(
     profile: Profile,
     table: FrameTable,
-) -> tuple[list[list[int]], list[list[int]], list[int]]:
-    # flat and cum by sample type and frame number, and the total of each sample type.
-    by_location = table.by_location
-    type_count = len(profile.sample_types)
+) -> tuple[Int64Array, Int64Array, list[int]]:
+    # flat and cum, shape (sample types, frames), and the total of each sample type.
+    values = profile.sample_values
     frame_count = len(table.names)
-    flat = [[0] * frame_count for _ in range(type_count)]
-    cum = [[0] * frame_count for _ in range(type_count)]
-    totals = [0] * type_count
-    for sample in profile.samples:
-        location_ids = sample.location_ids
-        values = sample.values
-        for index, value in enumerate(values):
-            totals[index] += abs(value)
-        if not location_ids:
-            continue  # counted in the total, as pprof does, but there is no frame to charge
-        leaf = by_location[location_ids[0]][0]
-        in_stack = set(chain.from_iterable(map(by_location.__getitem__, location_ids)))
-        for index, value in enumerate(values):
-            if not value:
-                continue
-            flat[index][leaf] += value
-            cum_of_type = cum[index]
-            for frame in in_stack:
-                cum_of_type[frame] += value
+    type_count = len(profile.sample_types)
+    flat = np.zeros((type_count, frame_count), dtype=np.int64)
+    cum = np.zeros((type_count, frame_count), dtype=np.int64)
+    totals = [_sum_of_magnitudes(values[:, index]) for index in range(type_count)]
+    steps = np.searchsorted(
+        profile.stack_offsets,
+        np.arange(0, len(profile.stack_locations), STACK_ENTRIES_PER_STEP),
+        side="right",
+    )
+    bounds = sorted({0, profile.sample_count, *(steps - 1).tolist()})
+    for first, stop in itertools.pairwise(bounds):
+        frames, offsets = table.stack_frames(profile, first, stop)
+        has_stack = offsets[:-1] < offsets[1:]  # samples without one count in the total only
+        leaves = frames[offsets[:-1][has_stack]]
+        # Each function once per sample, however often it recurs there: (sample, frame)
+        # pairs, sorted and deduplicated.
+        owners = np.repeat(np.arange(stop - first, dtype=np.int64), np.diff(offsets))
+        pairs = np.sort(owners * frame_count + frames)
+        del owners, frames
+        distinct = np.ones(len(pairs), dtype=np.bool_)
+        np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
+        in_stack_owner, in_stack_frame = np.divmod(pairs[distinct], frame_count)
+        del pairs, distinct
+        step_values = values[first:stop]
+        for index in range(type_count):
+            column = step_values[:, index]
+            flat[index] += _weighted_counts(leaves, column[has_stack], frame_count)
+            cum[index] += _weighted_counts(in_stack_frame, column[in_stack_owner], frame_count)
     return flat, cum, totals
 
 
-def _top_order(names: tuple[str, ...], flat: list[int], cum: list[int]) -> list[int]:
+def _sum_of_magnitudes(column: Int64Array) -> int:
+    magnitudes = np.abs(column)
+    if not len(column) or int(magnitudes.max()) * len(column) < 1 << 63:
+        return int(magnitudes.sum())
+    return sum(abs(value) for value in column.tolist())  # past int64: Python's ints
+
+
+def _weighted_counts(bins: Int64Array, weights: Int64Array, size: int) -> Int64Array:
+    # The sum of the weights in each bin, exactly.
+    if not len(bins):
+        return np.zeros(size, dtype=np.int64)
+    if int(np.abs(weights).max()) * len(weights) < _EXACT_IN_FLOAT64:
+        sums = np.bincount(bins, weights=weights.astype(np.float64), minlength=size)
+        return sums.astype(np.int64)
+    exact = np.zeros(size, dtype=np.int64)
+    np.add.at(exact, bins, weights)
+    return exact
+
+
+def _name_ranks(names: tuple[str, ...]) -> Int64Array:
+    # Each frame's name's place in name order; frames of the same name (nameless frames of one
+    # binary) share it.
+    place = {name: rank for rank, name in enumerate(sorted(set(names)))}
+    return np.fromiter((place[name] for name in names), dtype=np.int64, count=len(names))
+
+
+def _top_order(ranks: Int64Array, flat: Int64Array, cum: Int64Array) -> Int64Array:
     # pprof's FlatNameOrder: |flat| down, name up, |cum| down; functions with neither are left out.
-    frames = [frame for frame in range(len(names)) if flat[frame] or cum[frame]]
-    frames.sort(key=lambda frame: (-abs(flat[frame]), names[frame], -abs(cum[frame]), frame))
-    return frames
+    frames = np.flatnonzero((flat != 0) | (cum != 0))
+    order = np.lexsort((frames, -np.abs(cum[frames]), ranks[frames], -np.abs(flat[frames])))
+    result: Int64Array = frames[order]
+    return result
 
 
 def analyze_file(path: Path | str, *, top: int | None = DEFAULT_TOP) -> dict[str, Any]:
@@ -171,8 +225,8 @@ def render_top(
     value_type = profile.sample_types[index]
     table = frame_table(profile)
     all_flat, all_cum, totals = _accumulate(profile, table)
-    flat, cum, total = all_flat[index], all_cum[index], totals[index]
-    ordered = _top_order(table.names, flat, cum)
+    ordered = _top_order(_name_ranks(table.names), all_flat[index], all_cum[index]).tolist()
+    flat, cum, total = all_flat[index].tolist(), all_cum[index].tolist(), totals[index]
     shown = ordered if top is None else ordered[:top]
     sample_unit = value_type.unit.lower()
     if unit == "minimum":
@@ -251,17 +305,18 @@ def _inline_marks(
     # between shown functions only (an edge may skip hidden ones), counts an edge once per
     # sample, with the inline flag of that first occurrence ANDed over samples, and drops edges
     # lighter than edge_cutoff. This is the same walk over each stack, root to leaf.
-    by_location = table.by_location
+    by_index = [table.by_location[location] for location in profile.location_order]
+    stacks = profile.stack_locations.tolist()
+    offsets = profile.stack_offsets.tolist()
     weights: dict[tuple[int, int], int] = {}
     inline_by_edge: dict[tuple[int, int], bool] = {}
-    for sample in profile.samples:
-        value = sample.values[index]
+    for sample, value in enumerate(profile.sample_values[:, index].tolist()):
         if not value:
             continue
         seen: set[tuple[int, int]] = set()
         caller = -1  # no frame yet: the root has no caller
-        for location_id in reversed(sample.location_ids):
-            frames = by_location[location_id]
+        for location in reversed(stacks[offsets[sample] : offsets[sample + 1]]):
+            frames = by_index[location]
             outermost = len(frames) - 1
             for position in range(outermost, -1, -1):
                 frame = frames[position]
