@@ -97,6 +97,12 @@ def _helm(
     return result
 
 
+def _env(deployment: dict[str, Any]) -> dict[str, str]:
+    """The plain values of the operator container's environment in the chart's Deployment."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {var["name"]: var["value"] for var in container["env"] if "value" in var}
+
+
 def _host_volume(path: Path, files: dict[str, str] | None = None) -> Path:
     """A volume directory as the kubelet leaves it with fsGroup 65532: group-owned, setgid."""
     path.mkdir(parents=True)
@@ -234,6 +240,15 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
         # The chart's liveness probe: kopf's /healthz on the health port.
         liveness = f"http://127.0.0.1:{health}/healthz"
         wait_for(lambda: _get(liveness) == 200, 60, f"{liveness} to answer 200")
+        # Leader election is on by default, even with one replica: the pod takes the chart's
+        # Lease in the release namespace (through the chart's Role) under its own name, and the
+        # readiness probe, /readyz on the alert port, answers 200 once it leads.
+        readiness = f"http://127.0.0.1:{alerts}/readyz"
+        wait_for(lambda: _get(readiness) == 200, 60, f"{readiness} to answer 200")
+        lease_name = _env(deployment)["SPIKEPROF_LEADER_ELECTION_LEASE"]
+        leases = client.CoordinationV1Api(api)
+        lease = leases.read_namespaced_lease(lease_name, release_namespace)
+        assert lease.spec.holder_identity == pod.name
         # Inside, as in the pod: the image's user, and nothing writable but /tmp and the volumes.
         assert pod.exec("id", "-u").stdout.strip() == str(USER)
         assert pod.exec("touch", "/opt/spikeprof/x").returncode != 0
@@ -305,6 +320,9 @@ def test_the_image_run_as_the_charts_deployment_captures_on_a_threshold_and_on_a
             time.monotonic() - started
             < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         )
+        # A clean stop releases the Lease, so that a new pod need not wait out its duration.
+        lease = leases.read_namespaced_lease(lease_name, release_namespace)
+        assert not lease.spec.holder_identity, lease.spec
         log = pod.logs()
         assert not RBAC_DENIAL.findall(log), log
         assert "Not enough permissions" not in log, log
