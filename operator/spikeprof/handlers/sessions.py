@@ -6,6 +6,7 @@ from typing import Any
 
 import kopf
 
+from spikeprof.adapters.events import involved_object
 from spikeprof.adapters.kube import KubeError
 from spikeprof.core.arming import parse_workload
 from spikeprof.core.session_status import SessionStatus
@@ -31,12 +32,13 @@ async def serve_session(
 
     namespace = namespace or ""  # sessions are namespaced; kopf types it for cluster kinds too
 
+    involved = involved_object(body)
+
     def post_event(type: str, reason: str, message: str) -> None:
-        # Fenced like status writes: a replica that lost the namespace tells nothing more.
-        if not factory.ownership.owns(namespace):
-            logger.info("Not posting %s (%s): this replica no longer serves here.", reason, message)
-            return
-        kopf.event(body, type=type, reason=reason, message=message)
+        # Fenced like status writes, when sent: a replica that lost the namespace tells nothing.
+        factory.events.post(
+            involved, type, reason, message, lambda: factory.ownership.owns(namespace)
+        )
 
     async def serve(stop: StopFlag) -> None:
         async with factory.session(namespace, name, post_event) as worker:

@@ -58,7 +58,8 @@ def configure_kopf(settings: kopf.OperatorSettings, identity: str) -> None:
         prefix="spikeprof.io", key="last-handled-configuration"
     )
     settings.persistence.finalizer = "spikeprof.io/finalizer"
-    # Events come from kopf.event() calls with sentences written for people, not from log lines.
+    # A session's events are sentences written for people, posted by adapters.events (fenced
+    # when sent); kopf posts only its own warnings (a handler that failed), not log lines.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "spikeprof"
     # Which replica said it (SPIKEPROF_IDENTITY, the pod's name in the chart).
@@ -66,7 +67,7 @@ def configure_kopf(settings: kopf.OperatorSettings, identity: str) -> None:
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = API_RETRY_BACKOFFS
     settings.networking.connect_timeout = API_CONNECT_SECONDS
-    # Events written during an API outage (a capture taken then) are posted once it is back.
+    # kopf's warnings written during an API outage are posted once it is back.
     settings.posting.default_backoffs = API_RETRY_BACKOFFS
     # Serve exactly the namespaces and the CRD present at start, instead of watching all CRDs
     # and namespaces for changes: that would need cluster-wide read rights the work does not.

@@ -19,6 +19,8 @@ import httpx
 from spikeprof import __version__
 from spikeprof.adapters import kube
 from spikeprof.adapters.alert_receiver import AlertReceiver, tls_context
+from spikeprof.adapters.events import BACKOFFS as event_backoffs
+from spikeprof.adapters.events import EventPoster
 from spikeprof.adapters.pod_http import ProfileFetcher, pod_ip_accepts
 from spikeprof.adapters.port_forward import port_forward_mounts
 from spikeprof.adapters.volume import VolumeStore
@@ -59,6 +61,7 @@ class Factory:
     sessions: SessionRegistry
     webhooks: WebhookPoster
     deliveries: Deliveries
+    events: EventPoster
     alert_receiver: AlertReceiver | None = None
     # Where this replica may act: everywhere, unless leader election or shards say otherwise.
     ownership: Ownership = field(default_factory=EveryNamespace)
@@ -110,6 +113,12 @@ class Factory:
                 httpx.AsyncClient(follow_redirects=False), settings.notify_timeout_seconds
             ),
             deliveries=Deliveries(),
+            events=EventPoster(
+                api_client,
+                component="spikeprof",
+                instance=settings.replica_identity(),
+                backoffs=event_backoffs,
+            ),
         )
         # Before the alert receiver answers and before kopf starts any session's daemon: a
         # standby must never record an alert or serve a session, not even at start.
@@ -149,6 +158,7 @@ class Factory:
             await self.alert_receiver.stop()
         if self.stop_ownership is not None:
             await self.stop_ownership()  # releases the Lease: a standby leads at its next try
+        await self.events.close()
         # Notifications under way get one try's time to finish.
         await self.deliveries.close(grace=self.settings.notify_timeout_seconds)
         await self.webhooks.http.aclose()

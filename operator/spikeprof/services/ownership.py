@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from spikeprof.errors import SpikeprofError
 from spikeprof.services.status_outbox import StatusPatcher
+
+log = logging.getLogger("spikeprof.ownership")
 
 WAIT_SECONDS = 1.0
 """How long a session that is not ours waits before asking again (changes also wake it)."""
@@ -154,7 +157,14 @@ async def serve_while_owned(
             await ownership.changed(WAIT_SECONDS)
             continue
         with ownership.serving(namespace):
-            await serve(_WhileOwned(stopped, ownership, namespace))
+            try:
+                await serve(_WhileOwned(stopped, ownership, namespace))
+            except Exception:
+                if ownership.owns(namespace):
+                    raise  # a real failure: kopf logs it and restarts the daemon
+                # Failed after the fence closed (e.g. a replica paused past its lease wakes to
+                # find its staging directory taken over): nothing was committed; stand by.
+                log.info("A session of %s stopped after this replica lost it.", namespace)
         if not stopped and ownership.owns(namespace):
             # serve returned on its own (the session is being deleted): do not spin.
             await ownership.changed(WAIT_SECONDS)

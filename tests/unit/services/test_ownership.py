@@ -106,3 +106,43 @@ async def test_one_replica_owns_everything() -> None:
     with every.serving("a"), every.serving("a"):
         assert every.served.namespaces() == {"a"}
     assert every.served.namespaces() == frozenset()
+
+
+async def test_a_session_failing_after_its_namespace_was_lost_stands_by_instead_of_failing() -> (
+    None
+):
+    switch = Switch()
+    switch.owned.add("shop")
+    stopped = asyncio.Event()
+    runs: list[str] = []
+
+    async def serve(stop: StopFlag) -> None:
+        runs.append("served")
+        switch.owned.clear()  # lost while it ran (a pause past the lease)
+        raise FileNotFoundError("its staging directory was taken over")
+
+    class Stopped:
+        def __bool__(self) -> bool:
+            return stopped.is_set()
+
+    task = asyncio.create_task(serve_while_owned(switch, "shop", Stopped(), serve))
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting to own the namespace again, not failed
+    stopped.set()
+    await asyncio.wait_for(task, 1.0)
+    assert runs == ["served"]
+
+
+async def test_a_session_failing_while_owned_fails_as_before() -> None:
+    switch = Switch()
+    switch.owned.add("shop")
+
+    async def serve(stop: StopFlag) -> None:
+        raise FileNotFoundError("a real failure")
+
+    class Never:
+        def __bool__(self) -> bool:
+            return False
+
+    with pytest.raises(FileNotFoundError):
+        await serve_while_owned(switch, "shop", Never(), serve)

@@ -3,9 +3,13 @@ demo start it with, each with its own settings, artifact root and log."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,8 +95,32 @@ class OperatorProcess:
         self.process.kill()
         self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets and state but runs no code (a frozen VM, a
+        long GC pause, a node under memory pressure), until `resume`."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def readyz(self) -> int | None:
+        """The alert receiver's /readyz answer (200 or 503), or None when nothing answers."""
+        url = f"http://127.0.0.1:{self.alerts_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:
+            return None
+
     def stop(self) -> None:
         if self.process is not None:
+            # A paused process would not see SIGTERM until it runs again.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGCONT)
             stop_group(self.process.pid)
             self.process = None
 
