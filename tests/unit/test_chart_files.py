@@ -506,11 +506,8 @@ def test_default_deployment_runs_one_locked_down_leader_elected_operator_with_pr
     pod = deployment["spec"]["template"]["spec"]
     container = controller(objects)
     assert deployment["spec"]["replicas"] == 1
-    # Leader election is on: old and new pods may overlap, the Lease keeps one acting.
-    assert deployment["spec"]["strategy"] == {
-        "type": "RollingUpdate",
-        "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "100%"},
-    }
+    # One replica: the old pod stops first (an older release's holds no Lease).
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["serviceAccountName"] == "spikeprof"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -118,7 +118,10 @@ def test_two_replicas_run_active_standby_spread_over_nodes(helm: Path) -> None:
     assert pod_spec(objects)["affinity"] == ANTI_AFFINITY
     # A standby is never Ready, so a rollout must not wait for new pods to be Ready before it
     # stops the leader (it would wait forever).
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == "100%"
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "100%"},
+    }
     # Readiness is leadership: the alert Service routes to the leader alone.
     assert chart.controller(objects)["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert lease_role(objects)["rules"] == [{**LEASE_RULE, "verbs": ["get", "create", "update"]}]
@@ -185,9 +188,15 @@ def test_leader_election_off_runs_one_replica_without_leases(helm: Path) -> None
     assert not [o for o in objects if o["metadata"]["name"] == "spikeprof-leases"]
 
 
-def test_a_claim_keeps_the_rollout_recreating(helm: Path) -> None:
-    objects = chart.render(helm, "--set=artifacts.persistence.enabled=true")
-    assert chart.only(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+def test_a_shared_claim_that_every_replica_can_mount_rolls_them_all_at_once(helm: Path) -> None:
+    objects = chart.render(
+        helm,
+        "--set=replicas=2",
+        "--set=artifacts.persistence.enabled=true",
+        "--set=artifacts.persistence.accessModes={ReadWriteMany}",
+    )
+    assert chart.only(objects, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert chart.only(objects, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_affinity_values_and_the_topology_key_override_the_spread(helm: Path) -> None:
