@@ -89,6 +89,7 @@ bench: system-packages venv binaries ## Benchmarks under bench/ (figures printed
 	$(PY) bench/pprof_analysis.py
 	$(PY) bench/port_forward_cost.py
 	$(PY) bench/oom_lead_time.py
+	$(PY) bench/failover.py
 
 .PHONY: manifests
 manifests: ## Render deploy/ and the chart README's values table from charts/spikeprof (copies crds/ into the chart first).
