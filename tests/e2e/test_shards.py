@@ -11,6 +11,7 @@ disk, none twice and none missed; and each shard watched pods only in the namesp
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import re
 import time
@@ -43,7 +44,9 @@ pytestmark = pytest.mark.e2e
 SHARDS = ("shard-0", "shard-1", "shard-2")
 COUNT = 30
 GROUP = "shards"
+LEASE_SECONDS = 15  # SPIKEPROF_LEASE_SECONDS's default, which the shards run with
 TAKEOVER_SECONDS = 20.0  # issue #15: a dead shard's sessions are served by the others by then
+CAPTURE_AFTER_CLAIM_SECONDS = 10.0
 
 
 def _spec() -> dict[str, Any]:
@@ -214,6 +217,10 @@ def test_three_shards_take_over_a_killed_one_rebalance_on_its_return_and_capture
         assert killed.process is not None
         killed.process.kill()
         killed_at = time.monotonic()
+        coordination = client.CoordinationV1Api(api)
+        last_renewal = coordination.read_namespaced_lease(
+            f"{GROUP}-shard-1", namespace
+        ).spec.renew_time
         for ns in names:
             annotate_session(api, ns, "profile", "spikeprof.io/capture-now", "after-kill")
         orphans = share["shard-1"]
@@ -224,6 +231,10 @@ def test_three_shards_take_over_a_killed_one_rebalance_on_its_return_and_capture
             others = set().union(*(live.get(s, frozenset()) for s in ("shard-0", "shard-2")))
             if claimed_at is None and orphans <= others:
                 claimed_at = time.monotonic() - killed_at
+                # Never before its Lease went a whole duration without renewal (the clocks
+                # of this machine's processes agree, so wall times compare here).
+                unrenewed = datetime.datetime.now(datetime.UTC) - last_renewal
+                assert unrenewed.total_seconds() >= LEASE_SECONDS, unrenewed
             for ns, status in _sessions(api, names).items():
                 if ns not in captured_at and _total(status) >= 2:
                     captured_at[ns] = time.monotonic() - killed_at
@@ -231,8 +242,10 @@ def test_three_shards_take_over_a_killed_one_rebalance_on_its_return_and_capture
         assert set(captured_at) == set(names), "sessions not captured after the kill"
         assert claimed_at is not None and claimed_at <= TAKEOVER_SECONDS, claimed_at
         slowest = max(captured_at[ns] for ns in orphans)
-        # Served (claimed, its worker started) within 20 s; its capture follows in the same look.
-        assert slowest <= TAKEOVER_SECONDS + 2, (claimed_at, slowest)
+        # Served (claimed, then its session's daemon starts) within 20 s. The capture asked
+        # for comes at that session's first look: its pod watch's first list, the profile, the
+        # status write; about a second on a quiet machine, up to 5 s on one loaded 15 deep.
+        assert slowest - claimed_at <= CAPTURE_AFTER_CLAIM_SECONDS, (claimed_at, slowest)
         print(f"takeover: claimed {claimed_at:.1f} s, captured {slowest:.1f} s after the kill")
         survivors = ("shard-0", "shard-2")
         for identity in survivors:

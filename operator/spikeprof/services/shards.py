@@ -24,9 +24,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from spikeprof.adapters.kube import KubeError
-from spikeprof.adapters.leases import LeaseClient
 from spikeprof.core.leases import Lease, Sighting, acquired, expired, may_acquire, observe
 from spikeprof.core.shard_handover import (
     CLAIMS_ANNOTATION,
@@ -44,13 +44,31 @@ WANTED_SECONDS = 10.0
 """A namespace counts as having sessions while anything asked `owns` about it this recently
 (every session's daemon asks at least every ownership.WAIT_SECONDS while it waits)."""
 
+SLOW_LOOK_SECONDS = 1.0
+"""A look that takes longer, or starts this much late, is logged: the fence closes at 10 s."""
+
+EXPIRY_MARGIN_SECONDS = 0.05
+"""Look this long after a Lease is due to expire (and never sooner than this after a look)."""
+
+
+class ShardLeases(Protocol):
+    """What a shard does with Leases (adapters.leases.LeaseClient in the operator)."""
+
+    async def read(self, name: str) -> Lease | None: ...
+
+    async def create(self, lease: Lease) -> Lease: ...
+
+    async def update(self, lease: Lease) -> Lease: ...
+
+    async def list_selected(self, selector: str) -> list[Lease]: ...
+
 
 class ShardMembership:
     """services.ownership.Ownership for one shard of a group."""
 
     def __init__(
         self,
-        leases: LeaseClient,
+        leases: ShardLeases,
         *,
         prefix: str,
         identity: str,
@@ -148,15 +166,39 @@ class ShardMembership:
 
     async def _run(self) -> None:
         while True:
+            started = self.clock()
             try:
                 await self.look()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the shard must keep trying; its fence closes meanwhile
                 log.exception("The shard's look at its group failed; trying again.")
+            pause = self._until_next_look()
+            waiting = self.clock()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.retry)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
+            took, late = waiting - started, self.clock() - waiting - pause
+            if max(took, late) > SLOW_LOOK_SECONDS:
+                # Past the renew deadline the fence closes: say why, before it does.
+                log.warning(
+                    "The shard's look at its group took %.1f s and began %.1f s late (an API "
+                    "server slow to answer, or this process's event loop busy).",
+                    took,
+                    max(late, 0.0),
+                )
+
+    def _until_next_look(self) -> float:
+        """A retry period, or less: the moment another shard's Lease would expire on our
+        clock, so that its namespaces are taken then, not up to a retry period later."""
+        now = self.clock()
+        expiries = [
+            sighting.seen_at + sighting.lease.duration_seconds
+            for name, sighting in self._sightings.items()
+            if name != self.lease_name and sighting.lease.held and not expired(sighting, now)
+        ]
+        soonest = min(expiries, default=math.inf) - now + EXPIRY_MARGIN_SECONDS
+        return max(EXPIRY_MARGIN_SECONDS, min(self.retry, soonest))
 
     async def look(self) -> None:
         """List the group, decide, renew our Lease with the claims decided."""
