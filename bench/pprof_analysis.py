@@ -1,18 +1,22 @@
-"""Benchmark: spikeprof's pure-Python pprof analysis against `go tool pprof -top`, on big profiles.
+"""Benchmark: spikeprof's pprof analysis against `go tool pprof -top`, on big profiles.
 
-    .venv/bin/python bench/pprof_analysis.py [--samples 150000] [--repeat 3]
+    .venv/bin/python bench/pprof_analysis.py [--samples 150000] [--repeat 5]
 
 tools/pprof-synth writes a CPU-like and a heap-like profile with --samples distinct stacks each
-(through github.com/google/pprof, as Go programs write them). For each profile:
+(through github.com/google/pprof, as Go programs write them). For each profile, --repeat rounds,
+each running these processes one after the other (side by side in time, so a busy machine
+slows all of them alike):
 
-- ours: decode + summary of every sample type (what goes into metadata.json) + flame graph, each
-  stage timed inside a fresh Python process (wall and CPU time), with the process's peak RSS, and,
-  in a separate run, the peak of Python allocations (tracemalloc slows the code it watches);
 - pprof: the binary `go tool pprof` runs (found with `go tool -n pprof`, so the go command's own
-  start-up is not counted against it) printing `-top`: wall, CPU and peak RSS.
+  start-up is not counted against it) printing `-top`;
+- ours: a fresh Python process that imports spikeprof.pprof, decodes the file and summarises
+  every sample type (what goes into metadata.json), then exits: the same job, start to end;
+- ours + flame graph: the same, then the flame graph page as the operator writes it.
 
-Each is run --repeat times and the fastest run kept: the machine may be busy with other work.
-Figures are printed and written to bench/results/pprof_analysis.json.
+Each process is measured whole by os.wait4 (wall, CPU, peak RSS); the Python ones also time
+their stages (import, decode, summary, flame graph) inside. Figures are the medians over the
+rounds. The ratios are ours / pprof's (below 1: faster, or less memory). Results go to
+bench/results/pprof_analysis.json.
 """
 
 from __future__ import annotations
@@ -21,46 +25,54 @@ import argparse
 import json
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "bench" / "results"
+WORK = REPO_ROOT / "build" / "pprof-bench"  # the synthesizer and its profiles, reused
 KINDS = ("cpu", "heap")
 
 
-def measure_ours(path: Path, trace_memory: bool) -> dict[str, Any]:
-    """Runs in the child process: each stage's wall and CPU seconds (and traced peak, if asked)."""
-    from spikeprof.pprof import flamegraph_page, profile, summary
-
-    if trace_memory:
-        tracemalloc.start()
+def measure_ours(path: Path, flamegraph: bool) -> dict[str, Any]:
+    """Runs in the child process: each stage's wall and CPU seconds, and the peak RSS so far."""
     stages: dict[str, Any] = {}
 
     def timed(name: str, work: Any) -> Any:
         wall, cpu = time.perf_counter(), time.process_time()
         result = work()
-        stages[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+        stages[name] = {
+            "wall_s": time.perf_counter() - wall,
+            "cpu_s": time.process_time() - cpu,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
         return result
 
-    decoded = timed("decode", lambda: profile.decode_file(path))
-    timed("summary", lambda: summary.summarize(decoded).to_json())
-    page = timed("flamegraph", lambda: flamegraph_page.render_flamegraph(decoded))
+    modules = timed("import", _import_pprof)
+    decoded = timed("decode", lambda: modules["profile"].decode_file(path))
+    timed("summary", lambda: modules["summary"].summarize(decoded).to_json())
     report: dict[str, Any] = {
         "stages": stages,
-        "samples": len(decoded.samples),
+        "samples": decoded.sample_count,
+        "location_refs": len(decoded.stack_locations),
         "locations": len(decoded.locations),
         "functions": len(decoded.functions),
-        "frames_in_stacks": sum(len(sample.location_ids) for sample in decoded.samples),
-        "flamegraph_bytes": len(page.encode()),
     }
-    if trace_memory:
-        report["tracemalloc_peak_bytes"] = tracemalloc.get_traced_memory()[1]
+    if flamegraph:
+        page = timed("flamegraph", lambda: modules["flamegraph_page"].render_flamegraph(decoded))
+        report["flamegraph_bytes"] = len(page.encode())
     return report
+
+
+def _import_pprof() -> dict[str, Any]:
+    from spikeprof.pprof import flamegraph_page, profile, summary, wire_schema
+
+    wire_schema.profile_message()  # the message types, built from profile.binpb on first use
+    return {"profile": profile, "summary": summary, "flamegraph_page": flamegraph_page}
 
 
 def run_measured(args: list[str], *, capture: bool) -> tuple[str, dict[str, float]]:
@@ -83,7 +95,7 @@ def run_measured(args: list[str], *, capture: bool) -> tuple[str, dict[str, floa
 
 
 def build_synth() -> Path:
-    binary = RESULTS / "bin" / "pprof-synth"
+    binary = WORK / "bin" / "pprof-synth"
     binary.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["go", "build", "-o", str(binary), "."], cwd=REPO_ROOT / "tools" / "pprof-synth", check=True
@@ -92,7 +104,7 @@ def build_synth() -> Path:
 
 
 def synthesize(binary: Path, kind: str, samples: int) -> Path:
-    path = RESULTS / "profiles" / f"synth-{kind}-{samples}.pb.gz"
+    path = WORK / "profiles" / f"synth-{kind}-{samples}.pb.gz"
     if not path.exists():  # the output depends only on the flags: reuse it
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -108,74 +120,96 @@ def pprof_binary() -> str:
     return found.stdout.strip()
 
 
-def fastest(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    return min(runs, key=lambda run: run[key])
+def median_of(runs: list[dict[str, Any]], *keys: str) -> float:
+    def pick(run: dict[str, Any]) -> float:
+        value: Any = run
+        for key in keys:
+            value = value[key]
+        return float(value)
+
+    return statistics.median(pick(run) for run in runs)
 
 
 def bench_profile(path: Path, pprof: str, repeat: int) -> dict[str, Any]:
-    ours_runs = []
+    go_runs: list[dict[str, Any]] = []
+    top_runs: list[dict[str, Any]] = []
+    flame_runs: list[dict[str, Any]] = []
+    me = [sys.executable, __file__, "--measure", str(path)]
     for _ in range(repeat):
-        output, usage = run_measured(
-            [sys.executable, __file__, "--measure", str(path)], capture=True
-        )
-        report = json.loads(output)
-        stages = report["stages"]
-        report["analysis_wall_s"] = stages["decode"]["wall_s"] + stages["summary"]["wall_s"]
-        report["analysis_cpu_s"] = stages["decode"]["cpu_s"] + stages["summary"]["cpu_s"]
-        report["with_flamegraph_wall_s"] = (
-            report["analysis_wall_s"] + stages["flamegraph"]["wall_s"]
-        )
-        report["with_flamegraph_cpu_s"] = report["analysis_cpu_s"] + stages["flamegraph"]["cpu_s"]
-        report["process"] = usage
-        ours_runs.append(report)
-    ours = fastest(ours_runs, "analysis_wall_s")
-    traced, _ = run_measured(
-        [sys.executable, __file__, "--measure", str(path), "--trace-memory"], capture=True
-    )
-    ours["tracemalloc_peak_mib"] = json.loads(traced)["tracemalloc_peak_bytes"] / (1 << 20)
+        go_runs.append(run_measured([pprof, "-top", str(path)], capture=False)[1])
+        for runs, args in ((top_runs, me), (flame_runs, [*me, "--flamegraph"])):
+            output, usage = run_measured(args, capture=True)
+            report = json.loads(output)
+            report["process"] = usage
+            runs.append(report)
 
-    pprof_runs = [run_measured([pprof, "-top", str(path)], capture=False)[1] for _ in range(repeat)]
-    theirs = fastest(pprof_runs, "wall_s")
+    go = {key: median_of(go_runs, key) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+    ours = {key: median_of(top_runs, "process", key) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+    with_flame = {
+        key: median_of(flame_runs, "process", key) for key in ("wall_s", "cpu_s", "peak_rss_mib")
+    }
+    stages = {
+        stage: {key: median_of(flame_runs, "stages", stage, key) for key in ("wall_s", "cpu_s")}
+        for stage in ("import", "decode", "summary", "flamegraph")
+    }
+    last = flame_runs[-1]
     return {
         "file": str(path.relative_to(REPO_ROOT)),
         "compressed_bytes": path.stat().st_size,
-        "ours": ours,
-        "go_tool_pprof_top": theirs,
-        "ratio": {
-            "decode_summary_vs_pprof_top_wall": ours["analysis_wall_s"] / theirs["wall_s"],
-            "decode_summary_vs_pprof_top_cpu": ours["analysis_cpu_s"] / theirs["cpu_s"],
-            "with_flamegraph_vs_pprof_top_wall": ours["with_flamegraph_wall_s"] / theirs["wall_s"],
-            "peak_rss_vs_pprof_top": ours["process"]["peak_rss_mib"] / theirs["peak_rss_mib"],
+        "samples": last["samples"],
+        "location_refs": last["location_refs"],
+        "locations": last["locations"],
+        "functions": last["functions"],
+        "flamegraph_bytes": last["flamegraph_bytes"],
+        "go_tool_pprof_top": go,
+        "ours_decode_summary": ours,
+        "ours_with_flamegraph": with_flame,
+        "ours_stages": stages,
+        "ratio_vs_go": {
+            "wall": ours["wall_s"] / go["wall_s"],
+            "cpu": ours["cpu_s"] / go["cpu_s"],
+            "peak_rss": ours["peak_rss_mib"] / go["peak_rss_mib"],
+            "with_flamegraph_wall": with_flame["wall_s"] / go["wall_s"],
+        },
+        "runs": {
+            "go_tool_pprof_top": go_runs,
+            "ours": top_runs,
+            "ours_with_flamegraph": flame_runs,
         },
     }
 
 
 def print_report(kind: str, result: dict[str, Any]) -> None:
-    ours, theirs, ratio = result["ours"], result["go_tool_pprof_top"], result["ratio"]
-    decode, summary, flame = (
-        ours["stages"][s]["wall_s"] for s in ("decode", "summary", "flamegraph")
+    go, ours, ratio = (
+        result["go_tool_pprof_top"],
+        result["ours_decode_summary"],
+        result["ratio_vs_go"],
     )
+    stages = result["ours_stages"]
     print(
         f"\n{kind}: {result['file']} ({result['compressed_bytes'] / (1 << 20):.1f} MiB gzipped, "
-        f"{ours['samples']} samples, {ours['frames_in_stacks']} location refs, "
-        f"{ours['locations']} locations, {ours['functions']} functions)"
+        f"{result['samples']} samples, {result['location_refs']} location refs, "
+        f"{result['locations']} locations, {result['functions']} functions)"
     )
     print(
-        f"  ours   decode {decode:.2f}s  summary {summary:.2f}s  flame graph {flame:.2f}s"
-        f" ({ours['flamegraph_bytes'] / 1024:.0f} KiB)"
-        f"  | peak RSS {ours['process']['peak_rss_mib']:.0f} MiB,"
-        f" Python heap peak {ours['tracemalloc_peak_mib']:.0f} MiB"
+        f"  pprof -top            {go['wall_s']:.2f}s wall, {go['cpu_s']:.2f}s CPU,"
+        f" peak RSS {go['peak_rss_mib']:.0f} MiB"
     )
     print(
-        f"  pprof  -top {theirs['wall_s']:.2f}s wall, {theirs['cpu_s']:.2f}s CPU"
-        f"  | peak RSS {theirs['peak_rss_mib']:.0f} MiB"
+        f"  ours decode+summary   {ours['wall_s']:.2f}s wall, {ours['cpu_s']:.2f}s CPU,"
+        f" peak RSS {ours['peak_rss_mib']:.0f} MiB  (in-process: import"
+        f" {stages['import']['wall_s']:.2f}s, decode {stages['decode']['wall_s']:.2f}s,"
+        f" summary {stages['summary']['wall_s']:.2f}s)"
     )
     print(
-        "  ratio  decode+summary / pprof -top: "
-        f"{ratio['decode_summary_vs_pprof_top_wall']:.2f}x wall,"
-        f" {ratio['decode_summary_vs_pprof_top_cpu']:.2f}x CPU;"
-        f" with flame graph {ratio['with_flamegraph_vs_pprof_top_wall']:.2f}x wall;"
-        f" peak RSS {ratio['peak_rss_vs_pprof_top']:.2f}x"
+        f"  flame graph           {stages['flamegraph']['wall_s'] * 1000:.0f} ms"
+        f" ({result['flamegraph_bytes'] / 1024:.0f} KiB); whole process"
+        f" {result['ours_with_flamegraph']['wall_s']:.2f}s"
+    )
+    print(
+        f"  ratio vs pprof -top   {ratio['wall']:.2f}x wall, {ratio['cpu']:.2f}x CPU,"
+        f" {ratio['peak_rss']:.2f}x peak RSS; with the flame graph"
+        f" {ratio['with_flamegraph_wall']:.2f}x wall"
     )
 
 
@@ -184,34 +218,56 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--samples", type=int, default=150_000, help="distinct stacks per profile")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each, the fastest kept")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; medians are reported")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--trace-memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--flamegraph", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure_ours(args.measure, args.trace_memory)))
+        print(json.dumps(measure_ours(args.measure, args.flamegraph)))
         return
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import harness  # the control plane's kit: imported by the parent only
 
     synth = build_synth()
     pprof = pprof_binary()
+    profiles: dict[str, Any] = {}
+    load_at_start = os.getloadavg()
+    for kind in KINDS:
+        path = synthesize(synth, kind, args.samples)
+        profiles[kind] = bench_profile(path, pprof, args.repeat)
+        print_report(kind, profiles[kind])
+    cpu, heap = profiles["cpu"], profiles["heap"]
     results: dict[str, Any] = {
         "benchmark": "pprof_analysis",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
         "cpus": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
         "samples_per_profile": args.samples,
         "repeat": args.repeat,
-        "profiles": {},
+        # The goals' figures (issue 16): decode + top of the CPU and heap profiles, each a fresh
+        # process start to end, against `go tool pprof -top`'s, medians of side-by-side runs.
+        "cpu_ratio_vs_go": cpu["ratio_vs_go"]["wall"],
+        "heap_ratio_vs_go": heap["ratio_vs_go"]["wall"],
+        "peak_rss_mib": cpu["ours_decode_summary"]["peak_rss_mib"],
+        "go_peak_rss_mib": cpu["go_tool_pprof_top"]["peak_rss_mib"],
+        "heap_peak_rss_mib": heap["ours_decode_summary"]["peak_rss_mib"],
+        "heap_go_peak_rss_mib": heap["go_tool_pprof_top"]["peak_rss_mib"],
+        "cpu_wall_s": cpu["ours_decode_summary"]["wall_s"],
+        "cpu_go_wall_s": cpu["go_tool_pprof_top"]["wall_s"],
+        "heap_wall_s": heap["ours_decode_summary"]["wall_s"],
+        "heap_go_wall_s": heap["go_tool_pprof_top"]["wall_s"],
+        # The flame graph apart: its stage alone, and the whole process with it against pprof.
+        "flamegraph_ms": cpu["ours_stages"]["flamegraph"]["wall_s"] * 1000,
+        "heap_flamegraph_ms": heap["ours_stages"]["flamegraph"]["wall_s"] * 1000,
+        "flamegraph_ratio_vs_go": cpu["ratio_vs_go"]["with_flamegraph_wall"],
+        "heap_flamegraph_ratio_vs_go": heap["ratio_vs_go"]["with_flamegraph_wall"],
+        "profiles": profiles,
     }
-    for kind in KINDS:
-        path = synthesize(synth, kind, args.samples)
-        results["profiles"][kind] = bench_profile(path, pprof, args.repeat)
-        print_report(kind, results["profiles"][kind])
-    results["load_average_at_end"] = os.getloadavg()
-    out = RESULTS / "pprof_analysis.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = harness.save("pprof_analysis", results)
     print(f"\nwritten to {out.relative_to(REPO_ROOT)}")
 
 

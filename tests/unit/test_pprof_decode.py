@@ -1,4 +1,7 @@
-"""The decoder reads pprof profiles however they are encoded, and refuses bad ones in words."""
+"""The decoder reads pprof profiles however they are encoded, and refuses bad ones in words.
+
+Both decoders are held to it: the fast one (decode_upb) on every good profile, the pure-Python
+one (decode_python) on the bad ones it takes over, and the two agree wherever both decode."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from spikeprof.pprof import decode_python, decode_upb
 from spikeprof.pprof import profile as pprof_profile
 from spikeprof.pprof.profile import ProfileDecodeError, decode, decode_file
+from spikeprof.pprof.wire_arrays import IrregularWireError
 from tests.unit.pprof_proto import (
     ProfileBuilder,
     call_chain,
@@ -319,3 +324,59 @@ def test_no_mangling_of_a_good_profile_raises_anything_but_the_clear_error() -> 
         except ProfileDecodeError:
             outcomes["refused"] += 1
     assert outcomes["decoded"] > 0 and outcomes["refused"] > 0
+
+
+def test_well_formed_profiles_take_the_fast_path_and_decode_as_the_pure_python_one() -> None:
+    for body in (
+        cpu_profile().body(),
+        cpu_profile(packed=False).body(),
+        _mixed_encodings().body(),
+        ProfileBuilder().body(),  # nothing but an empty string table
+    ):
+        assert decode_upb.decode_body(body) == decode_python.decode_body(body)
+
+
+def _mixed_encodings() -> ProfileBuilder:
+    # Packed and unpacked samples side by side, ids past one byte, values past 2**63 - 1 as
+    # two's complement, a sample without a stack, labels on some samples only.
+    builder = ProfileBuilder().sample_type("alloc", "count").sample_type("space", "bytes")
+    call_chain(builder, ["main.main", "main.f", "main.g"])
+    builder.location(300, [2, 1]).location(1 << 40, [3])  # ids of 2 and 6 bytes
+    builder.sample([1 << 40, 300, 1], [1, 1 << 40], labels=[("bytes", 1 << 40)])
+    builder.sample([2, 300], [-1, -(1 << 62)], packed=False)
+    builder.sample([], [0, 0], labels=[("a", "x"), ("b", 7)])
+    builder.sample([3] * 40, [3, 12])
+    return builder
+
+
+def test_samples_decode_alike_in_any_number_of_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = _mixed_encodings().body()
+    whole = decode_python.decode_body(body)
+    for per_step in (1, 7, 64):  # a sample per step, or several
+        monkeypatch.setattr(decode_upb, "SAMPLE_BYTES_PER_STEP", per_step)
+        assert decode_upb.decode_body(body) == whole
+
+
+def test_on_mangled_profiles_the_fast_decoder_agrees_or_hands_over() -> None:
+    # Whatever the fast decoder accepts, the pure-Python one decodes to the same profile;
+    # anything else it hands over (IrregularWireError), never decoding it differently.
+    rng = random.Random(2)
+    good = _mixed_encodings().body()
+    handed_over = 0
+    for _ in range(600):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            position = rng.randrange(len(data))
+            if rng.random() < 0.8:
+                data[position] = rng.randrange(256)
+            else:
+                del data[position:]
+            if not data:
+                data = bytearray(b"\x0a")
+        try:
+            fast = decode_upb.decode_body(bytes(data))
+        except IrregularWireError:
+            handed_over += 1
+            continue
+        assert fast == decode_python.decode_body(bytes(data)), bytes(data).hex()
+    assert 0 < handed_over < 600

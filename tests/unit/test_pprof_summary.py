@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
+from spikeprof.pprof import summary as summary_module
 from spikeprof.pprof import units
-from spikeprof.pprof.profile import decode
+from spikeprof.pprof.frames import frame_table
+from spikeprof.pprof.profile import Profile, decode
 from spikeprof.pprof.summary import analyze_file, render_top, summarize
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 
@@ -210,3 +213,50 @@ def test_the_report_unit_is_the_one_pprofs_minimum_picks() -> None:
     assert units.output_unit("bytes", 1024, 30_317_416) == "kB"  # 100 x 1 kB is still kB
     assert units.output_unit("bytes", 1 << 20, 300 << 20) == "MB"
     assert units.output_unit("count", 1, 506) == "count"
+
+
+def summed_by_hand(profile: Profile, index: int) -> dict[str, tuple[int, int]]:
+    """flat and cum by function name, the slow way: sample by sample, frame by frame (the
+    "huge" profile's sums pass 2**53, where float64 would round them, and stay under 2**63)."""
+    table = frame_table(profile)
+    costs: dict[str, list[int]] = {}
+    for sample in profile.samples:
+        value = sample.values[index]
+        frames = [f for location in sample.location_ids for f in table.by_location[location]]
+        if not frames:
+            continue
+        costs.setdefault(table.names[frames[0]], [0, 0])[0] += value
+        for frame in set(frames):
+            costs.setdefault(table.names[frame], [0, 0])[1] += value
+    return {name: (flat, cum) for name, (flat, cum) in costs.items() if flat or cum}
+
+
+def random_profile(seed: int, samples: int, *, huge: bool = False) -> Profile:
+    rng = random.Random(seed)
+    builder = ProfileBuilder().sample_type("samples", "count").sample_type("space", "bytes")
+    for number in range(1, 31):
+        builder.function(number, f"pkg{number % 5}.fn{number}")
+    for location in range(1, 51):  # some with inlined frames, some sharing functions
+        builder.location(location, rng.sample(range(1, 31), rng.choice([1, 1, 2, 3])))
+    for _ in range(samples):
+        stack = [rng.randint(1, 50) for _ in range(rng.randint(0, 14))]  # recursion too
+        count = rng.choice([0, 1, 2, -1, 5])
+        size = count * (rng.randint(1 << 48, 1 << 49) if huge else rng.randint(1, 1 << 20))
+        builder.sample(stack, [count, size])
+    return decode(builder.body())
+
+
+@pytest.mark.parametrize("huge", [False, True], ids=["float64 sums", "int64 sums"])
+def test_flat_and_cum_equal_a_sample_by_sample_count_in_any_number_of_steps(
+    huge: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = random_profile(seed=11, samples=600, huge=huge)
+    expected = [summed_by_hand(profile, index) for index in range(2)]
+    for per_step in (1 << 18, 7, 1):  # one step; several; a sample or more per step
+        monkeypatch.setattr(summary_module, "STACK_ENTRIES_PER_STEP", per_step)
+        result = summarize(profile)
+        for index, by_type in enumerate(result.sample_types):
+            assert {row.function: (row.flat, row.cum) for row in by_type.functions} == expected[
+                index
+            ]
+            assert by_type.total == sum(abs(s.values[index]) for s in profile.samples)

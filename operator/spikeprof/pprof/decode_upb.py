@@ -11,7 +11,7 @@ wrong with it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -71,11 +71,8 @@ def decode_body(body: bytes) -> Profile:
     period_type = None
     if message.HasField("period_type"):
         period_type = _value_type(message.period_type, string)
-    bodies = list(message.sample)
     scalars = _Scalars(message, string)
-    del message  # upb's copy of the body: the samples are decoded without it
-    stacks = _Samples(bodies, len(sample_types), locations, len(strings))
-    del bodies
+    stacks = _Samples(message.sample, len(body), len(sample_types), locations, len(strings))
     return Profile(
         sample_types=sample_types,
         stack_offsets=stacks.offsets,
@@ -178,18 +175,20 @@ def _location(loc: Any) -> Location:
     return Location(loc.id, loc.mapping_id, loc.address, tuple(lines), loc.is_folded)
 
 
-SAMPLE_BYTES_PER_STEP = 1 << 20
-"""Encoded samples decoded together, at most (one sample may be more): enough for numpy to
-run at full speed, and few enough that its temporary arrays (eight bytes per packed varint,
-several at a time) stay a few tens of MiB, whatever the profile's size."""
+SAMPLE_BYTES_PER_STEP = 256 << 10
+"""Encoded samples decoded together, about (as many samples as the body's average sample
+size gives): enough for numpy to run at full speed, and few enough that its temporary arrays
+(eight bytes per packed varint, several at a time) stay a few MiB, whatever the profile's
+size; and only this many samples are copied out of upb's message at a time."""
 
 
 class _Samples:
-    """Every sample's stack, values and labels, decoded from their bytes a megabyte at a time."""
+    """Every sample's stack, values and labels, decoded from their bytes, many at a time."""
 
     def __init__(
         self,
-        bodies: list[bytes],
+        bodies: Sequence[bytes],
+        body_size: int,
         value_count: int,
         locations: dict[int, Location],
         string_count: int,
@@ -197,11 +196,8 @@ class _Samples:
         count = len(bodies)
         if count and not value_count:
             raise IrregularWireError("samples but no sample types")
-        ends = np.cumsum(np.fromiter(map(len, bodies), dtype=np.int64, count=count))
-        steps = np.searchsorted(
-            ends, np.arange(0, int(ends[-1]) if count else 0, SAMPLE_BYTES_PER_STEP), side="right"
-        )
-        bounds = sorted({0, count, *steps.tolist()})
+        per_step = max(1, SAMPLE_BYTES_PER_STEP * count // max(body_size, 1))
+        bounds = [*range(0, count, per_step), count]
         lookup = _LocationLookup(locations)
         stacks: list[Int32Array] = []
         stack_lengths: list[Int64Array] = []

@@ -12,16 +12,13 @@ MAX_FRAMES are kept, so the file stays a couple of MB at worst.
 
 from __future__ import annotations
 
-import heapq
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import itemgetter
 
 import numpy as np
 
+from spikeprof.pprof import sums
 from spikeprof.pprof.frames import frame_table
-from spikeprof.pprof.model import Profile, ValueType
+from spikeprof.pprof.model import Int64Array, Profile, ValueType
 
 MIN_FRAME_FRACTION = 0.0005
 """Frames narrower than this share of the total are not drawn: 0.6 px of a 1200 px wide graph,
@@ -61,77 +58,40 @@ def build_flamegraph(
     """Merge the samples' stacks (root first) for a sample type (pprof's default if None)."""
     index = profile.sample_type_index(sample_type)
     table = frame_table(profile)
-    stack_frames, offsets = table.stack_frames(profile)
     drawn = np.flatnonzero(profile.sample_values[:, index] > 0)
-    # Every stack reversed, so root first: sample i's ends at len(root_first) - offsets[i].
-    root_first = stack_frames[::-1].tolist()
-    ends = (len(root_first) - offsets[drawn]).tolist()
-    starts = (len(root_first) - offsets[drawn + 1]).tolist()
-    weighted = [
-        (tuple(root_first[start:end]), value)
-        for start, end, value in zip(
-            starts, ends, profile.sample_values[drawn, index].tolist(), strict=True
-        )
-    ]
-    del root_first
-    # Sorted stacks make the tree implicit: a frame is the run of stacks sharing its path, found
-    # by bisection, its width a difference of prefix sums. Only the frames that are drawn, and
-    # their too-narrow children, are ever looked at: the millions of thin frames deep in a large
-    # profile cost nothing.
-    weighted.sort(key=itemgetter(0))
-    stacks = [stack for stack, _ in weighted]
-    sums = list(accumulate((value for _, value in weighted), initial=0))
-    del weighted
-    total = sums[-1]
+    weights = profile.sample_values[drawn, index]
+    total = int(weights.sum())
     threshold = max(1.0, total * min_fraction)
+    tree = _Tree(len(table.names))
+    if len(drawn):
+        stack_frames, offsets = table.stack_frames(profile)
+        # Root-first depth d (1 = outermost) of drawn sample i: stack_frames[ends[i] - d].
+        ends = offsets[drawn + 1]
+        depths = ends - offsets[drawn]
+        del offsets
+        tree.grow(stack_frames, ends, depths, weights, threshold)
+    kept, dropped, max_frames_reached = tree.widest(max_frames)
 
     names = [ROOT_NAME]
     name_index: dict[int, int] = {}
-    kept: list[tuple[int, int, int]] = []  # (name, depth, value), by id
-    children: dict[int, list[tuple[str, int]]] = {}  # id -> [(name, id)]
-    dropped = 0
-    # Widest first, so that if max_frames stops the walk, what is kept is the widest frames.
-    queue: list[tuple[int, int, int, int, int, int, int]] = [(-total, 0, -1, 0, len(stacks), 0, -1)]
-    order = 1
-    max_frames_reached = False
-    while queue:
-        negative_value, _, frame, low, high, depth, parent = heapq.heappop(queue)
-        if len(kept) >= max_frames:
-            dropped += 1 + len(queue)
-            max_frames_reached = True
-            break
-        node = len(kept)
-        if frame < 0:
-            kept.append((0, 0, -negative_value))
-        else:
-            position = name_index.get(frame)
-            if position is None:
-                position = name_index[frame] = len(names)
-                names.append(table.names[frame])
-            kept.append((position, depth, -negative_value))
-            children.setdefault(parent, []).append((table.names[frame], node))
-        if low == high:
-            continue  # the root of a profile with nothing to draw
-        prefix = stacks[low][:depth]
-        start = bisect_right(stacks, prefix, low, high)  # stacks ending here sort first
-        while start < high:
-            child_frame = stacks[start][depth]
-            stop = bisect_left(stacks, (*prefix, child_frame + 1), start, high)
-            width = sums[stop] - sums[start]
-            if width >= threshold:
-                heapq.heappush(queue, (-width, order, child_frame, start, stop, depth + 1, node))
-                order += 1
-            else:
-                dropped += 1
-            start = stop
-
+    children: dict[int, list[tuple[str, int, int]]] = {}
+    for node in kept[1:]:
+        frame = tree.frame[node]
+        children.setdefault(tree.parent[node], []).append((table.names[frame], frame, node))
     frames: list[tuple[int, int, int]] = []
     pending = [0]
     while pending:
         node = pending.pop()
-        frames.append(kept[node])
+        position = 0
+        if node:
+            frame = tree.frame[node]
+            position = name_index.get(frame, 0)
+            if not position:
+                position = name_index[frame] = len(names)
+                names.append(table.names[frame])
+        frames.append((position, tree.depth[node], tree.width[node]))
         below = sorted(children.get(node, ()), reverse=True)  # popped in name order
-        pending.extend(child for _, child in below)
+        pending.extend(child for _, _, child in below)
     return FlameGraph(
         sample_type=profile.sample_types[index],
         total=total,
@@ -141,3 +101,77 @@ def build_flamegraph(
         min_fraction=min_fraction,
         max_frames_reached=max_frames_reached,
     )
+
+
+class _Tree:
+    """Every frame at least as wide as the threshold, and how many thin ones hang below each."""
+
+    def __init__(self, frame_count: int) -> None:
+        self.frame_count = frame_count
+        self.frame = [-1]  # node 0 is the root
+        self.parent = [-1]
+        self.depth = [0]
+        self.width = [0]
+        self.thin_children = [0]
+
+    def grow(
+        self,
+        stack_frames: Int64Array,
+        ends: Int64Array,
+        depths: Int64Array,
+        weights: Int64Array,
+        threshold: float,
+    ) -> None:
+        self.width[0] = int(weights.sum())
+        samples = np.arange(len(ends))  # those still under a drawn frame
+        node_of = np.zeros(len(ends), dtype=np.int64)  # the deepest drawn frame over each
+        depth = 1
+        while len(samples):
+            samples = samples[depths[samples] >= depth]
+            if not len(samples):
+                break
+            parents = node_of[samples]
+            keys = parents * self.frame_count + stack_frames[ends[samples] - depth]
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            heads = np.ones(len(ordered), dtype=np.bool_)
+            np.not_equal(ordered[1:], ordered[:-1], out=heads[1:])
+            group_sorted = np.cumsum(heads) - 1
+            group = np.empty(len(keys), dtype=np.int64)
+            group[order] = group_sorted
+            groups = ordered[heads]
+            widths = sums.weighted_counts(group, weights[samples], len(groups))
+            wide = widths >= threshold
+            group_parent, group_frame = np.divmod(groups, self.frame_count)
+            for parent in group_parent[~wide].tolist():
+                self.thin_children[parent] += 1
+            first_new = len(self.frame)
+            wide_groups = np.flatnonzero(wide)
+            self.frame.extend(group_frame[wide_groups].tolist())
+            self.parent.extend(group_parent[wide_groups].tolist())
+            self.width.extend(widths[wide_groups].tolist())
+            self.depth.extend([depth] * len(wide_groups))
+            self.thin_children.extend([0] * len(wide_groups))
+            node_of_group = np.full(len(groups), -1, dtype=np.int64)
+            node_of_group[wide_groups] = np.arange(first_new, len(self.frame))
+            still = wide[group]
+            samples = samples[still]
+            node_of[samples] = node_of_group[group[still]]
+            depth += 1
+
+    def widest(self, max_frames: int) -> tuple[list[int], int, bool]:
+        """The nodes drawn (at most max_frames, the widest, a parent before its children), the
+        frames not drawn below drawn ones, and whether max_frames cut any wide one."""
+        nodes = len(self.frame)
+        if nodes <= max_frames:
+            return list(range(nodes)), sum(self.thin_children), False
+        # Widest first, shallower first among equals: a child is never wider than its parent,
+        # so what is kept is still one tree.
+        order = np.lexsort((np.arange(nodes), np.array(self.depth), -np.array(self.width)))
+        kept = sorted(order[:max_frames].tolist())
+        is_kept = np.zeros(nodes, dtype=np.bool_)
+        is_kept[kept] = True
+        parents = np.array(self.parent[1:])
+        cut = int((~is_kept[1:] & is_kept[parents]).sum())  # wide, but past max_frames
+        thin = int(np.array(self.thin_children)[is_kept].sum())
+        return kept, thin + cut, True

@@ -10,8 +10,7 @@ Unlike a bare `go tool pprof -top`, nothing is trimmed: pprof hides functions wh
 0.5% of the total (-nodefraction=0.005) and the flat of samples whose leaf it hid; the figures
 here equal those of `go tool pprof -top -nodefraction=0`.
 
-The sums are numpy's (bincount over every sample's frames at once), exact: float64 weights only
-while no sum can reach 2**53, int64 ones (which wrap past 2**63, as Go's do) beyond.
+The sums are numpy's, over many samples' frames at once, and exact (sums.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeprof.pprof import units
+from spikeprof.pprof import sums, units
 from spikeprof.pprof.frames import FrameTable, frame_table
 from spikeprof.pprof.model import Int64Array, Profile, ValueType
 from spikeprof.pprof.profile import decode_file
@@ -125,8 +124,6 @@ def summarize(profile: Profile) -> Summary:
     return Summary(tuple(summaries), default_index)
 
 
-_EXACT_IN_FLOAT64 = 1 << 53
-
 STACK_ENTRIES_PER_STEP = 1 << 18
 """Location entries of stacks aggregated together, at most (one sample may have more): enough
 for numpy to run at full speed, few enough that its temporary arrays stay a few MiB each."""
@@ -142,7 +139,7 @@ def _accumulate(
     type_count = len(profile.sample_types)
     flat = np.zeros((type_count, frame_count), dtype=np.int64)
     cum = np.zeros((type_count, frame_count), dtype=np.int64)
-    totals = [_sum_of_magnitudes(values[:, index]) for index in range(type_count)]
+    totals = [sums.sum_of_magnitudes(values[:, index]) for index in range(type_count)]
     steps = np.searchsorted(
         profile.stack_offsets,
         np.arange(0, len(profile.stack_locations), STACK_ENTRIES_PER_STEP),
@@ -165,28 +162,9 @@ def _accumulate(
         step_values = values[first:stop]
         for index in range(type_count):
             column = step_values[:, index]
-            flat[index] += _weighted_counts(leaves, column[has_stack], frame_count)
-            cum[index] += _weighted_counts(in_stack_frame, column[in_stack_owner], frame_count)
+            flat[index] += sums.weighted_counts(leaves, column[has_stack], frame_count)
+            cum[index] += sums.weighted_counts(in_stack_frame, column[in_stack_owner], frame_count)
     return flat, cum, totals
-
-
-def _sum_of_magnitudes(column: Int64Array) -> int:
-    magnitudes = np.abs(column)
-    if not len(column) or int(magnitudes.max()) * len(column) < 1 << 63:
-        return int(magnitudes.sum())
-    return sum(abs(value) for value in column.tolist())  # past int64: Python's ints
-
-
-def _weighted_counts(bins: Int64Array, weights: Int64Array, size: int) -> Int64Array:
-    # The sum of the weights in each bin, exactly.
-    if not len(bins):
-        return np.zeros(size, dtype=np.int64)
-    if int(np.abs(weights).max()) * len(weights) < _EXACT_IN_FLOAT64:
-        sums = np.bincount(bins, weights=weights.astype(np.float64), minlength=size)
-        return sums.astype(np.int64)
-    exact = np.zeros(size, dtype=np.int64)
-    np.add.at(exact, bins, weights)
-    return exact
 
 
 def _name_ranks(names: tuple[str, ...]) -> Int64Array:
