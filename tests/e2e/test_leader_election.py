@@ -65,12 +65,16 @@ class Pair:
     standby: OperatorProcess
     artifacts: Path
 
+    @staticmethod
+    def name(replica: OperatorProcess) -> str:
+        return replica.env["SPIKEPROF_IDENTITY"]
+
 
 @pytest.fixture
 def start_pair(
     cluster: ControlPlane, api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[[dict[str, str]], Pair]]:
-    """Starts replica-a, waits for it to lead, then replica-b, which stands by."""
+    """Starts replica-a and replica-b; the one that takes the Lease leads, the other stands by."""
     started: list[OperatorProcess] = []
     artifacts = tmp_path / "artifacts"
 
@@ -89,14 +93,15 @@ def start_pair(
         return operator
 
     def start(timings: dict[str, str]) -> Pair:
-        leader = replica("replica-a", timings)
-        wait_for(
-            lambda: lease_holder(api, namespace, LEASE) == "replica-a" and leader.readyz() == 200,
-            60,
-            "replica-a to lead",
+        # Both at once, as a Deployment starts them: whichever takes the Lease leads.
+        both = {identity: replica(identity, timings) for identity in ("replica-a", "replica-b")}
+        holder = wait_for(
+            lambda: lease_holder(api, namespace, LEASE), 60, "one replica to take the Lease"
         )
-        standby = replica("replica-b", timings)
-        wait_for(lambda: standby.readyz() == 503, 60, "replica-b to stand by")
+        leader = both.pop(holder)
+        (standby,) = both.values()
+        wait_for(lambda: leader.readyz() == 200, 60, f"{holder} to lead")
+        wait_for(lambda: standby.readyz() == 503, 60, "the other to stand by")
         return Pair(leader, standby, artifacts)
 
     yield start
@@ -152,16 +157,17 @@ def test_a_capture_under_way_when_the_leader_is_killed_ends_once_under_its_id(
     )
     pending = _pending_capture(api, namespace, "cpu10")
 
+    old, new = pair.name(pair.leader), pair.name(pair.standby)
     killed = time.monotonic()
     pair.leader.kill()
     wait_for(
-        lambda: lease_holder(api, namespace, LEASE) == "replica-b",
+        lambda: lease_holder(api, namespace, LEASE) == new,
         TAKEOVER_BOUND + 10,
-        "replica-b to take the Lease",
+        "the standby to take the Lease",
         every=0.05,
     )
     took_lease = time.monotonic() - killed
-    wait_for(lambda: pair.standby.readyz() == 200, 10, "replica-b ready", every=0.05)
+    wait_for(lambda: pair.standby.readyz() == 200, 10, "the standby ready", every=0.05)
     ready = time.monotonic() - killed
     print(f"\nfailover after SIGKILL: Lease taken {took_lease:.1f} s, ready {ready:.1f} s")
     assert took_lease <= TAKEOVER_BOUND
@@ -178,9 +184,9 @@ def test_a_capture_under_way_when_the_leader_is_killed_ends_once_under_its_id(
     assert cpu["file"] == "cpu.pb.gz" and cpu["bytes"] > 0
     assert _hidden(pair.artifacts) == []
     reasons = Counter((e.reason, e.reporting_instance) for e in _events(api, namespace, "cpu10"))
-    # replica-a's CaptureStarted may have died with it (kopf posts events after the write).
-    assert reasons[("CaptureStarted", "replica-b")] == 0
-    assert reasons[("CaptureResumed", "replica-b")] == 1
+    # The killed leader's CaptureStarted may have died with it (events are sent after the write).
+    assert reasons[("CaptureStarted", new)] == 0 and reasons[("CaptureStarted", old)] <= 1
+    assert reasons[("CaptureResumed", new)] == 1
     assert sum(n for (reason, _), n in reasons.items() if reason == "Captured") == 1
 
 
@@ -245,11 +251,11 @@ def test_every_alert_answered_200_in_a_burst_across_a_leader_kill_is_captured_on
             assert time.monotonic() < deadline, f"no replica took Burst{number:02d}"
             for replica in (pair.leader, pair.standby):
                 if _post(replica, body) == 200:
-                    answered[number] = "replica-a" if replica is pair.leader else "replica-b"
+                    answered[number] = pair.name(replica)
                     break
             else:
                 time.sleep(0.2)
-    assert set(answered.values()) == {"replica-a", "replica-b"}
+    assert set(answered.values()) == {pair.name(pair.leader), pair.name(pair.standby)}
 
     names = {f"Burst{n:02d}" for n in answered}
 
@@ -286,32 +292,31 @@ def test_a_leader_paused_past_its_lease_does_not_act_when_it_wakes(
     _pod_and_session(
         api, namespace, "paused", [{"type": "cpu", "duration": "3s"}], {"immediate": True}
     )
+    old, new = pair.name(pair.leader), pair.name(pair.standby)
     first = _pending_capture(api, namespace, "paused")
     pair.leader.pause()  # mid-capture
     paused_at = datetime.datetime.now(datetime.UTC)
     try:
-        wait_for(
-            lambda: lease_holder(api, namespace, LEASE) == "replica-b", 30, "replica-b to lead"
-        )
+        wait_for(lambda: lease_holder(api, namespace, LEASE) == new, 30, "the standby to lead")
         wait_captures(api, namespace, "paused", 1, wait_for, timeout=60)
     finally:
         pair.leader.resume()
-    # While replica-a is awake again, replica-b goes on serving: a capture asked for now.
+    # While the old leader is awake again, the new one goes on serving: a capture asked for now.
     annotate_session(api, namespace, "paused", "spikeprof.io/capture-now", "after-wake")
     status = wait_captures(api, namespace, "paused", 2, wait_for, timeout=60)
-    wait_for(lambda: "no longer leads" in pair.leader.log(), 10, "replica-a to notice")
+    wait_for(lambda: "no longer leads" in pair.leader.log(), 10, "the old leader to notice")
 
     assert pair.leader.process is not None and pair.leader.process.poll() is None  # stands by
     assert pair.leader.readyz() == 503
-    assert lease_holder(api, namespace, LEASE) == "replica-b"
+    assert lease_holder(api, namespace, LEASE) == new
     session = get_session(api, namespace, "paused")
-    last_by_a = _managed_status_time(session, "spikeprof@replica-a")
-    assert last_by_a is not None and last_by_a <= paused_at  # wrote before, never after
-    assert _managed_status_time(session, "spikeprof@replica-b") is not None
+    last_by_old = _managed_status_time(session, f"spikeprof@{old}")
+    assert last_by_old is not None and last_by_old <= paused_at  # wrote before, never after
+    assert _managed_status_time(session, f"spikeprof@{new}") is not None
     late = [
         (e.reason, e.message)
         for e in _events(api, namespace, "paused")
-        if e.reporting_instance == "replica-a"
+        if e.reporting_instance == old
         and (e.last_timestamp or e.event_time or e.first_timestamp) > paused_at
     ]
     assert late == []

@@ -12,7 +12,12 @@ from spikeprof.core.arming import parse_workload
 from spikeprof.core.session_status import SessionStatus
 from spikeprof.handlers.memo import factory_of
 from spikeprof.services.alerts import listens_for_alerts
-from spikeprof.services.ownership import WAIT_SECONDS, StopFlag, serve_while_owned
+from spikeprof.services.ownership import (
+    WAIT_SECONDS,
+    NotOwnerError,
+    StopFlag,
+    serve_while_owned,
+)
 
 
 @kopf.daemon("spikeprof.io", "v1alpha1", "profilingsessions", cancellation_timeout=10.0)
@@ -73,15 +78,20 @@ async def disarm_session(
     factory = factory_of(memo)
     # Another replica owns the namespace: it disarms. Waiting (instead of failing) keeps kopf
     # from recording retries in the annotations that replica's kopf reads too.
-    while not factory.ownership.owns(namespace):
-        if not await factory.session_exists(namespace, name):
-            return  # the owner restored the workloads and the session is gone
-        await factory.ownership.changed(WAIT_SECONDS)
-    try:
-        restored = await factory.armer(namespace, name).disarm(recorded)
-    # Retried by kopf: the session keeps its finalizer until its workloads are restored.
-    except KubeError as error:
-        raise kopf.TemporaryError(
-            f"Could not restore the armed workloads: {error}", delay=10
-        ) from None
-    logger.info("Restored %s as they were; disarmed %s.", restored, recorded)
+    while True:
+        while not factory.ownership.owns(namespace):
+            if not await factory.session_exists(namespace, name):
+                return  # the owner restored the workloads and the session is gone
+            await factory.ownership.changed(WAIT_SECONDS)
+        try:
+            restored = await factory.armer(namespace, name).disarm(recorded)
+        # Lost the namespace meanwhile (its patches are fenced): its new owner disarms.
+        except NotOwnerError:
+            continue
+        # Retried by kopf: the session keeps its finalizer until its workloads are restored.
+        except KubeError as error:
+            raise kopf.TemporaryError(
+                f"Could not restore the armed workloads: {error}", delay=10
+            ) from None
+        logger.info("Restored %s as they were; disarmed %s.", restored, recorded)
+        return

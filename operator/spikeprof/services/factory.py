@@ -31,7 +31,13 @@ from spikeprof.services.arming import Armer
 from spikeprof.services.capture import Capturer
 from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
 from spikeprof.services.outputs import SessionOutputs
-from spikeprof.services.ownership import EveryNamespace, FencedStatusWriter, Ownership, fence
+from spikeprof.services.ownership import (
+    EveryNamespace,
+    FencedStatusWriter,
+    FencedWorkloads,
+    Ownership,
+    fence,
+)
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import PostEvent, SessionWorker
 from spikeprof.services.sources import SourceFactory
@@ -172,7 +178,8 @@ class Factory:
         return await kube.identity(self.api_client)
 
     def armer(self, namespace: str, name: str) -> Armer:
-        return Armer(namespace, name, self.workloads, self.capturer.fetcher, self.capturer.router)
+        workloads = FencedWorkloads(self.workloads, self.ownership)
+        return Armer(namespace, name, workloads, self.capturer.fetcher, self.capturer.router)
 
     def outputs(self, namespace: str, name: str) -> SessionOutputs:
         return SessionOutputs(

@@ -6,7 +6,8 @@ and a standby none; with shards, each live shard owns the namespaces rendezvous 
 
 - `owns(namespace)`: may act there now. It is a fence, not a hint: it turns False before the
   replica's lease can expire anywhere else, so no two replicas act at once. Every status write
-  (`FencedStatusWriter`) and every capture's commit asks it first.
+  (`FencedStatusWriter`), workload patch (`FencedWorkloads`), event (adapters.events, when
+  sent) and every capture's commit asks it first.
 - `changed()`: wakes when ownership may have changed, so that waiting sessions start at once.
 - `serving(namespace)`: held while a session of the namespace is being served here. Shards
   publish what they serve, and a namespace moves only once its previous shard let it go.
@@ -21,7 +22,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+from spikeprof.core.arming import WorkloadRef
+from spikeprof.core.pods import PodInfo
 from spikeprof.errors import SpikeprofError
+from spikeprof.services.arming import Workloads
 from spikeprof.services.status_outbox import StatusPatcher
 
 log = logging.getLogger("spikeprof.ownership")
@@ -126,6 +130,25 @@ class FencedStatusWriter:
                 fence(self.ownership, namespace)
         finally:
             writing.cancel()
+
+
+class FencedWorkloads:
+    """Workloads (services.arming) whose pod templates are patched only while this replica owns
+    their namespace: arming and disarming are actions like any other."""
+
+    def __init__(self, workloads: Workloads, ownership: Ownership) -> None:
+        self.workloads = workloads
+        self.ownership = ownership
+
+    async def owner_workload(self, namespace: str, pod: PodInfo) -> WorkloadRef | None:
+        return await self.workloads.owner_workload(namespace, pod)
+
+    async def annotations(self, ref: WorkloadRef) -> tuple[dict[str, str], dict[str, str]]:
+        return await self.workloads.annotations(ref)
+
+    async def patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None:
+        fence(self.ownership, ref.namespace)
+        await self.workloads.patch(ref, body)
 
 
 class _WhileOwned:

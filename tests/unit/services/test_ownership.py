@@ -7,14 +7,17 @@ from typing import Any
 
 import pytest
 
+from spikeprof.core.arming import WorkloadRef
 from spikeprof.services.ownership import (
     EveryNamespace,
     FencedStatusWriter,
+    FencedWorkloads,
     NotOwnerError,
     ServingCount,
     StopFlag,
     serve_while_owned,
 )
+from tests.unit.services.conftest import FakeWorkloads
 
 
 class Switch:
@@ -146,3 +149,14 @@ async def test_a_session_failing_while_owned_fails_as_before() -> None:
 
     with pytest.raises(FileNotFoundError):
         await serve_while_owned(switch, "shop", Never(), serve)
+
+
+async def test_workloads_are_patched_only_while_their_namespace_is_ours() -> None:
+    switch, workloads = Switch(), FakeWorkloads()
+    fenced = FencedWorkloads(workloads, switch)
+    ref = WorkloadRef("Deployment", "shop", "web")
+    with pytest.raises(NotOwnerError):
+        await fenced.patch(ref, {"spec": {}})
+    switch.owned.add("shop")
+    await fenced.patch(ref, {"spec": {}})
+    assert len(workloads.patches) == 1
