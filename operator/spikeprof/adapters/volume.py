@@ -115,6 +115,10 @@ class VolumeStore:
         (final / METADATA_FILE).unlink(missing_ok=True)
         shutil.rmtree(final, ignore_errors=True)
 
+    def stage_unless_complete(self, key: ArtifactKey) -> StagedCapture | None:
+        """A staging directory for the pod's capture; None when it is already published."""
+        return None if self.is_complete(key) else self.stage(key)
+
     def stage(self, key: ArtifactKey) -> StagedCapture:
         final = self.final_path(key)
         # Left over from an attempt that died mid-capture: start it again from nothing.

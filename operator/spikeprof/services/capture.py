@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,11 @@ from spikeprof.telemetry import Metrics
 # Failures after which a pod that has disappeared is the better explanation.
 SUMMARY_TOP = 20  # functions per sample type kept in metadata.json
 FLAMEGRAPH_TYPES = frozenset({"cpu", "heap", "allocs"})  # where a flame graph answers a question
+# Profiles decoded and analysed at once (summary, flame graph), across all captures: a decoded
+# profile holds tens of MiB for a large one, and the work is pure Python under the GIL, so more
+# at once would hold more memory without finishing sooner. Fetching and writing are not bounded
+# by it: profiles stream to disk as they come.
+ANALYSES_AT_ONCE = 2
 # Seconds to wait for the pod watch to report a deletion after a pod stopped answering.
 POD_GONE_GRACE = 2.0
 _GONE_HINTS = {FailureReason.CONNECTION_REFUSED, FailureReason.TIMEOUT, FailureReason.UNREACHABLE}
@@ -60,6 +65,10 @@ class ProfileSource(Protocol):
     async def serves(self, base_url: str) -> bool: ...
 
 
+async def _at_once() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class CaptureJob:
     namespace: str
@@ -75,6 +84,9 @@ class CaptureJob:
     # Raises once this replica may no longer act in the namespace: nothing is committed then,
     # and the new owner resumes the capture under the same id.
     fence: Callable[[], None] = lambda: None
+    # Returns once the capture is recorded as started in status (raises if it cannot be):
+    # profiles are fetched meanwhile, and published only after it.
+    recorded: Callable[[], Awaitable[None]] = _at_once
 
 
 @dataclass
@@ -84,6 +96,9 @@ class Capturer:
     router: EndpointRouter
     metrics: Metrics
     operator_slots: asyncio.Semaphore  # shared by all sessions: the operator's own bound
+    analysis_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(ANALYSES_AT_ONCE)
+    )
 
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
         if not pods:
@@ -103,11 +118,12 @@ class Capturer:
 
     async def _capture_pod(self, job: CaptureJob, pod: PodInfo) -> PodOutcome:
         key = ArtifactKey(job.namespace, job.session, pod.name, job.request.id)
-        if self.store.is_complete(key):
+        # One trip to a worker thread before the first profile request, not two.
+        staged = await asyncio.to_thread(self.store.stage_unless_complete, key)
+        if staged is None:
             # Finished before an operator restart: report it as it was, do not take it again.
             metadata = await asyncio.to_thread(self.store.read_metadata, key)
             return _outcome_from_metadata(pod, key, metadata)
-        staged = await asyncio.to_thread(self.store.stage, key)
         try:
             try:
                 endpoint = await self.router.endpoint(pod, job.spec.target)
@@ -132,6 +148,7 @@ class Capturer:
                 operator_version=job.operator_version,
             )
             # Every pod gets a metadata.json, even when all its profiles failed: it says why.
+            await job.recorded()
             job.fence()
             await asyncio.to_thread(staged.commit, metadata)
         except BaseException:
@@ -165,13 +182,14 @@ class Capturer:
                 baseline = await asyncio.to_thread(
                     self.store.published_file, key, request.file_name
                 )
-            readable = await asyncio.to_thread(
-                _make_readable,
-                staged,
-                request,
-                f"{pod.name} {request.type} ({job.request.id})",
-                baseline,
-            )
+            async with self.analysis_slots:
+                readable = await asyncio.to_thread(
+                    _make_readable,
+                    staged,
+                    request,
+                    f"{pod.name} {request.type} ({job.request.id})",
+                    baseline,
+                )
         except ProfileError as failure:
             reported = failure
             if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
@@ -260,7 +278,8 @@ class Capturer:
         kept = {**asked, "secondFile": name, "secondBytes": fetched.bytes}
         kept["secondSha256"] = fetched.sha256
         title = f"{pod.name} {request.type} ({job.request.id})"
-        found = await asyncio.to_thread(_growth_between, staged, request, title)
+        async with self.analysis_slots:
+            found = await asyncio.to_thread(_growth_between, staged, request, title)
         return {**kept, **found}, None
 
     async def _fetch_checked(

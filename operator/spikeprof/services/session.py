@@ -180,7 +180,7 @@ class SessionWorker:
                     logger.warning("The session waits for the API server: %s", error)
                     captured = False
                 if not captured:
-                    await self.idle(poll_seconds)
+                    await self.idle(self.seconds_to_next_look(poll_seconds))
         # Deleted: nothing is left to look at.
         except SessionGoneError:
             logger.info("The session was deleted; its daemon stops.")
@@ -210,7 +210,11 @@ class SessionWorker:
             parsed, meta, current, stored, generation, now
         )
         decided = status_rules.next_status(current, look)
-        await self._write(current, decided)
+        written = current
+        if request is None or progress.pending is not None:
+            await self._write(current, decided)
+            written = decided
+        # else: a new capture; what the look changed goes out with its start, in one write.
         for restart in look.restarts.found if look.restarts is not None else ():
             self.post_event(
                 "Warning", "ContainerRestarted", restart_rules.event_message(restart, now)
@@ -221,7 +225,7 @@ class SessionWorker:
             self.notifier.session_expired(parsed, decided)
         if request is None:
             return False
-        await self._capture(parsed, request, progress, reachable, decided, generation)
+        await self._capture(parsed, request, progress, reachable, written, decided, generation)
         return True
 
     async def _gather(
@@ -473,6 +477,13 @@ class SessionWorker:
         self.alert_hints.update(entries)
         self.wakeup.set()
 
+    def seconds_to_next_look(self, poll_seconds: float) -> float:
+        """Until the next look: the poll interval, or less when a threshold evaluation falls due
+        before it, so that thresholds are evaluated every trigger.interval, not up to a poll
+        later (alerts wake the loop themselves)."""
+        due = self.spikes.next_at - time.monotonic()
+        return min(poll_seconds, due) if due > 0 else poll_seconds
+
     async def idle(self, seconds: float) -> None:
         """Wait for the next look: `seconds`, or less when an alert arrives."""
         with contextlib.suppress(TimeoutError):
@@ -547,25 +558,39 @@ class SessionWorker:
         request: planner.CaptureRequest,
         progress: planner.Progress,
         reachable: list[PodInfo],
+        written: SessionStatus,
         current: SessionStatus,
         generation: int,
     ) -> None:
-        """Run `request` (gather), decide the status it leaves, write that and say so."""
+        """Run `request` (gather), decide the status it leaves, write that and say so.
+
+        `written` is the status as the outbox has it, `current` as the look decided it.
+        """
         # A full spool (the object store has been away) refuses new captures: the oldest
         # waiting ones are kept, and the request ends as a failed capture saying why.
         refusal = await self.outputs.refusal(parsed) if progress.pending is None else None
         if refusal is not None:
             outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
         else:
+            recording: asyncio.Task[bool] | None = None
             if progress.pending is None:
-                current = await self._start(request, current, len(reachable))
+                current, recording = self._start(request, written, current, len(reachable))
             else:
                 self.post_event(
                     "Normal",
                     "CaptureResumed",
                     f"Capture {request.id} resumed after an operator restart.",
                 )
-            outcome = await self._run(parsed, request, reachable, current)
+            written = current
+            try:
+                outcome = await self._run(parsed, request, reachable, current, recording)
+            finally:
+                # The outbox writes one patch at a time: the start is written before the end.
+                if recording is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(recording)
+            if recording is not None:
+                recording.result()  # a start that could not be written (session gone, fenced)
         done = planner.progress_after(progress, request)
         uploading = parsed.object_store.url if parsed.object_store and outcome.pods else None
         finished = status_rules.capture_finished(
@@ -578,7 +603,7 @@ class SessionWorker:
             reachable=len(reachable),
             uploading_to=uploading,
         )
-        await self.outbox.write(current.patch_to(finished))
+        await self.outbox.write(written.patch_to(finished))
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
@@ -592,21 +617,31 @@ class SessionWorker:
         # In the background: the next capture never waits for a webhook.
         self.notifier.capture_ended(parsed, outcome)
 
-    async def _start(
-        self, request: planner.CaptureRequest, current: SessionStatus, pods: int
-    ) -> SessionStatus:
-        """Record the capture as pending before it runs."""
-        # Durable before any profile is fetched: after a crash, this capture resumes. While
-        # the API server is away it cannot be; the spike is captured anyway, and the outbox
-        # records it, under the same id, once the API server answers.
+    def _start(
+        self,
+        request: planner.CaptureRequest,
+        written: SessionStatus,
+        current: SessionStatus,
+        pods: int,
+    ) -> tuple[SessionStatus, asyncio.Task[bool]]:
+        """Record the capture as pending (with what the look changed), while it starts.
+
+        The write runs beside the first profile requests, so that a spike or an alert meets a
+        profile request at once, not a status round trip later; no pod's artifacts are published
+        before it is durable (CaptureJob.recorded). A crash in between publishes nothing, and
+        what asked for the capture is still there to ask again: the alert stays in
+        pendingAlerts, the spike is evaluated again. Once recorded, a crash resumes the capture
+        under its id. While the API server is away it cannot be recorded; the spike is captured
+        anyway, and the outbox records it, under the same id, once the API server answers.
+        """
         started = status_rules.capture_started(current, request)
-        await self.outbox.write(current.patch_to(started))
+        recording = asyncio.create_task(self.outbox.write(written.patch_to(started)))
         self.post_event(
             "Normal",
             "CaptureStarted",
             f"Capture {request.id} started ({request.reason}) on {pods} pod(s).",
         )
-        return started
+        return started, recording
 
     async def _run(
         self,
@@ -614,7 +649,12 @@ class SessionWorker:
         request: planner.CaptureRequest,
         reachable: list[PodInfo],
         current: SessionStatus,
+        recording: asyncio.Task[bool] | None,
     ) -> CaptureOutcome:
+        async def recorded() -> None:
+            if recording is not None:
+                await asyncio.shield(recording)
+
         job = CaptureJob(
             self.namespace,
             self.name,
@@ -625,5 +665,6 @@ class SessionWorker:
             baseline_id=current.baseline_capture if request.trigger != "baseline" else None,
             pod_now=self._pod_now,
             fence=self.fence,
+            recorded=recorded,
         )
         return await self.capturer.run(job, reachable)

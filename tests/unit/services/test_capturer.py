@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
+from spikeprof.adapters.kube import SessionGoneError
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
@@ -100,3 +104,41 @@ async def test_a_capture_finished_before_a_restart_is_not_taken_again(tmp_path: 
 async def test_a_capture_without_pods_fails_saying_so(tmp_path: Path) -> None:
     outcome = await _capturer(tmp_path, FakeProfiles()).run(_job(), [])
     assert outcome.summary().endswith("failed: no selected pod is running and ready.")
+
+
+def _published(root: Path) -> int:
+    return len(list(root.rglob(METADATA_FILE)))
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+async def test_profiles_are_fetched_while_the_start_is_recorded_and_published_after_it(
+    tmp_path: Path,
+) -> None:
+    profiles = FakeProfiles()
+    asked, start_written = asyncio.Event(), asyncio.Event()
+
+    async def recorded() -> None:
+        asked.set()
+        await start_written.wait()
+
+    job = dataclasses.replace(_job(), recorded=recorded)
+    running = asyncio.create_task(_capturer(tmp_path, profiles).run(job, [pod("web-1")]))
+    await asked.wait()
+    assert profiles.fetched == [("http://10.0.0.1:6060/debug/pprof", "heap")]
+    assert _published(tmp_path) == 0
+    start_written.set()
+    assert (await running).result == "Succeeded"
+    assert _published(tmp_path) == 1
+
+
+async def test_a_start_that_cannot_be_recorded_publishes_nothing(tmp_path: Path) -> None:
+    async def refused() -> None:
+        raise SessionGoneError("shop/checkout is gone")
+
+    job = dataclasses.replace(_job(), recorded=refused)
+    with pytest.raises(SessionGoneError):
+        await _capturer(tmp_path, FakeProfiles()).run(job, [pod("web-1")])
+    assert _files(tmp_path) == []

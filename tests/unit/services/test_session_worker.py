@@ -186,3 +186,38 @@ async def test_while_the_api_server_is_away_a_capture_runs_and_its_status_waits(
     assert len(session.capturer.jobs) == 1
     assert writer.status["captures"]["total"] == 1
     assert writer.status["immediateDone"] is True
+
+
+async def test_a_new_capture_is_recorded_with_what_the_look_found_in_one_write(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer)
+    assert await session.look(spec(trigger={"immediate": True})) is True
+    started, finished = writer.patches
+    assert started["pendingCapture"]["trigger"] == "immediate"
+    assert started["targets"] == {"matched": 1, "reachable": 1, "summary": "1/1"}
+    assert finished["pendingCapture"] is None
+
+
+async def test_the_loop_looks_again_when_the_next_threshold_evaluation_is_due(
+    writer: FakeStatusWriter,
+) -> None:
+    source = FakeMetricSource([{"web-1": 1.0}])
+    session = Session(writer, source=source)
+    trigger = {
+        "thresholds": [{"metric": "memory", "above": "1Gi"}],
+        "metricsSource": "scrape",
+        "interval": "2s",
+    }
+    assert await session.look(spec(trigger=trigger)) is False
+    assert source.asked == [["web-1"]]
+    assert 1.5 < session.worker.seconds_to_next_look(poll_seconds=5.0) <= 2.0
+    assert session.worker.seconds_to_next_look(poll_seconds=0.5) == 0.5
+
+
+async def test_without_thresholds_the_loop_looks_again_after_the_poll_interval(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer)
+    await session.look(spec())
+    assert session.worker.seconds_to_next_look(poll_seconds=5.0) == 5.0
