@@ -82,7 +82,7 @@ demo: venv ## One command: local cluster, a spiking pod, the operator capturing 
 	$(PY) tools/demo/demo.py
 
 .PHONY: bench
-bench: system-packages venv binaries ## Benchmarks under bench/ (figures printed and kept in bench/results/).
+bench: system-packages venv binaries ## Benchmarks under bench/ (figures kept in bench/results/), ending with one table of figures against goals.
 	$(PY) bench/spike_latency.py
 	$(PY) bench/alert_latency.py
 	$(PY) bench/evaluation_cost.py
@@ -90,6 +90,8 @@ bench: system-packages venv binaries ## Benchmarks under bench/ (figures printed
 	$(PY) bench/port_forward_cost.py
 	$(PY) bench/oom_lead_time.py
 	$(PY) bench/failover.py
+	$(PY) bench/capture_fanout.py
+	$(PY) bench/report.py
 
 .PHONY: manifests
 manifests: ## Render deploy/ and the chart README's values table from charts/spikeprof (copies crds/ into the chart first).

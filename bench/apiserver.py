@@ -1,0 +1,86 @@
+"""What the API server did while a benchmark ran: the requests it served (its own counter
+`apiserver_request_total`, read from its /metrics as an admin) and the CPU time it used."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness import cpu_seconds
+from localcluster.controlplane import ControlPlane
+from prometheus_client.parser import text_string_to_metric_families
+
+# (verb, resource, subresource, code)
+RequestKey = tuple[str, str, str, str]
+# Long-running requests (watches, port-forward) are counted once, when they end: not load.
+LONG_RUNNING = {"WATCH", "CONNECT"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    requests: Counter[RequestKey]
+    cpu_s: float
+
+
+class ApiServerMeter:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.context = ssl.create_default_context(cafile=str(plane.ca_cert))
+        self.context.load_cert_chain(str(plane.admin_pair.cert), str(plane.admin_pair.key))
+
+    def read(self) -> Reading:
+        with urllib.request.urlopen(
+            f"{self.plane.server}/metrics", context=self.context, timeout=10
+        ) as reply:
+            text = reply.read().decode()
+        requests: Counter[RequestKey] = Counter()
+        for family in text_string_to_metric_families(text):
+            if family.name != "apiserver_request":
+                continue
+            for sample in family.samples:
+                if sample.name != "apiserver_request_total":
+                    continue
+                labels = sample.labels
+                if labels.get("verb") in LONG_RUNNING:
+                    continue
+                key = (
+                    labels.get("verb", ""),
+                    labels.get("resource", ""),
+                    labels.get("subresource", ""),
+                    labels.get("code", ""),
+                )
+                requests[key] += int(sample.value)
+        return Reading(requests, cpu_seconds(self.plane.processes["kube-apiserver"].pid))
+
+
+def difference(
+    before: Reading, after: Reading, seconds: float, own: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Requests and CPU between two readings, with the busiest kinds of request named.
+
+    `own`: requests the benchmark itself made (e.g. {"GET profilingsessions": 12}), left out.
+    """
+    delta = after.requests.copy()
+    delta.subtract(before.requests)
+    kinds: Counter[str] = Counter()
+    throttled = 0
+    for (verb, resource, subresource, code), count in delta.items():
+        if count <= 0:
+            continue
+        kinds[f"{verb} {resource}{'/' + subresource if subresource else ''}"] += count
+        throttled += count if code == "429" else 0
+    for kind, count in (own or {}).items():
+        kinds[kind] = max(0, kinds[kind] - count)
+    kinds = +kinds  # drops the kinds left at 0
+    total = sum(kinds.values())
+    return {
+        "apiserver_requests": total,
+        "apiserver_requests_per_s": round(total / seconds, 1) if seconds > 0 else None,
+        "apiserver_throttled_429": throttled,
+        "apiserver_cpu_s": round(after.cpu_s - before.cpu_s, 2),
+        "apiserver_busiest": dict(kinds.most_common(6)),
+    }
