@@ -255,11 +255,13 @@ def test_three_shards_take_over_a_killed_one_rebalance_on_its_return_and_capture
         # 3. shard-1 comes back under the same identity: the others let its namespaces go, it
         # takes them after its join period, and the pod watches follow.
         killed.start(names)
+        restarted_at = time.monotonic()
         wait_for(
             lambda: _claims(api, namespace) == {s: frozenset(share[s]) for s in SHARDS},
             45,
             "the namespaces rebalanced to shard-1",
         )
+        print(f"rebalanced {time.monotonic() - restarted_at:.1f} s after the restart")
         for identity, shard in shards.items():
             wait_for(lambda s=shard, i=identity: s.pod_watches() == share[i], 10, identity)
 
