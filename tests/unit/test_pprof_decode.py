@@ -332,8 +332,10 @@ def test_well_formed_profiles_take_the_fast_path_and_decode_as_the_pure_python_o
         cpu_profile(packed=False).body(),
         _mixed_encodings().body(),
         ProfileBuilder().body(),  # nothing but an empty string table
+        cpu_profile().body() + message(6, b"\xffnot utf-8"),  # Go's pprof reads it too
     ):
         assert decode_upb.decode_body(body) == decode_python.decode_body(body)
+    assert decode(cpu_profile().body() + message(6, b"\xffx")).strings[-1] == "\ufffdx"
 
 
 def _mixed_encodings() -> ProfileBuilder:

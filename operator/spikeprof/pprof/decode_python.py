@@ -3,9 +3,10 @@
 profile.decode runs decode_upb first. When that meets anything irregular (a protobuf error, a
 dangling id, a wire type out of place), it hands the body to this decoder, which walks the
 protobuf wire format by hand and says exactly what is wrong with the file, where, in words a
-person understands; or decodes it, when the file is odd but valid (upb refuses strings that are
-not UTF-8, which Go's pprof reads). It is also the reference the fast decoder is tested against
-(tests/unit/test_pprof_decode.py). Every failure is a ProfileDecodeError; no IndexError,
+person understands; or decodes it, when the file is odd but valid (a label field given twice,
+which the fast decoder does not take). It is also the reference the fast decoder is tested
+against (tests/unit/test_pprof_decode.py). Seven to eight times slower on large profiles, it is
+kept for these and for nothing else. Every failure is a ProfileDecodeError; no IndexError,
 KeyError or MemoryError escapes, whatever the bytes.
 
 Decoding follows `go tool pprof` (profile.Parse and CheckValid): strings are resolved through

@@ -5,11 +5,13 @@ the decoded form is model.Profile (tables as dataclasses, samples as numpy array
 decoders make it, and decode_body picks:
 
 - decode_upb, upb (protobuf's C runtime) with profile.proto compiled at build time, and numpy
-  for the samples: what every well-formed profile goes through, about 15 times faster than
-  the pure-Python decoder on a 150,000-sample profile (bench/pprof_analysis.py);
+  for the samples: what every well-formed profile goes through, 7 to 8 times less CPU than the
+  pure-Python decoder on a 150,000-sample profile (0.25 s against 1.7 s for bench/
+  pprof_analysis.py's CPU profile);
 - decode_python, the pure-Python decoder, which wins on bad files: when the fast one meets
-  anything irregular it takes over and either decodes the file (it reads strings that are not
-  UTF-8, as Go's pprof does) or says exactly what is wrong with it, where, in words.
+  anything irregular it takes over and says exactly what is wrong with the file, where, in
+  words (or decodes it, for the odd but valid encodings the fast one does not take, such as a
+  label field given twice).
 
 Either way the result is the same Profile (tests/unit/test_pprof_decode.py checks it), and
 every failure is a ProfileDecodeError; no IndexError, KeyError or MemoryError escapes.
