@@ -156,10 +156,8 @@ class ShardMembership:
         try:
             async with asyncio.timeout(self.renew_deadline):
                 await self.leases.update(released)
-        except (
-            KubeError,
-            TimeoutError,
-        ) as error:  # the Lease expires on its own a lease duration later
+        # Not released: it expires on its own a lease duration later, as after a crash.
+        except (KubeError, TimeoutError) as error:
             log.warning("Could not release Lease %s: %s", self.lease_name, error)
         else:
             log.info("Released Lease %s.", self.lease_name)
@@ -258,10 +256,8 @@ class ShardMembership:
         try:
             async with asyncio.timeout(self.renew_deadline):
                 found = await self.leases.list_selected(f"{GROUP_LABEL}={self.prefix}")
-        except (
-            KubeError,
-            TimeoutError,
-        ) as error:  # the view ages; the fence closes once it is too old
+        # The view ages, and the fence closes once it is older than the renew deadline.
+        except (KubeError, TimeoutError) as error:
             log.warning("Could not list the shard group %s: %s", self.prefix, error)
             return
         now = self.clock()
