@@ -14,13 +14,13 @@ from typing import Any
 import msgspec
 
 
-class _Owner(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Owner(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     kind: str = ""
     name: str = ""
     controller: bool | None = None
 
 
-class _Meta(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Meta(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     name: str = ""
     namespace: str = ""
     uid: str = ""
@@ -31,56 +31,56 @@ class _Meta(msgspec.Struct, rename="camel", omit_defaults=True):
     creation_timestamp: str | None = None
 
 
-class _Resources(msgspec.Struct, omit_defaults=True):
+class _Resources(msgspec.Struct, omit_defaults=True, gc=False):
     limits: dict[str, Any] | None = None
     requests: dict[str, Any] | None = None
 
 
-class _Container(msgspec.Struct, omit_defaults=True):
+class _Container(msgspec.Struct, omit_defaults=True, gc=False):
     name: str = ""
     resources: _Resources | None = None
 
 
-class _Spec(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Spec(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     node_name: str | None = None
     containers: list[_Container] | None = None
 
 
-class _Condition(msgspec.Struct, omit_defaults=True):
+class _Condition(msgspec.Struct, omit_defaults=True, gc=False):
     type: str = ""
     status: str = ""
 
 
-class _Terminated(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Terminated(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     reason: str | None = None
     exit_code: int | None = None
     finished_at: str | None = None
 
 
-class _Running(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Running(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     started_at: str | None = None
 
 
-class _State(msgspec.Struct, omit_defaults=True):
+class _State(msgspec.Struct, omit_defaults=True, gc=False):
     running: _Running | None = None
     terminated: _Terminated | None = None
 
 
-class _ContainerStatus(msgspec.Struct, rename="camel", omit_defaults=True):
+class _ContainerStatus(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     name: str = ""
     restart_count: int = 0
     state: _State | None = None
     last_state: _State | None = None
 
 
-class _Status(msgspec.Struct, rename="camel", omit_defaults=True):
+class _Status(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     phase: str | None = None
     pod_ip: str | None = msgspec.field(default=None, name="podIP")
     conditions: list[_Condition] | None = None
     container_statuses: list[_ContainerStatus] | None = None
 
 
-class Pod(msgspec.Struct, omit_defaults=True):
+class Pod(msgspec.Struct, omit_defaults=True, gc=False):
     metadata: _Meta = msgspec.field(default_factory=_Meta)
     spec: _Spec = msgspec.field(default_factory=_Spec)
     status: _Status = msgspec.field(default_factory=_Status)
@@ -91,17 +91,17 @@ class Pod(msgspec.Struct, omit_defaults=True):
         return shape
 
 
-class _ListMeta(msgspec.Struct, rename="camel"):
+class _ListMeta(msgspec.Struct, rename="camel", gc=False):
     resource_version: str = ""
     continue_: str | None = msgspec.field(default=None, name="continue")
 
 
-class PodList(msgspec.Struct):
+class PodList(msgspec.Struct, gc=False):
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
     items: list[Pod] = msgspec.field(default_factory=list)
 
 
-class WatchEvent(msgspec.Struct):
+class WatchEvent(msgspec.Struct, gc=False):
     """One line of a watch: the object is decoded as a Pod only for ADDED, MODIFIED and
     DELETED (an ERROR's object is a Status, a BOOKMARK's nearly empty)."""
 
@@ -109,26 +109,26 @@ class WatchEvent(msgspec.Struct):
     object: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     cpu: str = "0"
     memory: str = "0"
 
 
-class _ContainerUsage(msgspec.Struct):
+class _ContainerUsage(msgspec.Struct, gc=False):
     usage: _Usage = msgspec.field(default_factory=_Usage)
 
 
-class _NameOnly(msgspec.Struct):
+class _NameOnly(msgspec.Struct, gc=False):
     name: str = ""
 
 
-class PodMetrics(msgspec.Struct):
+class PodMetrics(msgspec.Struct, gc=False):
     metadata: _NameOnly = msgspec.field(default_factory=_NameOnly)
     timestamp: str | None = None
     containers: list[_ContainerUsage] = msgspec.field(default_factory=list)
 
 
-class PodMetricsList(msgspec.Struct):
+class PodMetricsList(msgspec.Struct, gc=False):
     items: list[PodMetrics] = msgspec.field(default_factory=list)
 
 

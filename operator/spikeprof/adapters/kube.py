@@ -220,7 +220,8 @@ class PodMetricsSource:
         times: dict[str | None, float] = {}  # items share a few timestamps (one per scrape)
         for item in listing.items:
             name = item.metadata.name
-            if name not in wanted or not item.containers:
+            containers = item.containers
+            if not containers or name not in wanted:
                 continue
             at = times.get(item.timestamp)
             if at is None:
@@ -228,7 +229,10 @@ class PodMetricsSource:
             found = False
             for metric in asked:
                 try:
-                    value = sum(_usage(getattr(c.usage, metric)) for c in item.containers)
+                    if len(containers) == 1:
+                        value = _usage(getattr(containers[0].usage, metric))
+                    else:
+                        value = sum(_usage(getattr(c.usage, metric)) for c in containers)
                 except ValueError:
                     continue  # one malformed item must not hide the other pods
                 observations.append(Observation(name, metric, value, at))

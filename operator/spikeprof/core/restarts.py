@@ -219,18 +219,19 @@ def due(
     restarted container no longer exists; so are all once the spec no longer asks for restart
     captures (`wanted` False). One of a pod that is not ready yet waits.
     """
+    waiting = [r for r in records if r.waiting and r.capture_due is not None]
+    if not waiting:
+        return [], {}  # the usual case: no pod sets built at every look over thousands of pods
     ready = {p.uid for p in reachable}
     present = {p.uid for p in selected}
     ripe: list[RestartRecord] = []
     given_up: dict[str, str] = {}
-    for record in records:
-        if not record.waiting or record.capture_due is None:
-            continue
+    for record in waiting:
         if not wanted:
             given_up[record.key] = "NotWanted: trigger.onRestart was removed from the spec"
         elif record.pod_uid not in present:
             given_up[record.key] = "PodGone: the pod was deleted before the capture was due"
-        elif record.pod_uid in ready and parse_time(record.capture_due) <= now:
+        elif record.pod_uid in ready and parse_time(record.capture_due or "") <= now:
             ripe.append(record)
     return ripe, given_up
 
