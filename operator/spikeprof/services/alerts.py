@@ -249,10 +249,19 @@ class AlertIntake:
             raise RecordingFailedError(str(error)) from None
         return [found] if found is not None else []
 
+    def _forget_before(self, moment: float) -> None:
+        """Drop the keys recorded before `moment`: the oldest come first (insertion order), so
+        a notification costs what expired, not a pass over an hour of keys."""
+        while self._recent:
+            oldest = next(iter(self._recent))
+            if self._recent[oldest] >= moment:
+                return
+            del self._recent[oldest]
+
     async def receive(self, notification: Notification) -> IntakeResult:
         """Record each firing alert as pending in the sessions it matches (or raise)."""
         now = time.monotonic()
-        self._recent = {k: t for k, t in self._recent.items() if now - t < RECENT_SECONDS}
+        self._forget_before(now - RECENT_SECONDS)
         writes: dict[tuple[str, str], dict[str, Any]] = {}
         duplicates = unmatched = 0
         received_at = format_time(datetime.datetime.now(datetime.UTC))
@@ -277,6 +286,7 @@ class AlertIntake:
             except KubeError as error:
                 raise RecordingFailedError(str(error)) from None
             for key in entries:
+                self._recent.pop((namespace, name, key), None)  # kept in time order
                 self._recent[(namespace, name, key)] = now
             live = self.registry.get(namespace, name)
             if live is not None:
