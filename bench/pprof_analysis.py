@@ -69,9 +69,11 @@ def measure_ours(path: Path, flamegraph: bool) -> dict[str, Any]:
 
 
 def _import_pprof() -> dict[str, Any]:
-    from spikeprof.pprof import flamegraph_page, profile, summary, wire_schema
+    # decode_upb brings numpy and protobuf, which the modules import only when first used.
+    from spikeprof.pprof import decode_upb, flamegraph_page, profile, summary, wire_schema
 
     wire_schema.profile_message()  # the message types, built from profile.binpb on first use
+    del decode_upb
     return {"profile": profile, "summary": summary, "flamegraph_page": flamegraph_page}
 
 

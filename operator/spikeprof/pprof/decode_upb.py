@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from google.protobuf import unknown_fields
@@ -22,8 +22,6 @@ from google.protobuf.message import DecodeError
 from spikeprof.pprof import wire_arrays, wire_schema
 from spikeprof.pprof.model import (
     Function,
-    Int32Array,
-    Int64Array,
     Line,
     Location,
     Mapping,
@@ -31,6 +29,9 @@ from spikeprof.pprof.model import (
     ValueType,
 )
 from spikeprof.pprof.wire_arrays import IrregularWireError, UInt64Array
+
+if TYPE_CHECKING:
+    from spikeprof.pprof.model import Int32Array, Int64Array
 
 # The field numbers each message of profile.proto defines: one of them among the unknown
 # fields means a wire type out of place (which upb keeps aside rather than refuse).

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from spikeprof.errors import SpikeprofError
 from spikeprof.pprof import units
 from spikeprof.pprof.flamegraph import MAX_FRAMES, MIN_FRAME_FRACTION, ROOT_NAME
@@ -297,6 +295,8 @@ class _Node:
 
 def _stacks(profile: Profile, index: int) -> list[tuple[tuple[str, ...], int]]:
     # Each sample's frames by name, root first, with its (positive) value of the sample type.
+    import numpy as np  # here, not at the top: see summary.py
+
     table = frame_table(profile)
     frames, offsets = table.stack_frames(profile)
     names = [table.names[frame] for frame in frames[::-1].tolist()]  # every stack, root first

@@ -13,12 +13,15 @@ MAX_FRAMES are kept, so the file stays a couple of MB at worst.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from spikeprof.pprof import sums
 from spikeprof.pprof.frames import frame_table
-from spikeprof.pprof.model import Int64Array, Profile, ValueType
+from spikeprof.pprof.model import Profile, ValueType
+
+# numpy is imported in the functions that use it, not here: the operator imports this module
+# at start, and should take numpy's ~17 MiB only once it analyses a profile.
+if TYPE_CHECKING:
+    from spikeprof.pprof.model import Int64Array
 
 MIN_FRAME_FRACTION = 0.0005
 """Frames narrower than this share of the total are not drawn: 0.6 px of a 1200 px wide graph,
@@ -56,6 +59,8 @@ def build_flamegraph(
     max_frames: int = MAX_FRAMES,
 ) -> FlameGraph:
     """Merge the samples' stacks (root first) for a sample type (pprof's default if None)."""
+    import numpy as np
+
     index = profile.sample_type_index(sample_type)
     table = frame_table(profile)
     drawn = np.flatnonzero(profile.sample_values[:, index] > 0)
@@ -122,6 +127,10 @@ class _Tree:
         weights: Int64Array,
         threshold: float,
     ) -> None:
+        import numpy as np
+
+        from spikeprof.pprof import sums
+
         self.width[0] = int(weights.sum())
         samples = np.arange(len(ends))  # those still under a drawn frame
         node_of = np.zeros(len(ends), dtype=np.int64)  # the deepest drawn frame over each
@@ -162,6 +171,8 @@ class _Tree:
     def widest(self, max_frames: int) -> tuple[list[int], int, bool]:
         """The nodes drawn (at most max_frames, the widest, a parent before its children), the
         frames not drawn below drawn ones, and whether max_frames cut any wide one."""
+        import numpy as np
+
         nodes = len(self.frame)
         if nodes <= max_frames:
             return list(range(nodes)), sum(self.thin_children), False

@@ -9,10 +9,14 @@ graphs both build on this table, so both count the same frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+from spikeprof.pprof.model import Profile
 
-from spikeprof.pprof.model import Int64Array, Profile
+# numpy is imported in the functions that use it, not here: the operator imports this module
+# at start, and should take numpy's ~17 MiB only once it analyses a profile.
+if TYPE_CHECKING:
+    from spikeprof.pprof.model import Int64Array
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,8 @@ class FrameTable:
         """The frames of samples first..stop-1 (all by default), leaf first, as (frames,
         offsets): sample first+i's frames are frames[offsets[i]:offsets[i + 1]], each
         location's inlined frames expanded in place."""
+        import numpy as np
+
         stop = profile.sample_count if stop is None else stop
         bounds = profile.stack_offsets[first : stop + 1]
         locations = profile.stack_locations[bounds[0] : bounds[-1]]
@@ -62,6 +68,8 @@ def _base_name(path: str) -> str:
 
 
 def frame_table(profile: Profile) -> FrameTable:
+    import numpy as np
+
     # pprof's node identity at "functions" granularity: the name; for a nameless frame, its
     # binary and the function's start line (kept apart, though both print as "[binary]").
     numbers: dict[tuple[str, str, int], int] = {}

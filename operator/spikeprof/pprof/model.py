@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from spikeprof.errors import SpikeprofError
 
-Int64Array = npt.NDArray[np.int64]
-Int32Array = npt.NDArray[np.int32]
-UInt64Array = npt.NDArray[np.uint64]
+# numpy is imported in the functions that use it, not here: the operator imports this module
+# at start, and should take numpy's ~17 MiB only once it analyses a profile.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Int64Array: TypeAlias = npt.NDArray[np.int64]
+    Int32Array: TypeAlias = npt.NDArray[np.int32]
+    UInt64Array: TypeAlias = npt.NDArray[np.uint64]
 
 
 class ProfileDecodeError(SpikeprofError, ValueError):
@@ -199,10 +202,8 @@ class Profile:
 
 
 def _same(a: Any, b: Any) -> bool:
+    import numpy as np
+
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
     return bool(a == b)
-
-
-def empty_int64(*shape: int) -> Int64Array:
-    return np.zeros(shape, dtype=np.int64)

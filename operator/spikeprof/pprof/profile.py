@@ -22,7 +22,6 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from spikeprof.pprof import decode_python, decode_upb
 from spikeprof.pprof.model import (
     Function,
     Label,
@@ -34,7 +33,6 @@ from spikeprof.pprof.model import (
     Sample,
     ValueType,
 )
-from spikeprof.pprof.wire_arrays import IrregularWireError
 
 # The model's types, for callers that decode: they come from here with decode().
 __all__ = [
@@ -69,6 +67,11 @@ again, so that a zip bomb is refused without ever holding more than this."""
 
 def decode_body(body: bytes) -> Profile:
     """Decode an uncompressed protobuf body, fast when it is regular, in words when it is bad."""
+    # Imported here, as numpy and protobuf: the operator imports this module at start, and
+    # should take their memory only once it decodes a profile.
+    from spikeprof.pprof import decode_python, decode_upb
+    from spikeprof.pprof.wire_arrays import IrregularWireError
+
     try:
         return decode_upb.decode_body(body)
     except IrregularWireError:

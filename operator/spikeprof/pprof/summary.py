@@ -20,14 +20,17 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from spikeprof.pprof import sums, units
+from spikeprof.pprof import units
 from spikeprof.pprof.frames import FrameTable, frame_table
-from spikeprof.pprof.model import Int64Array, Profile, ValueType
+from spikeprof.pprof.model import Profile, ValueType
 from spikeprof.pprof.profile import decode_file
+
+# numpy is imported in the functions that use it, not here: the operator imports this module
+# at start, and should take numpy's ~17 MiB only once it analyses a profile.
+if TYPE_CHECKING:
+    from spikeprof.pprof.model import Int64Array
 
 DEFAULT_TOP = 20
 """Rows per sample type in analyze_file's summary: the functions someone reads first, enough to
@@ -134,6 +137,10 @@ def _accumulate(
     table: FrameTable,
 ) -> tuple[Int64Array, Int64Array, list[int]]:
     # flat and cum, shape (sample types, frames), and the total of each sample type.
+    import numpy as np
+
+    from spikeprof.pprof import sums
+
     values = profile.sample_values
     frame_count = len(table.names)
     type_count = len(profile.sample_types)
@@ -170,12 +177,16 @@ def _accumulate(
 def _name_ranks(names: tuple[str, ...]) -> Int64Array:
     # Each frame's name's place in name order; frames of the same name (nameless frames of one
     # binary) share it.
+    import numpy as np
+
     place = {name: rank for rank, name in enumerate(sorted(set(names)))}
     return np.fromiter((place[name] for name in names), dtype=np.int64, count=len(names))
 
 
 def _top_order(ranks: Int64Array, flat: Int64Array, cum: Int64Array) -> Int64Array:
     # pprof's FlatNameOrder: |flat| down, name up, |cum| down; functions with neither are left out.
+    import numpy as np
+
     frames = np.flatnonzero((flat != 0) | (cum != 0))
     order = np.lexsort((frames, -np.abs(cum[frames]), ranks[frames], -np.abs(flat[frames])))
     result: Int64Array = frames[order]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeprof.pprof.model import Int64Array
+from spikeprof.pprof.wire_arrays import Int64Array
 
 _EXACT_IN_FLOAT64 = 1 << 53
 
