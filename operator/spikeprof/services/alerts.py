@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,9 @@ from spikeprof.core.pods import PodInfo
 from spikeprof.core.session_status import PendingAlert
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.status_outbox import StatusPatcher
+
+POD_READS_AT_ONCE = 16
+"""Pods read at once for one notification (those named in namespaces served elsewhere)."""
 
 RECENT_SECONDS = 3600.0  # keys recorded by this process, remembered beyond the watch's lag
 
@@ -219,35 +222,57 @@ class AlertIntake:
             if self._inflight.get(key) is batch.done:
                 del self._inflight[key]
 
-    async def _matching(self, alert: Alert) -> list[_Match]:
+    def _matching(
+        self,
+        alert: Alert,
+        standby: list[tuple[StandbyView, SessionSpec]],
+        named: Mapping[tuple[str, str], PodInfo | None],
+    ) -> list[_Match]:
         """The sessions whose trigger.alerts match the alert: those served here (their pods
-        from the cache), then those that are not (a named pod read from the API server)."""
+        from the cache), then those that are not (a named pod as read from the API server)."""
         found = []
         for view in self.registry.views():
             matcher = view.spec.trigger.alerts
             if matcher is not None and matcher.matches(alert.labels):
                 pods = alert_pods(alert, view.namespace, view.spec.selector, view.pods())
                 found.append(_Match(view.namespace, view.name, pods, view.status()))
-        for standby in self.registry.standing_by():
-            spec = standby.parsed()
-            matcher = spec.trigger.alerts if spec is not None else None
-            if spec is None or matcher is None or not matcher.matches(alert.labels):
+        for session, spec in standby:
+            if spec.trigger.alerts is None or not spec.trigger.alerts.matches(alert.labels):
                 continue
-            named = await self._named_pod(alert, standby.namespace)
-            pods = alert_pods(alert, standby.namespace, spec.selector, named)
-            found.append(_Match(standby.namespace, standby.name, pods, standby.status))
+            pod = named.get((session.namespace, alert.labels.get("pod", "")))
+            pods = alert_pods(alert, session.namespace, spec.selector, [pod] if pod else [])
+            found.append(_Match(session.namespace, session.name, pods, session.status))
         return found
 
-    async def _named_pod(self, alert: Alert, namespace: str) -> list[PodInfo]:
-        """The pod the alert names in `namespace`, if it exists (alert_pods needs no other)."""
-        pod = alert.labels.get("pod")
-        if pod is None or alert.labels.get("namespace", namespace) != namespace:
-            return []
+    async def _read_named_pods(
+        self, alerts: Sequence[Alert], standby: list[tuple[StandbyView, SessionSpec]]
+    ) -> dict[tuple[str, str], PodInfo | None]:
+        """The pods that alerts name in namespaces of sessions not served here, each read once
+        and a few at a time (a burst names many)."""
+        wanted: set[tuple[str, str]] = set()
+        for alert in alerts:
+            pod = alert.labels.get("pod")
+            for session, spec in standby:
+                matcher = spec.trigger.alerts
+                if (
+                    pod is not None
+                    and alert.labels.get("namespace", session.namespace) == session.namespace
+                    and matcher is not None
+                    and matcher.matches(alert.labels)
+                ):
+                    wanted.add((session.namespace, pod))
+        slots = asyncio.Semaphore(POD_READS_AT_ONCE)
+
+        async def read(namespace: str, pod: str) -> PodInfo | None:
+            async with slots:
+                return await self.find_pod(namespace, pod)
+
+        keys = sorted(wanted)
         try:
-            found = await self.find_pod(namespace, pod)
+            found = await asyncio.gather(*(read(ns, pod) for ns, pod in keys))
         except KubeError as error:  # answered 5xx: Alertmanager sends it again
             raise RecordingFailedError(str(error)) from None
-        return [found] if found is not None else []
+        return dict(zip(keys, found, strict=True))
 
     def _forget_before(self, moment: float) -> None:
         """Drop the keys recorded before `moment`: the oldest come first (insertion order), so
@@ -265,9 +290,15 @@ class AlertIntake:
         writes: dict[tuple[str, str], dict[str, Any]] = {}
         duplicates = unmatched = 0
         received_at = format_time(datetime.datetime.now(datetime.UTC))
+        standby = [
+            (session, spec)
+            for session in self.registry.standing_by()
+            if (spec := session.parsed()) is not None and spec.trigger.alerts is not None
+        ]
+        named = await self._read_named_pods(notification.firing, standby)
         for alert in notification.firing:
             matched = False
-            for found in await self._matching(alert):
+            for found in self._matching(alert, standby, named):
                 if found.pods == ():
                     continue
                 matched = True

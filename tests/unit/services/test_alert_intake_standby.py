@@ -3,6 +3,7 @@ their status all the same, with a named pod read from the API server, before the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,7 +13,12 @@ from spikeprof.adapters.kube import ApiUnavailableError
 from spikeprof.core.alerts import Notification, parse_notification
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import parse_spec
-from spikeprof.services.alerts import AlertIntake, SessionRegistry, SessionView
+from spikeprof.services.alerts import (
+    POD_READS_AT_ONCE,
+    AlertIntake,
+    SessionRegistry,
+    SessionView,
+)
 from tests.unit.services.conftest import FakeStatusWriter, pod, spec
 
 KEY = "abc@2026-11-26T01:00:00Z"
@@ -130,3 +136,40 @@ async def test_a_session_served_here_is_matched_once_through_its_worker_not_its_
     assert [v.name for v in registry.standing_by()] == ["checkout"]
     registry.forget("shop", "checkout")
     assert registry.standing_by() == []
+
+
+async def test_a_burst_reads_each_named_pod_once_and_a_few_at_a_time() -> None:
+    registry = SessionRegistry()
+    namespaces = [f"team-{i}" for i in range(40)]
+    for ns in namespaces:
+        registry.stand_by(ns, "checkout", spec(trigger=ALERTS), {})
+    reading = peak = 0
+    reads: list[tuple[str, str]] = []
+
+    async def find(namespace: str, name: str) -> PodInfo | None:
+        nonlocal reading, peak
+        reads.append((namespace, name))
+        reading += 1
+        peak = max(peak, reading)
+        await asyncio.sleep(0.01)
+        reading -= 1
+        return pod(name, namespace=namespace)
+
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighCPU", "namespace": ns, "pod": "web-1"},
+            "startsAt": "2026-11-26T01:00:00Z",
+            "fingerprint": f"fp-{ns}-{copy}",
+        }
+        for ns in namespaces
+        for copy in range(2)  # two alerts name each pod
+    ]
+    burst = parse_notification(
+        {"version": "4", "status": "firing", "groupKey": "g", "alerts": alerts}
+    )
+    writer = FakeStatusWriter()
+    result = await AlertIntake(registry, writer, find).receive(burst)
+    assert (result.recorded, result.unmatched) == (80, 0)
+    assert sorted(reads) == [(ns, "web-1") for ns in sorted(namespaces)]
+    assert 1 < peak <= POD_READS_AT_ONCE
