@@ -157,11 +157,10 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         total += int(count)
-        # A frame reads "function (path/file.py:line)": kept as "function file.py".
+        # A frame reads "function (path/file.py:line)": kept as "function (file.py)".
         frames = {
-            f"{frame.split(' (')[0]} {frame.rsplit('/', 1)[-1].split(':')[0]}"
-            for frame in stack.split(";")
-            if " (" in frame
+            f"{function} ({where.rsplit('/', 1)[-1].split(':')[0]})"
+            for function, _, where in (frame.partition(" (") for frame in stack.split(";"))
         }
         for frame in frames:
             inclusive[frame] += int(count)
@@ -271,9 +270,10 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy one more window")
     args = parser.parse_args()
+    runs = [run(c, args.namespaces, args.window, args.shards, args.profile) for c in args.pods]
+    # The other part of the results (main runs, or sharding) is kept as the last run left it.
     previous = RESULTS / "evaluation_cost.json"
     results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
-    runs = [run(c, args.namespaces, args.window, args.shards, args.profile) for c in args.pods]
     if args.shards > 1:
         # The main runs are kept; the sharding part is added or replaced.
         results["sharding"] = {
