@@ -19,6 +19,11 @@ from spikeprof.core.spec import ProfileRequest
 
 CHUNK = 1 << 16
 PROBE_SECONDS = 2.0  # a pprof index answers at once; longer means it is not there yet
+# A profile is fetched once per pod and capture, minutes apart: its connection is not kept for
+# another. Kept idle in the shared pool, it made every later request dearer (httpcore polls each
+# idle socket when it assigns a request); closing it cost ~35% less CPU per fetch, measured
+# with 40 fetches at once over 100 pod addresses.
+ONE_OFF = {"Connection": "close"}
 # Go's net/http/pprof says this when another CPU profile is running in the same process.
 IN_USE_MARKERS = ("already in use", "profiling already")
 
@@ -122,7 +127,9 @@ class ProfileFetcher:
         size = 0
         # Connecting must be quick whatever the sampling time; reading waits for the sample.
         limits = httpx.Timeout(budget, connect=min(budget, 10.0))
-        async with self.client.stream("GET", url, params=request.query, timeout=limits) as reply:
+        async with self.client.stream(
+            "GET", url, params=request.query, timeout=limits, headers=ONE_OFF
+        ) as reply:
             if reply.status_code != 200:
                 body = (await reply.aread())[:500].decode("utf-8", "replace").strip()
                 if any(marker in body for marker in IN_USE_MARKERS):

@@ -302,8 +302,8 @@ class Capturer:
             fetch_timeout=job.spec.limits.fetch_timeout,
         )
         try:
-            await asyncio.to_thread(check_file, temp, trace=request.type == "trace")
-            await asyncio.to_thread(staged.keep, file_name)
+            trace = request.type == "trace"
+            await asyncio.to_thread(_check_and_keep, staged, temp, file_name, trace)
         except NotAProfileError as error:
             await asyncio.to_thread(staged.drop, file_name)
             raise ProfileError(
@@ -317,6 +317,12 @@ class Capturer:
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
         return fetched
+
+
+def _check_and_keep(staged: StagedCapture, temp: Path, file_name: str, trace: bool) -> None:
+    """Check that the fetched file is what was asked for, and keep it: one worker-thread trip."""
+    check_file(temp, trace=trace)
+    staged.keep(file_name)
 
 
 @dataclass(frozen=True)
