@@ -66,15 +66,19 @@ class LabelSelector:
         annotations: Mapping[str, str] | None = None,
         name: str | None = None,
     ) -> bool:
-        if self.is_empty:
+        # Plain loops, not all() over generators: this runs for every pod of a namespace
+        # whenever its pods change (10,000s of calls).
+        if self.pod_names:
+            if name not in self.pod_names:
+                return False
+        elif not self.match_labels and not self.requirements and not self.dapr_app_id:
             return False  # an empty selector selects nothing here, never everything
-        if self.pod_names and name not in self.pod_names:
-            return False
         if self.dapr_app_id and (annotations or {}).get(DAPR_APP_ID) != self.dapr_app_id:
             return False
-        return all(labels.get(k) == v for k, v in self.match_labels) and all(
-            r.matches(labels) for r in self.requirements
-        )
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return all(requirement.matches(labels) for requirement in self.requirements)
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.match_labels]

@@ -451,17 +451,26 @@ class SessionWorker:
         return answer
 
     def _select(self, selector: LabelSelector) -> tuple[list[PodInfo], list[PodInfo]]:
-        """The selected pods and, sorted by name, those reachable; cached per pods version."""
+        """The selected pods and, sorted by name, those reachable; cached per pods version.
+
+        On a new version only the pods whose records changed are matched again: the pod cache
+        replaces a pod's record when the pod changes, so a record selected last time that is
+        still there is the same object (kept alive by the previous selection, so its id is
+        not reused), and the same selector selects it again.
+        """
         key = (self.pods_version(), selector)
-        if self._selection is None or self._selection[0] != key:
+        previous = self._selection
+        if previous is None or previous[0] != key:
+            same = previous is not None and previous[0][1] == selector
+            kept = set(map(id, previous[1])) if previous is not None and same else set()
             pods = [
                 p
                 for p in self.pods_in_namespace()
-                if selector.matches(p.labels, p.annotations, p.name)
+                if id(p) in kept or selector.matches(p.labels, p.annotations, p.name)
             ]
             reachable = sorted((p for p in pods if p.reachable), key=lambda p: p.name)
-            self._selection = (key, pods, reachable)
-        return self._selection[1], list(self._selection[2])
+            previous = self._selection = (key, pods, reachable)
+        return previous[1], list(previous[2])
 
     def _register(self, parsed: SessionSpec, stored: Mapping[str, Any]) -> None:
         """Let the alert receiver see this session as it is now."""
