@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from spikeprof.pprof.frames import frame_table
+from spikeprof.pprof.frames import FrameTable, frame_table
 from spikeprof.pprof.model import Profile, ValueType
 
 # numpy is imported in the functions that use it, not here: the operator imports this module
@@ -69,12 +69,7 @@ def build_flamegraph(
     threshold = max(1.0, total * min_fraction)
     tree = _Tree(len(table.names))
     if len(drawn):
-        stack_frames, offsets = table.stack_frames(profile)
-        # Root-first depth d (1 = outermost) of drawn sample i: stack_frames[ends[i] - d].
-        ends = offsets[drawn + 1]
-        depths = ends - offsets[drawn]
-        del offsets
-        tree.grow(stack_frames, ends, depths, weights, threshold)
+        tree.grow(table, profile, drawn, weights, threshold)
     kept, dropped, max_frames_reached = tree.widest(max_frames)
 
     names = [ROOT_NAME]
@@ -121,33 +116,38 @@ class _Tree:
 
     def grow(
         self,
-        stack_frames: Int64Array,
-        ends: Int64Array,
-        depths: Int64Array,
+        table: FrameTable,
+        profile: Profile,
+        drawn: Int64Array,
         weights: Int64Array,
         threshold: float,
     ) -> None:
+        """Add the frames of the drawn samples (their weights given) at least threshold wide."""
         import numpy as np
 
         from spikeprof.pprof import sums
 
         self.width[0] = int(weights.sum())
-        samples = np.arange(len(ends))  # those still under a drawn frame
-        node_of = np.zeros(len(ends), dtype=np.int64)  # the deepest drawn frame over each
+        frames_per_location = np.diff(table.frame_offsets)
+        locations = profile.stack_locations
+        # A cursor per sample, from the root down: its location entry and the frame in it
+        # (a location's frames are innermost first, so its outermost is the last).
+        bottom = profile.stack_offsets[drawn]
+        entry = profile.stack_offsets[drawn + 1] - 1
+        samples = np.flatnonzero(entry >= bottom)  # those still under a drawn frame
+        entry = entry[samples]
+        position = frames_per_location[locations[entry]] - 1
+        node_of = np.zeros(len(drawn), dtype=np.int64)  # the deepest drawn frame over each
         depth = 1
         while len(samples):
-            samples = samples[depths[samples] >= depth]
-            if not len(samples):
-                break
-            parents = node_of[samples]
-            keys = parents * self.frame_count + stack_frames[ends[samples] - depth]
+            frame = table.frame_numbers[table.frame_offsets[locations[entry]] + position]
+            keys = node_of[samples] * self.frame_count + frame
             order = np.argsort(keys, kind="stable")
             ordered = keys[order]
             heads = np.ones(len(ordered), dtype=np.bool_)
             np.not_equal(ordered[1:], ordered[:-1], out=heads[1:])
-            group_sorted = np.cumsum(heads) - 1
             group = np.empty(len(keys), dtype=np.int64)
-            group[order] = group_sorted
+            group[order] = np.cumsum(heads) - 1
             groups = ordered[heads]
             widths = sums.weighted_counts(group, weights[samples], len(groups))
             wide = widths >= threshold
@@ -163,9 +163,16 @@ class _Tree:
             self.thin_children.extend([0] * len(wide_groups))
             node_of_group = np.full(len(groups), -1, dtype=np.int64)
             node_of_group[wide_groups] = np.arange(first_new, len(self.frame))
+            # On to the next frame down, for the samples in a wide frame that have one.
             still = wide[group]
-            samples = samples[still]
+            samples, entry, position = samples[still], entry[still], position[still] - 1
             node_of[samples] = node_of_group[group[still]]
+            next_entry = position < 0
+            entry[next_entry] -= 1
+            deeper = entry >= bottom[samples]
+            samples, entry, position = samples[deeper], entry[deeper], position[deeper]
+            moved = np.flatnonzero(next_entry[deeper])
+            position[moved] = frames_per_location[locations[entry[moved]]] - 1
             depth += 1
 
     def widest(self, max_frames: int) -> tuple[list[int], int, bool]:
