@@ -4,8 +4,10 @@ N pods (API objects with no process behind them, so the metrics-server stand-in 
 idle) spread over one or more namespaces; one session per namespace selects all of its pods with
 a CPU rule, source metricsServer, evaluated every 5s: one PodMetrics list per cycle and session,
 rules on every pod. The operator's CPU seconds (from /proc) over a measuring window are divided
-by the cycles in it; the same window before any session gives the idle cost of watching N pods
-(one pod watch per namespace), which is subtracted. RSS is read at the end of each window.
+by the cycles in it; the same window before any session gives the idle cost, which is
+subtracted. Pods are watched only in namespaces that have a session, so idle is the operator's
+floor (its imports: kopf, the Kubernetes client's models ...), and the RSS with the sessions is
+the floor plus what is held per pod. RSS is read at the end of each window.
 
 The pods are created bound to the stand-in's Node (spec.nodeName), as a DaemonSet's are, so the
 stand-in has no binding to make; it reports each one Running with a pod IP.
