@@ -69,6 +69,32 @@ async def _at_once() -> None:
     return None
 
 
+class Joining:
+    """Pods added to a capture while it runs (alerts that arrive meanwhile join it).
+
+    Open until the capture's last pod is done: from then on `add` refuses, and what was
+    refused waits for the session's next capture. Nothing is lost in between: the capture
+    takes what was added before it closes, in the same step of the event loop.
+    """
+
+    def __init__(self) -> None:
+        self.open = True
+        self._added: list[PodInfo] = []
+        self.arrived = asyncio.Event()
+
+    def add(self, pods: Sequence[PodInfo]) -> bool:
+        if not self.open:
+            return False
+        self._added.extend(pods)
+        self.arrived.set()
+        return True
+
+    def take(self) -> list[PodInfo]:
+        taken, self._added = self._added, []
+        self.arrived.clear()
+        return taken
+
+
 @dataclass(frozen=True)
 class CaptureJob:
     namespace: str
@@ -87,6 +113,8 @@ class CaptureJob:
     # Returns once the capture is recorded as started in status (raises if it cannot be):
     # profiles are fetched meanwhile, and published only after it.
     recorded: Callable[[], Awaitable[None]] = _at_once
+    # Pods that join while it runs (None: the capture is the pods it was given).
+    joining: Joining | None = None
 
 
 @dataclass
@@ -110,7 +138,10 @@ class Capturer:
             async with session_slots, self.operator_slots:
                 return await self._capture_pod(job, pod)
 
-        outcomes = await asyncio.gather(*(bounded(pod) for pod in pods))
+        if job.joining is None:
+            outcomes = await asyncio.gather(*(bounded(pod) for pod in pods))
+        else:
+            outcomes = await _with_joiners(job.joining, pods, bounded)
         outcome = CaptureOutcome(job.request, tuple(outcomes))
         self.metrics.capture_seconds.observe(time.monotonic() - started)
         self.metrics.captures.labels(job.request.trigger, outcome.result).inc()
@@ -317,6 +348,41 @@ class Capturer:
                 FailureReason.WRITE_FAILED, f"writing the profile failed: {error}"
             ) from None
         return fetched
+
+
+async def _with_joiners(
+    joining: Joining,
+    pods: Sequence[PodInfo],
+    capture: Callable[[PodInfo], Awaitable[PodOutcome]],
+) -> list[PodOutcome]:
+    """Capture `pods` and those that join until all are done; outcomes in the order started."""
+    started: list[asyncio.Future[PodOutcome]] = []
+    running: set[asyncio.Future[PodOutcome]] = set()
+    try:
+        for pod in pods:
+            started.append(asyncio.ensure_future(capture(pod)))
+        running.update(started)
+        while True:
+            for pod in joining.take():
+                joined = asyncio.ensure_future(capture(pod))
+                started.append(joined)
+                running.add(joined)
+            if not running:
+                joining.open = False  # no await since take(): nothing added is left behind
+                break
+            arrival: asyncio.Future[Any] = asyncio.ensure_future(joining.arrived.wait())
+            waited: set[asyncio.Future[Any]] = {*running, arrival}
+            try:
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrival.cancel()
+            running = {task for task in running if not task.done()}
+    finally:
+        # Cancelled (operator stopping): the pods' own clean-up runs as they are cancelled.
+        joining.open = False
+        for task in running:
+            task.cancel()
+    return [task.result() for task in started]
 
 
 def _check_and_keep(staged: StagedCapture, temp: Path, file_name: str, trace: bool) -> None:

@@ -9,7 +9,7 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spikeprof.adapters.kube import ApiUnavailableError, KubeError, SessionGoneError
@@ -26,7 +26,7 @@ from spikeprof.core.spec import SessionSpec, SpecError, TargetSpec, parse_spec
 from spikeprof.core.status import MetricsReport, Verdict
 from spikeprof.services.alerts import SessionRegistry, SessionView
 from spikeprof.services.arming import ArmingReport
-from spikeprof.services.capture import CaptureJob
+from spikeprof.services.capture import CaptureJob, Joining
 from spikeprof.services.outputs import TICK_SECONDS
 from spikeprof.services.ownership import NotOwnerError
 from spikeprof.services.status_outbox import StatusOutbox, StatusPatcher
@@ -51,12 +51,43 @@ class _Triggered:
     metrics: MetricsReport | None = None
 
 
+@dataclass
+class _Running:
+    """A capture as it runs; its request and the status written for it grow as alerts join."""
+
+    request: planner.CaptureRequest
+    status: SessionStatus  # as written, or queued to be, for it
+    writes: list[asyncio.Task[bool]] = field(default_factory=list)
+    joining: Joining | None = None
+    names: dict[str, str] = field(default_factory=dict)  # alert key -> name, of those answered
+
+    def write(self, outbox: StatusOutbox, after: SessionStatus) -> None:
+        """Queue the write of `after`, behind the capture's earlier writes."""
+        patch = self.status.patch_to(after)
+        previous = self.writes[-1] if self.writes else None
+
+        async def in_order() -> bool:
+            if previous is not None:
+                with contextlib.suppress(Exception):  # raised where it is awaited
+                    await asyncio.shield(previous)
+            return await outbox.write(patch)
+
+        self.writes.append(asyncio.create_task(in_order()))
+        self.status = after
+
+    async def recorded(self) -> None:
+        """Once every write of the capture so far is done (raises what one raised)."""
+        for write in list(self.writes):
+            await asyncio.shield(write)
+
+
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 class CaptureRunner(Protocol):
-    """Runs one capture on the given pods (services.capture.Capturer)."""
+    """Runs one capture on the given pods (services.capture.Capturer), and on those that join
+    it while it runs (job.joining), publishing none before job.recorded() returns."""
 
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome: ...
 
@@ -225,7 +256,9 @@ class SessionWorker:
             self.notifier.session_expired(parsed, decided)
         if request is None:
             return False
-        await self._capture(parsed, request, progress, reachable, written, decided, generation)
+        await self._capture(
+            parsed, request, progress, reachable, written, decided, generation, stored
+        )
         return True
 
     async def _gather(
@@ -570,6 +603,7 @@ class SessionWorker:
         written: SessionStatus,
         current: SessionStatus,
         generation: int,
+        stored: Mapping[str, Any],
     ) -> None:
         """Run `request` (gather), decide the status it leaves, write that and say so.
 
@@ -581,25 +615,35 @@ class SessionWorker:
         if refusal is not None:
             outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
         else:
-            recording: asyncio.Task[bool] | None = None
+            running = _Running(request, written)
             if progress.pending is None:
-                current, recording = self._start(request, written, current, len(reachable))
+                self._start(running, current, len(reachable))
             else:
                 self.post_event(
                     "Normal",
                     "CaptureResumed",
                     f"Capture {request.id} resumed after an operator restart.",
                 )
-            written = current
+            joiner = None
+            if running.joining is not None:
+                joiner = asyncio.create_task(self._join_alerts(parsed, running, stored))
             try:
-                outcome = await self._run(parsed, request, reachable, current, recording)
+                outcome = await self._run(parsed, request, reachable, current, running)
             finally:
-                # The outbox writes one patch at a time: the start is written before the end.
-                if recording is not None:
+                if joiner is not None:
+                    joiner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await joiner
+                # The outbox writes one patch at a time: the capture's are written before its end.
+                for write in running.writes:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(recording)
-            if recording is not None:
-                recording.result()  # a start that could not be written (session gone, fenced)
+                        await asyncio.shield(write)
+            for write in running.writes:
+                write.result()  # a start that could not be written (session gone, fenced)
+            # As alerts joined it: the request answers them too, and status says so.
+            request = running.request
+            outcome = dataclasses.replace(outcome, request=request)
+            current = written = running.status
         done = planner.progress_after(progress, request)
         uploading = parsed.object_store.url if parsed.object_store and outcome.pods else None
         finished = status_rules.capture_finished(
@@ -626,13 +670,7 @@ class SessionWorker:
         # In the background: the next capture never waits for a webhook.
         self.notifier.capture_ended(parsed, outcome)
 
-    def _start(
-        self,
-        request: planner.CaptureRequest,
-        written: SessionStatus,
-        current: SessionStatus,
-        pods: int,
-    ) -> tuple[SessionStatus, asyncio.Task[bool]]:
+    def _start(self, running: _Running, current: SessionStatus, pods: int) -> None:
         """Record the capture as pending (with what the look changed), while it starts.
 
         The write runs beside the first profile requests, so that a spike or an alert meets a
@@ -643,14 +681,67 @@ class SessionWorker:
         under its id. While the API server is away it cannot be recorded; the spike is captured
         anyway, and the outbox records it, under the same id, once the API server answers.
         """
-        started = status_rules.capture_started(current, request)
-        recording = asyncio.create_task(self.outbox.write(written.patch_to(started)))
+        request = running.request
+        running.write(self.outbox, status_rules.capture_started(current, request))
         self.post_event(
             "Normal",
             "CaptureStarted",
             f"Capture {request.id} started ({request.reason}) on {pods} pod(s).",
         )
-        return started, recording
+        # A capture of every selected pod (an alert that names none) has no pod left to join.
+        if request.trigger == "alert" and request.pods is not None:
+            running.joining = Joining()
+            running.names = {
+                key: current.pending_alerts[key].alert
+                for key in request.alert_keys
+                if key in current.pending_alerts
+            }
+
+    async def _join_alerts(
+        self, parsed: SessionSpec, running: _Running, stored: Mapping[str, Any]
+    ) -> None:
+        """Alerts recorded while an alert capture runs join it, so that they do not wait for
+        its end: those whose pods are all reachable, not in the capture yet, and let through by
+        the guards. Any other alert waits for the next look, which answers it as usual."""
+        assert running.joining is not None
+        while running.joining.open:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            current = self._status(stored)
+            in_capture = set(running.request.pods or ())
+            reachable = {pod.name: pod for pod in self._select(parsed.selector)[1]}
+            joining = {
+                key: alert
+                for key, alert in current.pending_alerts.items()
+                if key not in running.request.alert_keys
+                and key not in self.finished_alerts
+                and alert.pods
+                and not in_capture.intersection(alert.pods)
+                and reachable.keys() >= set(alert.pods)
+            }
+            if not joining:
+                continue
+            wanted = sorted({pod for alert in joining.values() for pod in alert.pods or ()})
+            now = datetime.datetime.now(datetime.UTC)
+            candidates = [AlertCandidate(pod, "alert") for pod in wanted]
+            decision = apply_session_guards(
+                candidates, limits=parsed.limits, status=current, now=now
+            )
+            if decision.suppressed or not running.joining.open:
+                continue
+            names = {**running.names, **{key: a.alert for key, a in joining.items()}}
+            pods = tuple(sorted(in_capture.union(wanted)))
+            grown = dataclasses.replace(
+                running.request,
+                reason=planner.alert_capture(names, pods, now).reason,
+                pods=pods,
+                alert_keys=tuple(sorted({*running.request.alert_keys, *joining})),
+            )
+            # In one step of the event loop: the capture is still open, the write that records
+            # the grown request is queued before the pods, and their artifacts wait for it.
+            running.request, running.names = grown, names
+            running.write(self.outbox, status_rules.capture_started(running.status, grown))
+            running.joining.add([reachable[pod] for pod in wanted])
 
     async def _run(
         self,
@@ -658,12 +749,8 @@ class SessionWorker:
         request: planner.CaptureRequest,
         reachable: list[PodInfo],
         current: SessionStatus,
-        recording: asyncio.Task[bool] | None,
+        running: _Running,
     ) -> CaptureOutcome:
-        async def recorded() -> None:
-            if recording is not None:
-                await asyncio.shield(recording)
-
         job = CaptureJob(
             self.namespace,
             self.name,
@@ -674,6 +761,7 @@ class SessionWorker:
             baseline_id=current.baseline_capture if request.trigger != "baseline" else None,
             pod_now=self._pod_now,
             fence=self.fence,
-            recorded=recorded,
+            recorded=running.recorded,
+            joining=running.joining,
         )
         return await self.capturer.run(job, reachable)

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from spikeprof.adapters.pod_http import Fetched
+from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.spec import ProfileRequest
 from spikeprof.services.alerts import SessionRegistry
 from spikeprof.services.arming import ArmingReport
+from spikeprof.services.capture import Capturer
 from spikeprof.services.notify import Notifier
+from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
+from spikeprof.telemetry import Metrics
 from tests.unit.services.conftest import (
     NOW,
     FakeArmer,
     FakeCapturer,
     FakeMetricSource,
     FakeOutputs,
+    FakeProfiles,
     FakeStatusWriter,
     NotifierParts,
     pod,
@@ -221,3 +230,67 @@ async def test_without_thresholds_the_loop_looks_again_after_the_poll_interval(
     session = Session(writer)
     await session.look(spec())
     assert session.worker.seconds_to_next_look(poll_seconds=5.0) == 5.0
+
+
+class HeldProfiles(FakeProfiles):
+    """Holds the first profile until released, as a pod sampling for a while does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.first_asked = asyncio.Event()
+        self.second_asked = asyncio.Event()
+
+    async def fetch(
+        self,
+        base_url: str,
+        request: ProfileRequest,
+        destination: Path,
+        *,
+        max_bytes: int,
+        fetch_timeout: float,
+    ) -> Fetched:
+        fetched = await super().fetch(
+            base_url, request, destination, max_bytes=max_bytes, fetch_timeout=fetch_timeout
+        )
+        (self.first_asked if len(self.fetched) == 1 else self.second_asked).set()
+        if len(self.fetched) == 1:
+            await self.release.wait()
+        return fetched
+
+
+async def _direct(ip: str, port: int) -> bool:
+    return True
+
+
+async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
+    writer: FakeStatusWriter, tmp_path: Path
+) -> None:
+    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    profiles = HeldProfiles()
+    session.worker.capturer = Capturer(
+        store=VolumeStore(tmp_path),
+        fetcher=profiles,
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
+    await profiles.first_asked.wait()
+    # What the alert intake does once the second alert is in status: hand it to the worker.
+    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}})
+    await profiles.second_asked.wait()  # web-2 is asked while web-1 still samples
+    profiles.release.set()
+    assert await look is True
+    assert [url for url, _ in profiles.fetched] == [
+        "http://10.0.0.1:6060/debug/pprof",
+        "http://10.0.0.2:6060/debug/pprof",
+    ]
+    assert writer.status["captures"]["total"] == 1
+    assert writer.status["alertsHandled"] == ["k1", "k2"]
+    assert "pendingAlerts" not in writer.status
+    assert writer.status["lastCapture"]["pods"] == 2
+    # The grown request was recorded before its pod's artifacts were published.
+    grown = [p["pendingCapture"] for p in writer.patches if p.get("pendingCapture")]
+    assert grown[-1]["alertKeys"] == ["k1", "k2"]
