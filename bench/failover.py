@@ -7,7 +7,8 @@ capture at once (the session's capture-now annotation), and times from the kill:
 
 - lease: the survivor holds the Lease (polled every 50 ms);
 - ready: the survivor's /readyz answers 200 (the alert Service routes to it);
-- first write: the survivor's first status write, the capture asked for, pending in status.
+- first write: the survivor's first status write, the capture asked for, pending (or done)
+  in status.
 
 The killed replica is then started again (as a restarted container would be) and stands by, and
 the next round kills the other one. A SIGKILLed holder's Lease is taken between lease - retry
@@ -20,6 +21,7 @@ the kill, and the standby noticed it up to one retry later, then waits a whole l
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -43,6 +45,7 @@ NAMESPACE = "failover"
 LEASE = "spikeprof-leader"
 SESSION = "failover"
 IDENTITIES = ("replica-a", "replica-b")
+RETRY_SECONDS = 2.0  # SPIKEPROF_LEASE_RETRY_SECONDS's default
 
 
 def _replica(plane: ControlPlane, workdir: Path, identity: str) -> OperatorProcess:
@@ -58,9 +61,12 @@ def _replica(plane: ControlPlane, workdir: Path, identity: str) -> OperatorProce
     return operator
 
 
-def _pending_token(api: Any) -> str | None:
-    pending = (get_session(api, NAMESPACE, SESSION).get("status") or {}).get("pendingCapture")
-    return None if not pending else pending.get("token")
+def _written(api: Any, token: str) -> bool:
+    """The capture asked for by `token` is in status: pending, or already done (a goroutine
+    profile can start and end between two looks)."""
+    status = get_session(api, NAMESPACE, SESSION).get("status") or {}
+    pending = status.get("pendingCapture") or {}
+    return token in (pending.get("token"), status.get("captureNowHandled"))
 
 
 def _captured(api: Any, total: int) -> bool:
@@ -99,8 +105,13 @@ def run(kills: int) -> dict[str, Any]:
             create_session(api, NAMESPACE, session_body(SESSION, spec))
             wait(lambda: replicas["replica-a"].readyz() == 200, 60, "a serves the session")
             rounds: list[dict[str, float]] = []
+            phases = random.Random(15)
             try:
                 for number in range(kills):
+                    # A crash falls at any point of the renewal cycle: a seeded offset of up to
+                    # one retry period, after the standby's first tries (killing right after
+                    # its start would always hit one phase of it).
+                    time.sleep(2 * RETRY_SECONDS + phases.uniform(0, RETRY_SECONDS))
                     leader = lease_holder(api, NAMESPACE, LEASE)
                     assert leader in replicas, f"no leader before round {number}"
                     survivor = next(i for i in IDENTITIES if i != leader)
@@ -116,7 +127,7 @@ def run(kills: int) -> dict[str, Any]:
                     took_lease = time.monotonic() - killed
                     wait(lambda: replicas[survivor].readyz() == 200, 30, "ready")  # noqa: B023
                     ready = time.monotonic() - killed
-                    wait(lambda: _pending_token(api) == token, 30, "first write")  # noqa: B023
+                    wait(lambda: _written(api, token), 30, "first write")  # noqa: B023
                     first_write = time.monotonic() - killed
                     wait(lambda: _captured(api, number + 1), 60, "the capture")  # noqa: B023
                     rounds.append({"lease": took_lease, "ready": ready, "firstWrite": first_write})
@@ -128,6 +139,10 @@ def run(kills: int) -> dict[str, Any]:
                     replicas[leader] = _replica(plane, workdir, leader)
                     restarted = replicas[leader]
                     wait(lambda: restarted.readyz() == 503, 60, "the restarted one stands by")  # noqa: B023
+            except Exception:
+                for identity, operator in replicas.items():
+                    print(f"--- {identity}'s log, last lines:\n" + operator.log()[-3000:])
+                raise
             finally:
                 for operator in replicas.values():
                     operator.stop()
