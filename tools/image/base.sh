@@ -13,8 +13,9 @@ cache_dir="${SPIKEPROF_CACHE:-$HOME/.cache/spikeprof}/image"
 # What the image holds: python3 and venv (the Dockerfile's build stage makes a venv), the CA
 # bundle for HTTPS peers such as object stores, and passwd for the Dockerfile's useradd.
 # usr-is-merged (with mmdebstrap's merged-usr hook) keeps apt from choosing usrmerge, which
-# would bring all of perl.
-packages=usr-is-merged,python3,python3-venv,ca-certificates,passwd
+# would bring all of perl. libstdc++6: numpy's and protobuf's (upb) compiled modules link it, as
+# manylinux wheels may, and so does protoc from grpcio-tools, which the build stage runs.
+packages=usr-is-merged,python3,python3-venv,ca-certificates,passwd,libstdc++6
 # Essential packages a Python runtime never calls, removed once everything is configured:
 # nothing installs packages in the image, and the Dockerfile's RUN lines need only dash,
 # coreutils and passwd.
