@@ -244,7 +244,13 @@ class SessionStatus:
 
     def patch_to(self, after: SessionStatus) -> dict[str, Any]:
         """The merge patch that turns this status into `after` ({} when they are the same)."""
-        return merge_patch.diff(self.render(), after.render())
+        patch = merge_patch.diff(self.render(), after.render())
+        # pendingAlerts has a second writer, the alert intake: emptied here, it is patched key
+        # by key, so that an alert recorded meanwhile is not removed with those answered (a null
+        # would remove the whole map, and with it an alert already answered 200).
+        if "pendingAlerts" in patch and patch["pendingAlerts"] is None:
+            patch["pendingAlerts"] = {key: None for key in self.pending_alerts}
+        return patch
 
     def condition(self, type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type), None)

@@ -72,9 +72,10 @@ async def _at_once() -> None:
 class Joining:
     """Pods added to a capture while it runs (alerts that arrive meanwhile join it).
 
-    Open until the capture's last pod is done: from then on `add` refuses, and what was
-    refused waits for the session's next capture. Nothing is lost in between: the capture
-    takes what was added before it closes, in the same step of the event loop.
+    Open until the capture's last pod is done, or until its owner closes it: from then on
+    `add` refuses, and what was refused waits for the session's next capture. Nothing is lost
+    in between: the capture takes what was added before it closes, in the same step of the
+    event loop.
     """
 
     def __init__(self) -> None:

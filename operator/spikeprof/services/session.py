@@ -51,6 +51,9 @@ class _Triggered:
     metrics: MetricsReport | None = None
 
 
+JOIN_SECONDS = 1.0  # how long after its start an alert capture takes alerts that arrive
+
+
 @dataclass
 class _Running:
     """A capture as it runs; its request and the status written for it grow as alerts join."""
@@ -704,8 +707,17 @@ class SessionWorker:
         its end: those whose pods are all reachable, not in the capture yet, and let through by
         the guards. Any other alert waits for the next look, which answers it as usual."""
         assert running.joining is not None
+        closes = time.monotonic() + JOIN_SECONDS
         while running.joining.open:
-            await self.wakeup.wait()
+            try:
+                async with asyncio.timeout(closes - time.monotonic()):
+                    await self.wakeup.wait()
+            # Past its window the capture ends with what it has: its alerts leave pendingAlerts
+            # (each status write costs the API server more as that map grows), and later
+            # alerts wait for the next capture, a few milliseconds later.
+            except TimeoutError:
+                running.joining.open = False
+                return
             self.wakeup.clear()
             current = self._status(stored)
             in_capture = set(running.request.pods or ())
@@ -740,6 +752,10 @@ class SessionWorker:
             # In one step of the event loop: the capture is still open, the write that records
             # the grown request is queued before the pods, and their artifacts wait for it.
             running.request, running.names = grown, names
+            # The intake wrote the joined alerts to status: the capture's end removes them there.
+            running.status = dataclasses.replace(
+                running.status, pending_alerts={**running.status.pending_alerts, **joining}
+            )
             running.write(self.outbox, status_rules.capture_started(running.status, grown))
             running.joining.add([reachable[pod] for pod in wanted])
 

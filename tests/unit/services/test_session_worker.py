@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spikeprof.adapters.pod_http import Fetched
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.spec import ProfileRequest
+from spikeprof.services import session as session_module
 from spikeprof.services.alerts import SessionRegistry
 from spikeprof.services.arming import ArmingReport
 from spikeprof.services.capture import Capturer
@@ -131,7 +134,7 @@ async def test_a_pending_alert_captures_the_pods_it_names_and_is_then_handled(
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     assert await session.look(spec(trigger=ALERTS)) is True
     assert [names for _, names in session.capturer.jobs] == [["web-2"]]
-    assert "pendingAlerts" not in writer.status
+    assert not writer.status.get("pendingAlerts")
     assert writer.status["alertsHandled"] == ["k1"]
     assert writer.status["lastCapture"]["trigger"] == "alert"
 
@@ -278,8 +281,10 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     )
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
-    # What the alert intake does once the second alert is in status: hand it to the worker.
-    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}})
+    # What the alert intake does: write the second alert to status, then hand it to the worker.
+    second = {"k2": {"alert": "HighCPU", "pods": ["web-2"]}}
+    await writer.patch("shop", "checkout", {"pendingAlerts": second})
+    session.worker._deliver(second)
     await profiles.second_asked.wait()  # web-2 is asked while web-1 still samples
     profiles.release.set()
     assert await look is True
@@ -289,8 +294,62 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     ]
     assert writer.status["captures"]["total"] == 1
     assert writer.status["alertsHandled"] == ["k1", "k2"]
-    assert "pendingAlerts" not in writer.status
+    assert not writer.status.get("pendingAlerts")
     assert writer.status["lastCapture"]["pods"] == 2
     # The grown request was recorded before its pod's artifacts were published.
     grown = [p["pendingCapture"] for p in writer.patches if p.get("pendingCapture")]
     assert grown[-1]["alertKeys"] == ["k1", "k2"]
+
+
+async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
+    writer: FakeStatusWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "JOIN_SECONDS", 0.0)
+    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    profiles = HeldProfiles()
+    session.worker.capturer = Capturer(
+        store=VolumeStore(tmp_path),
+        fetcher=profiles,
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
+    await profiles.first_asked.wait()
+    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}})
+    profiles.release.set()
+    assert await look is True
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert writer.status["lastCapture"]["pods"] == 1
+    # Not lost: the next look captures it.
+    assert await session.look(spec(trigger=ALERTS)) is True
+    assert writer.status["alertsHandled"] == ["k1", "k2"]
+    assert writer.status["captures"]["total"] == 2
+    assert [url for url, _ in profiles.fetched][-1] == "http://10.0.0.2:6060/debug/pprof"
+
+
+async def test_an_alert_recorded_while_a_capture_runs_stays_pending_in_status(
+    writer: FakeStatusWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "JOIN_SECONDS", 0.0)  # it does not join this capture
+    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    profiles = HeldProfiles()
+    session.worker.capturer = Capturer(
+        store=VolumeStore(tmp_path),
+        fetcher=profiles,
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
+    await profiles.first_asked.wait()
+    await writer.patch(
+        "shop", "checkout", {"pendingAlerts": {"k2": {"alert": "HighCPU", "pods": ["web-2"]}}}
+    )
+    profiles.release.set()
+    assert await look is True
+    # The capture answered k1 only; k2, answered 200 by the intake, is still durably pending.
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert list(writer.status["pendingAlerts"]) == ["k2"]
