@@ -205,7 +205,8 @@ def measure(
         f"(answered: p50 {result['ack_p50_ms']} ms, p99 {result['ack_p99_ms']} ms); "
         f"missed {run.missed}, missing on disk {result['missing_on_disk']}, refused "
         f"{run.refused}; {result['captures']} captures; API server "
-        f"{result['apiserver_requests_per_s']} requests/s, {result['apiserver_cpu_s']} s CPU; "
+        f"{result['apiserver_requests_per_s']} requests/s, {result['apiserver_cpu_s']} s CPU, "
+        f"status patches {result['status_patch_mean_ms']} ms on average; "
         f"operator {result['operator_cpu_ms_per_alert']} ms CPU per alert"
     )
     return result

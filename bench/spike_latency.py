@@ -7,10 +7,11 @@ starts burning a core (t0); pprof-target records when the first /debug/pprof req
 which runs with its default poll interval (1 s): evaluations follow trigger.interval, not the poll.
 
 What the latency is made of, for scrape: the rule sees CPU as the rate between two scrapes an
-interval apart, so the burn must have run for 300m of the 1 s before a scrape for the rule to
-fire (0.3 s), and the next evaluation comes 0 to 1 s after that (the interval's phase); then one
-look and the capture's first request. The `for` window is not used (a rule with `for: 10s`
-adds 10 s).
+interval apart, so a core burning since t0 shows above 300m only at a scrape 0.3 s or more after
+t0; with scrapes every 1 s, that is 0.3 to 1.3 s after t0 depending on the interval's phase (0.8 s
+on average, which trials spread evenly); then one look and the capture's first request. The
+`for` window is not used (a rule with `for: 10s` adds 10 s). Before the loop waited for the
+next evaluation, a whole poll (0.5-1 s) could come on top.
 
     python bench/spike_latency.py [--trials 5] [--sources scrape,prometheus,metricsServer]
 """
@@ -62,7 +63,7 @@ def _metrics_flowing(api: Any, namespace: str) -> bool:
     )
 
 
-def trial(api: Any, namespace: str, source: str, prometheus: Prometheus) -> float:
+def trial(api: Any, namespace: str, source: str, prometheus: Prometheus, phase: float) -> float:
     create_namespace(api, namespace)
     create_pod(api, namespace, "hot", {"app": "hot"}, cpu_limit="500m")
     ips = wait_running(api, namespace, "app=hot", 1, wait)
@@ -79,7 +80,11 @@ def trial(api: Any, namespace: str, source: str, prometheus: Prometheus) -> floa
     }
     create_session(api, namespace, session_body("bench", spec))
     wait(lambda: _metrics_flowing(api, namespace), 60, f"{source} metrics")
-    time.sleep(2)  # a few calm evaluations, so the rule has seen the pod below the line
+    # A few calm evaluations, so the rule has seen the pod below the line; then the burn starts
+    # `phase` of an interval later than the first evaluation that reported metrics. Trials
+    # spread the phase evenly: started at the same phase, every trial would wait as long for
+    # the next evaluation, and the figures would say more about that phase than about spikes.
+    time.sleep(2 + phase)
     _get(f"http://{ip}:7777/control/reset")
     t0 = time.time()
     _get(f"http://{ip}:7777/control/burn?cores=1&seconds=60")
@@ -107,7 +112,13 @@ def main() -> None:
             with operator(plane, workdir, namespaces, env):
                 for source in sources:
                     latencies = [
-                        trial(api, f"{source.lower()}-{i}", source, prometheus)
+                        trial(
+                            api,
+                            f"{source.lower()}-{i}",
+                            source,
+                            prometheus,
+                            phase=(i + 0.5) / args.trials,
+                        )
                         for i in range(args.trials)
                     ]
                     results["sources"][source] = {
