@@ -113,8 +113,14 @@ def _spike(data: Result) -> tuple[str, bool | None]:
 
 
 def _failover(data: Result) -> tuple[str, bool | None]:
-    p50 = pick(data, "failover_p50_s", "p50_s")
-    return f"p50 {p50:.1f} s, max {pick(data, 'failover_max_s', 'max_s'):.1f} s", None
+    parts = []
+    for key, name in (("readySeconds", "ready"), ("firstStatusWriteSeconds", "first write")):
+        figures = data.get(key)
+        if not isinstance(figures, dict):
+            raise MissingFigureError(key)
+        parts.append(f"{name} p50 {pick(figures, 'p50'):.1f} s, max {pick(figures, 'max'):.1f} s")
+    kills = data.get("kills")
+    return "; ".join(parts) + (f" ({kills} kills)" if kills else ""), None
 
 
 ROWS = (
