@@ -5,6 +5,11 @@ A pod's JSON is mostly what the operator never reads (managedFields, volumes, to
 probes ...): decoding it whole into dicts costs most of a list's time and memory at 10,000
 pods. msgspec skips the fields a Struct does not name without building them. The Structs mirror
 the API's field names, so `msgspec.to_builtins` gives the JSON shape `core.pods.pod_info` reads.
+
+None of them is tracked by the cyclic garbage collector (gc=False; arrays are tuples, which it
+stops tracking once it sees they hold only untracked objects): a PodMetrics list of 10,000 pods
+alive across a collection would otherwise be promoted to the oldest generation each cycle and
+bring on full collections of everything the operator holds.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class _Meta(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     deletion_timestamp: str | None = None
-    owner_references: list[_Owner] | None = None
+    owner_references: tuple[_Owner, ...] | None = None
     creation_timestamp: str | None = None
 
 
@@ -43,7 +48,7 @@ class _Container(msgspec.Struct, omit_defaults=True, gc=False):
 
 class _Spec(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     node_name: str | None = None
-    containers: list[_Container] | None = None
+    containers: tuple[_Container, ...] | None = None
 
 
 class _Condition(msgspec.Struct, omit_defaults=True, gc=False):
@@ -76,8 +81,8 @@ class _ContainerStatus(msgspec.Struct, rename="camel", omit_defaults=True, gc=Fa
 class _Status(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     phase: str | None = None
     pod_ip: str | None = msgspec.field(default=None, name="podIP")
-    conditions: list[_Condition] | None = None
-    container_statuses: list[_ContainerStatus] | None = None
+    conditions: tuple[_Condition, ...] | None = None
+    container_statuses: tuple[_ContainerStatus, ...] | None = None
 
 
 class Pod(msgspec.Struct, omit_defaults=True, gc=False):
@@ -125,7 +130,7 @@ class _NameOnly(msgspec.Struct, gc=False):
 class PodMetrics(msgspec.Struct, gc=False):
     metadata: _NameOnly = msgspec.field(default_factory=_NameOnly)
     timestamp: str | None = None
-    containers: list[_ContainerUsage] = msgspec.field(default_factory=list)
+    containers: tuple[_ContainerUsage, ...] = ()
 
 
 class PodMetricsList(msgspec.Struct, gc=False):
