@@ -167,7 +167,12 @@ def _chart_role_rules(namespace: str, *, port_forward: bool) -> list[dict[str, A
         text=True,
         check=True,
     ).stdout
-    [role] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role"]
+    # The Role in the watched namespace (the chart's Lease Role lives in the release namespace).
+    [role] = [
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "Role" and d["metadata"]["namespace"] == namespace
+    ]
     rules: list[dict[str, Any]] = role["rules"]
     return rules
 
