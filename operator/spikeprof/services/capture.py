@@ -326,6 +326,9 @@ class Capturer:
         every way it can fail becomes a ProfileError."""
         file_name = file_name or request.file_name
         temp = staged.temp_path(file_name)
+        # No profile request from a replica that lost the namespace: the new owner takes it (a
+        # Go process serves one CPU profile at a time, so a stale one would fail the new one).
+        job.fence()
         fetched = await self.fetcher.fetch(
             endpoint.base_url,
             request,
