@@ -78,7 +78,9 @@ async def walk(page: Page, base: str, screenshot: Screenshot, *, prefix: str) ->
     pods = await page.evaluate("document.querySelector('dl').textContent")
     assert POD in pods and OTHER_POD in pods
     top_functions = await texts(page, "#profile-cpu + p + p + table.top code")
-    assert any("burn" in name for name in top_functions), top_functions
+    # The burning code: burnCPU, or spinHash, which only it calls (flat time lands in either,
+    # and other functions may push burnCPU out of the table on a busy machine).
+    assert any("burn" in name or "spinHash" in name for name in top_functions), top_functions
     assert "Failed: Timeout: slow" in await page.evaluate("document.body.textContent")
     cpu_href, cpu_sha = await page.evaluate(
         "(() => { const a = [...document.querySelectorAll('#files a.download')]"

@@ -61,6 +61,7 @@ from localcluster.processes import stop_group
 NODE_NAME = "stand-in-node"
 ARGS_ANNOTATION = "stand-in.spikeprof.io/args"
 UNROUTABLE_ANNOTATION = "stand-in.spikeprof.io/unroutable"
+PODS_FILE_BATCH_SECONDS = 0.2  # how late the entry of a pod with no listener may be written
 
 log = logging.getLogger("pod-stand-in")
 
@@ -181,6 +182,7 @@ class StandIn:
         # Guards pods, each pod's containers and the pods file: the watch, the container
         # watcher and the restarts run on threads of their own.
         self.lock = threading.RLock()
+        self.pods_file_stale = threading.Event()  # pods started that the file does not show
         # Restarts start processes on this one lasting thread: a child dies with the thread
         # that spawned it (PR_SET_PDEATHSIG, processes.spawn), and _after_exit's threads end.
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="container-start")
@@ -316,8 +318,19 @@ class StandIn:
                 for uid, running in self.pods.items()
             }
             temporary = self.pods_file.with_name(self.pods_file.name + ".tmp")
-            temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
+            # Compact: json's C encoder (indent= falls back to the pure-Python one), since the
+            # file is rewritten for every pod started: at 10,000 pods that was most of the
+            # stand-in's time.
+            temporary.write_text(json.dumps(entries, separators=(",", ":")))
             os.replace(temporary, self.pods_file)
+
+    def write_stale_pods_file(self) -> None:
+        """Write the pods file for pods started without a listener, a batch at a time."""
+        while True:
+            self.pods_file_stale.wait()
+            time.sleep(PODS_FILE_BATCH_SECONDS)
+            self.pods_file_stale.clear()
+            self.write_pods_file()
 
     def start_pod(self, pod: Any) -> None:
         meta = pod.metadata
@@ -362,7 +375,14 @@ class StandIn:
         for container in pod_containers:
             for listen in container.listens_on:
                 _wait_listening(listen)
-        self.write_pods_file()
+        if any(c.listens_on for c in pod_containers) or running.silent_sockets:
+            self.write_pods_file()
+        else:
+            # Nothing listens in this pod, so a port-forward to it fails whether or not it is
+            # in the file yet: its entry is written with the next batch, a moment later. (At
+            # 10,000 such pods, one rewrite of the whole file per pod was most of the
+            # stand-in's time, growing with the square of the pods.)
+            self.pods_file_stale.set()
         started = _now()
         with running.status_lock:
             status = running.status()
@@ -512,6 +532,7 @@ class StandIn:
         self.register_node()
         threading.Thread(target=self.heartbeat, daemon=True).start()
         threading.Thread(target=self.watch_containers, daemon=True).start()
+        threading.Thread(target=self.write_stale_pods_file, daemon=True).start()
         resource_version = ""
         while True:
             stream = watch.Watch()
