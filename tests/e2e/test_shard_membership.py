@@ -22,7 +22,7 @@ from localcluster.controlplane import ControlPlane
 from spikeprof.adapters import kube
 from spikeprof.adapters.leases import LeaseClient
 from spikeprof.core.shards import owner
-from spikeprof.services.ownership import StopFlag, serve_while_owned
+from spikeprof.services.ownership import StopFlag, cancel_and_wait, serve_while_owned
 from spikeprof.services.shards import ShardMembership
 
 pytestmark = pytest.mark.e2e
@@ -75,8 +75,7 @@ class Shard:
         tasks = [*self.daemons, self.membership._task]
         for task in tasks:
             assert task is not None
-            task.cancel()
-        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+            await cancel_and_wait(task)
 
     async def stop(self) -> None:
         self.stopped = True

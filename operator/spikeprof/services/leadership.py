@@ -34,7 +34,7 @@ from typing import Protocol
 from spikeprof.adapters.kube import KubeError
 from spikeprof.adapters.leases import LeaseConflictError
 from spikeprof.core.leases import Lease, Sighting, acquired, fence_deadline, may_acquire, observe
-from spikeprof.services.ownership import ServingCount
+from spikeprof.services.ownership import ServingCount, cancel_and_wait
 
 log = logging.getLogger("spikeprof.leadership")
 
@@ -117,9 +117,7 @@ class LeaderElection:
         if self._fence_timer is not None:
             self._fence_timer.cancel()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if holding is None:
             return
         try:

@@ -191,3 +191,15 @@ async def serve_while_owned(
         if not stopped and ownership.owns(namespace):
             # serve returned on its own (the session is being deleted): do not spin.
             await ownership.changed(WAIT_SECONDS)
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` until it is done.
+
+    Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as its timeout fires
+    (it raises TimeoutError instead), so a loop that suppresses TimeoutError would go on after
+    one cancel(); asking again until the task is done ends it either way.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)

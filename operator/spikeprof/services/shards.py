@@ -36,7 +36,7 @@ from spikeprof.core.shard_handover import (
     parse_claims,
     render_claims,
 )
-from spikeprof.services.ownership import ServingCount
+from spikeprof.services.ownership import ServingCount, cancel_and_wait
 
 log = logging.getLogger("spikeprof.shards")
 
@@ -139,9 +139,7 @@ class ShardMembership:
         """Stop renewing and release the Lease, so the others take over at their next look
         (client-go's ReleaseOnCancel), instead of a lease duration later."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self._owned = frozenset()
         self._notify()
         if self._own is None or self._own.holder != self.identity:
