@@ -3,11 +3,12 @@
 N pods (API objects with no process behind them, so the metrics-server stand-in reports them
 idle) spread over one or more namespaces; one session per namespace selects all of its pods with
 a CPU rule, source metricsServer, evaluated every 5s: one PodMetrics list per cycle and session,
-rules on every pod. The operator's CPU seconds (from /proc) over a measuring window are divided
-by the cycles in it; the same window before any session gives the idle cost, which is
-subtracted. Pods are watched only in namespaces that have a session, so idle is the operator's
-floor (its imports: kopf, the Kubernetes client's models ...), and the RSS with the sessions is
-the floor plus what is held per pod. RSS is read at the end of each window.
+rules on every pod. The operator's CPU seconds over a measuring window (its process CPU-time
+clock, in ns: harness.cpu_seconds) are divided by the cycles in it; the same window before any
+session gives the idle cost, which is subtracted. Pods are watched only in namespaces that have
+a session, so idle is the operator's floor (its imports: kopf, the Kubernetes client's models
+...), and the RSS with the sessions is the floor plus what is held per pod. RSS is read at the
+end of each window.
 
 The pods are created bound to the stand-in's Node (spec.nodeName), as a DaemonSet's are, so the
 stand-in has no binding to make; it reports each one Running with a pod IP.
@@ -260,7 +261,7 @@ def measure_operator(
         "cpu_ms_per_evaluation": round((busy - idle) / evaluations * 1000, 1)
         if evaluations
         else None,
-        "cpu_ms_each_cycle": [round(b * 1000) for b in busy_each],
+        "cpu_ms_each_cycle": [round(b * 1000, 1) for b in busy_each],
         "idle_cpu_ms_per_cycle": round(idle / cycles * 1000, 1),
         "idle_rss_mib": round(idle_rss / 2**20, 1),
         "rss_mib": round(busy_rss / 2**20, 1),
