@@ -19,7 +19,9 @@ with `--namespace` for those of shard-0 only, as a shard serving its own namespa
 figures go under `sharding` in the results, next to a run of one operator serving all of them.
 
 --profile records the operator with py-spy (if installed) for one more window after the
-measured one, and prints where its CPU went (the measured window itself is never sampled).
+measured one (or --profile-seconds), and prints where its CPU went, inclusive of callees and in
+the function itself (the measured window itself is never sampled). py-spy samples only while the
+operator is on CPU: a cycle of ~10 ms every 5 s gives few samples, so profile for minutes.
 
     python bench/evaluation_cost.py [--pods 1000 10000 30000] [--namespaces 1] [--window 60]
     python bench/evaluation_cost.py --pods 30000 --namespaces 30 --shards 3
@@ -175,7 +177,7 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
             "record",
             f"--pid={pid}",
             f"--duration={int(window)}",
-            "--rate=200",
+            "--rate=1000",
             "--format=raw",
             f"--output={raw}",
             "--nonblocking",
@@ -184,6 +186,7 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
         capture_output=True,
     )
     inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -195,6 +198,8 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
         }
         for frame in frames:
             inclusive[frame] += int(count)
+        function, _, where = stack.rsplit(";", 1)[-1].partition(" (")
+        own[f"{function} ({where.rsplit('/', 1)[-1].split(':')[0]})"] += int(count)
     hot = [
         {"function": frame, "share": round(samples / total, 3)}
         for frame, samples in inclusive.most_common(60)
@@ -203,6 +208,9 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
     print(f"py-spy: {total} samples in {window:g}s (raw stacks in {raw})")
     for entry in hot[:40]:
         print(f"  {entry['share']:6.1%}  {entry['function']}")
+    print("py-spy: in the function itself")
+    for frame, samples in own.most_common(25):
+        print(f"  {samples / total:6.1%}  {frame}")
     return hot
 
 
@@ -213,7 +221,7 @@ def measure_operator(
     served: list[str],
     per_namespace: dict[str, int],
     window: float,
-    with_profile: bool,
+    profile_seconds: float,
 ) -> dict[str, Any]:
     """One operator process serving `served`: idle, then with one session per namespace."""
     pods = sum(per_namespace[ns] for ns in served)
@@ -230,7 +238,7 @@ def measure_operator(
         busy_each = measure(process.pid, window)
         evaluations = metrics_lists(meter) - lists_before
         busy_rss = rss_bytes(process.pid)
-        hot = profile(process.pid, window, workdir) if with_profile else []
+        hot = profile(process.pid, profile_seconds, workdir) if profile_seconds else []
         # Gone before the next operator starts (the finalizer is this one's to remove).
         for namespace in served:
             custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fleet")
@@ -279,7 +287,7 @@ def measure_operator(
 
 
 def run(
-    count: int, namespace_count: int, window: float, shards: int, with_profile: bool
+    count: int, namespace_count: int, window: float, shards: int, profile_seconds: float
 ) -> dict[str, Any]:
     """One cluster with `count` pods: the operator serving every namespace, and with --shards,
     then one serving the namespaces of shard-0 only."""
@@ -294,14 +302,14 @@ def run(
         created_s = time.monotonic() - started
         print(f"{count} pods running after {created_s:.0f}s", flush=True)
         result = measure_operator(
-            plane, api, workdir / "all", namespaces, per_namespace, window, with_profile
+            plane, api, workdir / "all", namespaces, per_namespace, window, profile_seconds
         )
         result["pods_running_after_s"] = round(created_s)
         if shards > 1:
             names = [f"shard-{i}" for i in range(shards)]
             mine = [ns for ns in namespaces if owner(ns, names) == names[0]]
             share = measure_operator(
-                plane, api, workdir / "shard-0", mine, per_namespace, window, with_profile
+                plane, api, workdir / "shard-0", mine, per_namespace, window, profile_seconds
             )
             result = {"one_shard": result, f"shard_0_of_{shards}": share}
     return result
@@ -316,8 +324,10 @@ def main() -> None:
         "--shards", type=int, default=1, help="also measure shard 0 of this many (see above)"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy one more window")
+    parser.add_argument("--profile-seconds", type=float, help="py-spy this long (and --profile)")
     args = parser.parse_args()
-    runs = [run(c, args.namespaces, args.window, args.shards, args.profile) for c in args.pods]
+    profile_seconds = args.profile_seconds or (args.window if args.profile else 0.0)
+    runs = [run(c, args.namespaces, args.window, args.shards, profile_seconds) for c in args.pods]
     # The other part of the results (main runs, or sharding) is kept as the last run left it.
     previous = RESULTS / "evaluation_cost.json"
     results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
