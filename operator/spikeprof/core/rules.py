@@ -77,6 +77,16 @@ class Observation(NamedTuple):
     at: float  # seconds since the epoch
 
 
+def new_observation(fields: tuple[str, Metric, float, float]) -> Observation:
+    """Observation(pod, metric, value, at), built by tuple's own constructor: a NamedTuple's
+    is a Python function, which took twice as long (~350 ns against ~170 here), and sources
+    make one per pod and metric every evaluation."""
+    return _make_tuple(Observation, fields)
+
+
+_make_tuple = tuple.__new__
+
+
 @dataclass(frozen=True)
 class Firing:
     rule: str
@@ -173,6 +183,13 @@ class RuleEngine:
         self._rules_by_metric: dict[str, tuple[Threshold, ...]] = {}
         for rule in self.thresholds:
             self._rules_by_metric[rule.metric] = (*self._rules_by_metric.get(rule.metric, ()), rule)
+        # Metrics whose rules are all plain thresholds: a pod under every line with no state
+        # is passed over without a call (the quiet fleet, almost every pod of every cycle).
+        self._plain_only = frozenset(
+            metric
+            for metric, rules in self._rules_by_metric.items()
+            if all(rule.is_plain for rule in rules)
+        )
         self._evaluation = 0
 
     @property
@@ -189,7 +206,27 @@ class RuleEngine:
         self._evaluation += 1
         evaluation = self._evaluation
         states = self._state
+        plain_only = self._plain_only
+        # (metric, id of the pod's Resources) -> (that Resources, the lowest line of the
+        # metric's plain rules, or None where a rule has no line for such a pod: a RuleProblem,
+        # said every time). Pods of one workload share one Resources object (core.pods.Sharing),
+        # so a fleet is a few entries; the object is held so that its id stays its own.
+        lowest: dict[tuple[str, int], tuple[Resources, float | None]] = {}
         for obs in observations:
+            if obs.metric in plain_only:
+                pod_resources = resources.get(obs.pod, _NO_RESOURCES)
+                line_key = (obs.metric, id(pod_resources))
+                known = lowest.get(line_key)
+                if known is None:
+                    known = lowest[line_key] = (
+                        pod_resources,
+                        self._lowest_line(obs, pod_resources),
+                    )
+                line = known[1]
+                # At or under every line, and no rule keeps a state for the pod: every rule's
+                # _threshold would return None and change nothing, which is all skipping does.
+                if line is not None and obs.value <= line and not (states and self._held_by(obs)):
+                    continue
             for rule in self._rules_by_metric.get(obs.metric, ()):
                 key = (rule.name, obs.pod)
                 state = states.get(key)
@@ -212,6 +249,23 @@ class RuleEngine:
         for key in [key for key, state in states.items() if state.seen != evaluation]:
             del states[key]
         return firings, problems
+
+    def _lowest_line(self, obs: Observation, resources: Resources) -> float | None:
+        """The lowest line of the plain rules on the observation's metric for a pod with these
+        resources (a value at or below it is under every rule), or None if a rule has none."""
+        lines = []
+        for rule in self._rules_by_metric[obs.metric]:
+            absolute = self._absolute_limit(rule, obs, resources)
+            if isinstance(absolute, RuleProblem):
+                return None
+            # At or below the line is never over (a rule's minimum only narrows what is over).
+            lines.append(absolute[0])
+        return min(lines)
+
+    def _held_by(self, obs: Observation) -> bool:
+        """Whether any rule on the observation's metric keeps a state for its pod."""
+        states = self._state
+        return any((rule.name, obs.pod) in states for rule in self._rules_by_metric[obs.metric])
 
     def _threshold(
         self,
