@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +90,26 @@ async def connect(kubeconfig: str | None = None) -> Any:
             config_file=kubeconfig or os.environ.get("KUBECONFIG"),
             client_configuration=configuration,
         )
-    return client.ApiClient(configuration)
+    if configuration.proxy is None:
+        configuration.proxy = env_proxy(str(configuration.host))
+    api_client = client.ApiClient(configuration)
+    # kubernetes_asyncio's session trusts the environment, so aiohttp looks up ~/.netrc and the
+    # proxy variables on a worker thread before every request: two thread hops, ~0.5 ms of
+    # CPU per request on 2 shared cores (measured with aiohttp alone: ~0.8 ms against ~0.25).
+    # The proxy is read once above instead; a netrc is never used (the client authenticates
+    # with its own headers).
+    api_client.rest_client.pool_manager._trust_env = False
+    return api_client
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY (and NO_PROXY) name for `url`, as aiohttp's
+    trust_env would find it before each request; None for none."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxy: str | None = urllib.request.getproxies().get(parts.scheme or "https")
+    return proxy
 
 
 def name_writes(api_client: Any, replica: str, version: str) -> None:
