@@ -13,11 +13,13 @@ import copy
 import datetime
 import json
 import logging
+import math
 import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,16 +203,103 @@ class SessionStatusWriter:
 USAGE_METRICS: tuple[Metric, ...] = ("cpu", "memory")  # what PodMetrics reports
 
 
-class PodMetricsSource:
-    """The `metricsServer` source: PodMetrics from metrics.k8s.io, one list per session."""
+SHARED_LIST_SECONDS = 1.0  # a PodMetrics list this young is what a new one would say
 
-    def __init__(self, api_client: Any) -> None:
+
+class PodMetricsLists:
+    """The PodMetrics list of each namespace, asked of the API server once for all the sessions
+    of the namespace that evaluate at about the same time (PodMetricsSource.next_evaluation
+    puts them on one schedule): one request, one decode, and one list of the namespace's pods
+    by metrics-server, instead of one per session.
+
+    A list is handed out for SHARED_LIST_SECONDS after it was asked for (metrics-server's
+    samples are 15 s apart by default: it is as fresh as a new one), then dropped, so that a
+    namespace of 10,000 pods does not keep its list between evaluations."""
+
+    def __init__(self, fresh_seconds: float = SHARED_LIST_SECONDS) -> None:
+        self.fresh_seconds = fresh_seconds
+        self._latest: dict[str, tuple[float, api_json.PodMetricsList]] = {}
+        self._asking: dict[str, asyncio.Task[api_json.PodMetricsList]] = {}
+
+    async def get(
+        self,
+        namespace: str,
+        fetch: Callable[[str], Awaitable[api_json.PodMetricsList]],
+    ) -> api_json.PodMetricsList:
+        """The namespace's list: a young one, the one being asked for, or a new one (`fetch`).
+        A failure is every waiting session's (each says so in its status)."""
+        latest = self._latest.get(namespace)
+        if latest is not None and time.monotonic() - latest[0] < self.fresh_seconds:
+            return latest[1]
+        asking = self._asking.get(namespace)
+        if asking is None or asking.done():
+            asking = asyncio.create_task(self._ask(namespace, fetch))
+            asking.add_done_callback(_retrieved)
+            self._asking[namespace] = asking
+        # One session's loop cancelled must not cancel the request the others wait for.
+        return await asyncio.shield(asking)
+
+    async def _ask(
+        self,
+        namespace: str,
+        fetch: Callable[[str], Awaitable[api_json.PodMetricsList]],
+    ) -> api_json.PodMetricsList:
+        asked_at = time.monotonic()
+        try:
+            listing = await fetch(namespace)
+        finally:
+            self._asking.pop(namespace, None)
+        entry = (asked_at, listing)
+        self._latest[namespace] = entry
+        asyncio.get_running_loop().call_later(self.fresh_seconds, self._forget, namespace, entry)
+        return listing
+
+    def _forget(self, namespace: str, entry: tuple[float, api_json.PodMetricsList]) -> None:
+        if self._latest.get(namespace) is entry:
+            del self._latest[namespace]
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Marks a shared request's failure as seen: the sessions waiting for it had it raised,
+    and if they all stopped waiting, nobody is left to whom it matters."""
+    if not task.cancelled():
+        task.exception()
+
+
+class PodMetricsSource:
+    """The `metricsServer` source: PodMetrics from metrics.k8s.io, one list per namespace and
+    evaluation, shared by the namespace's sessions (`shared`)."""
+
+    shared: PodMetricsLists | None = None  # None: this source asks for its own lists
+
+    def __init__(self, api_client: Any, shared: PodMetricsLists | None = None) -> None:
         self.api = client.CustomObjectsApi(api_client)
+        self.shared = shared
+
+    @staticmethod
+    def next_evaluation(namespace: str, after: float, interval: float) -> float:
+        """When to evaluate next, after one at monotonic time `after`: on a grid of `interval`
+        whose phase depends only on the namespace, so that the namespace's sessions with the
+        same interval evaluate together (one shared list) and namespaces spread over the
+        interval; never sooner than half an interval, so evaluations stay about an interval
+        apart."""
+        phase = zlib.crc32(namespace.encode()) / 2**32 * interval
+        steps = math.ceil((after + interval / 2 - phase) / interval)
+        return phase + steps * interval
 
     async def observe(
         self, namespace: str, pods: Sequence[PodInfo], metrics: frozenset[Metric]
     ) -> ObservationBatch:
         wanted = {pod.name for pod in pods}
+        if self.shared is None:
+            listing = await self._list(namespace)
+        else:
+            listing = await self.shared.get(namespace, self._list)
+        return _usage_observations(listing, wanted, metrics, len(pods))
+
+    async def _list(self, namespace: str) -> api_json.PodMetricsList:
+        """The namespace's PodMetrics, of which only the name, timestamp and usage are decoded
+        (api_json); MetricsUnavailableError says why there are none."""
         where = f"metrics.k8s.io PodMetrics in {namespace}"
         try:
             reply = await self.api.list_namespaced_custom_object(
@@ -221,8 +310,7 @@ class PodMetricsSource:
                 _preload_content=False,
                 _request_timeout=REQUEST_SECONDS,
             )
-            # Only the name, timestamp and usage of each item are decoded (api_json).
-            listing = api_json.POD_METRICS_LIST.decode(await reply.read())
+            listing: api_json.PodMetricsList = api_json.POD_METRICS_LIST.decode(await reply.read())
         except ApiException as error:
             hint = " (is metrics-server installed?)" if error.status in (404, 503) else ""
             raise MetricsUnavailableError(
@@ -235,37 +323,42 @@ class PodMetricsSource:
             ) from None
         except api_json.DecodeError as error:
             raise MetricsUnavailableError(f"{where}: not a PodMetrics list ({error})") from None
-        asked = [m for m in USAGE_METRICS if m in metrics]
-        observations: list[Observation] = []
-        add = observations.append
-        reporting = 0
-        times: dict[str | None, float] = {}  # items share a few timestamps (one per scrape)
-        # This loop runs for every pod of every evaluation: one pass, no call per item but the
-        # usage's parse and the tuple's (new_observation, half the cost of Observation(...)).
-        for item in listing.items:
-            containers = item.containers
-            name = item.metadata.name
-            if not containers or name not in wanted:
-                continue
-            stamp = item.timestamp
-            at = times.get(stamp)
-            if at is None:
-                at = times[stamp] = _timestamp(stamp)
-            found = False
-            for metric in asked:
-                try:
-                    if len(containers) == 1:
-                        value = _usage(getattr(containers[0].usage, metric))
-                    else:
-                        value = sum(_usage(getattr(c.usage, metric)) for c in containers)
-                except ValueError:
-                    continue  # one malformed item must not hide the other pods
-                add(new_observation((name, metric, value, at)))
-                found = True
-            reporting += found
-        return ObservationBatch(
-            observations=tuple(observations), reporting=reporting, asked=len(pods)
-        )
+        return listing
+
+
+def _usage_observations(
+    listing: api_json.PodMetricsList, wanted: set[str], metrics: frozenset[Metric], asked_for: int
+) -> ObservationBatch:
+    """The usage of the pods `wanted` in a PodMetrics list, as observations."""
+    asked = [m for m in USAGE_METRICS if m in metrics]
+    observations: list[Observation] = []
+    add = observations.append
+    reporting = 0
+    times: dict[str | None, float] = {}  # items share a few timestamps (one per scrape)
+    # This loop runs for every pod of every evaluation: one pass, no call per item but the
+    # usage's parse and the tuple's (new_observation, half the cost of Observation(...)).
+    for item in listing.items:
+        containers = item.containers
+        name = item.metadata.name
+        if not containers or name not in wanted:
+            continue
+        stamp = item.timestamp
+        at = times.get(stamp)
+        if at is None:
+            at = times[stamp] = _timestamp(stamp)
+        found = False
+        for metric in asked:
+            try:
+                if len(containers) == 1:
+                    value = _usage(getattr(containers[0].usage, metric))
+                else:
+                    value = sum(_usage(getattr(c.usage, metric)) for c in containers)
+            except ValueError:
+                continue  # one malformed item must not hide the other pods
+            add(new_observation((name, metric, value, at)))
+            found = True
+        reporting += found
+    return ObservationBatch(observations=tuple(observations), reporting=reporting, asked=asked_for)
 
 
 def _usage(text: str) -> float:

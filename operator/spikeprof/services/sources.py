@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from spikeprof.adapters.kube import PodMetricsSource
+from spikeprof.adapters.kube import PodMetricsLists, PodMetricsSource
 from spikeprof.adapters.prometheus import PrometheusSource
 from spikeprof.adapters.scrape import ScrapeSource
 from spikeprof.core.observations import MetricsUnavailableError
@@ -23,10 +23,12 @@ class SourceFactory:
     api_client: Any
     prometheus_url: str | None
     prometheus_token: str | None
+    # One PodMetrics list per namespace and evaluation for all the sessions of the namespace.
+    pod_metrics: PodMetricsLists = field(default_factory=PodMetricsLists)
 
     def __call__(self, trigger: TriggerSpec, target: TargetSpec) -> MetricSource:
         if trigger.source == "metricsServer":
-            return PodMetricsSource(self.api_client)
+            return PodMetricsSource(self.api_client, self.pod_metrics)
         if trigger.source == "prometheus":
             if not self.prometheus_url:
                 raise MetricsUnavailableError(

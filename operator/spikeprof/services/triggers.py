@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from spikeprof.core import planner
 from spikeprof.core.guards import Suppression, apply_session_guards
@@ -23,6 +23,14 @@ class MetricSource(Protocol):
     async def observe(
         self, namespace: str, pods: Sequence[PodInfo], metrics: frozenset[Metric]
     ) -> ObservationBatch: ...
+
+
+@runtime_checkable
+class SharedSchedule(Protocol):
+    """A source whose answers sessions share (one request for all of a namespace's) sets when
+    each evaluates, so that they ask together."""
+
+    def next_evaluation(self, namespace: str, after: float, interval: float) -> float: ...
 
 
 SourceFactory = Callable[[TriggerSpec, TargetSpec], MetricSource]
@@ -74,7 +82,10 @@ class SpikeWatcher:
                 return Evaluation(None, MetricsReport(trigger.source, None, str(error)))
         if monotonic < self.next_at:
             return None
-        self.next_at = monotonic + trigger.interval
+        if isinstance(self.source, SharedSchedule):
+            self.next_at = self.source.next_evaluation(namespace, monotonic, trigger.interval)
+        else:
+            self.next_at = monotonic + trigger.interval
         try:
             batch = await self.source.observe(namespace, reachable, self.engine.metrics)
         # The source did not answer this time: MetricsAvailable says why; asked again next time.
