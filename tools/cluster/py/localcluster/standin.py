@@ -46,6 +46,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,10 @@ NODE_NAME = "stand-in-node"
 ARGS_ANNOTATION = "stand-in.spikeprof.io/args"
 UNROUTABLE_ANNOTATION = "stand-in.spikeprof.io/unroutable"
 PODS_FILE_BATCH_SECONDS = 0.2  # how late the entry of a pod with no listener may be written
+# Threads writing pods' first status. A kubelet writes statuses from its status manager, apart
+# from the loop that starts pods; one write per pod on the watch's thread, each waiting for
+# the API server, made starting 30,000 pods take most of an hour.
+STATUS_WRITERS = 8
 
 log = logging.getLogger("pod-stand-in")
 
@@ -186,6 +191,7 @@ class StandIn:
         # Restarts start processes on this one lasting thread: a child dies with the thread
         # that spawned it (PR_SET_PDEATHSIG, processes.spawn), and _after_exit's threads end.
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="container-start")
+        self.status_writers = ThreadPoolExecutor(STATUS_WRITERS, thread_name_prefix="pod-status")
 
     # -- node ------------------------------------------------------------------------------
 
@@ -383,33 +389,42 @@ class StandIn:
             # 10,000 such pods, one rewrite of the whole file per pod was most of the
             # stand-in's time, growing with the square of the pods.)
             self.pods_file_stale.set()
-        started = _now()
+        # Written on a thread of its own: the watch goes on to the next pod meanwhile. A later
+        # write of the pod's status (a container exited) waits for this one (status_lock).
+        self.status_writers.submit(self.report_started, running, ip, _now())
+
+    def report_started(self, running: RunningPod, ip: str, started: str) -> None:
+        """The pod's first status: its addresses, start time, phase and containers."""
         with running.status_lock:
-            status = running.status()
+            with self.lock:
+                if running.stopping:
+                    return  # deleted before its status was written: nothing to report
+                status = running.status()
             try:
-                self.api.patch_namespaced_pod_status(
-                    meta.name,
-                    meta.namespace,
-                    {
-                        "status": {
-                            "hostIP": "127.0.0.1",
-                            "hostIPs": [{"ip": "127.0.0.1"}],
-                            "podIP": ip,
-                            "podIPs": [{"ip": ip}],
-                            "startTime": started,
-                            **status,
-                        }
-                    },
+                _drain(
+                    self.api.patch_namespaced_pod_status(
+                        running.name,
+                        running.namespace,
+                        {
+                            "status": {
+                                "hostIP": "127.0.0.1",
+                                "hostIPs": [{"ip": "127.0.0.1"}],
+                                "podIP": ip,
+                                "podIPs": [{"ip": ip}],
+                                "startTime": started,
+                                **status,
+                            }
+                        },
+                        # The reply (the whole pod) is not decoded: the watch brings it.
+                        _preload_content=False,
+                    )
                 )
-                log.info(
-                    "pod %s/%s running at %s (listening on %s)",
-                    meta.namespace,
-                    meta.name,
-                    ip,
-                    address,
-                )
+                log.info("pod %s running at %s (listening on %s)", running.key, ip, running.address)
             except ApiException as error:
-                log.warning("status of %s/%s not set: %s", meta.namespace, meta.name, error)
+                log.warning("status of %s not set: %s", running.key, error)
+            # Neither may end the thread pool's worker quietly: say what failed.
+            except Exception:
+                log.exception("status of %s not set", running.key)
 
     def patch_status(self, running: RunningPod) -> None:
         """Write the pod's containers as they are now; a deleted pod is not written."""
@@ -419,8 +434,10 @@ class StandIn:
                     return
                 status = running.status()
             try:
-                self.api.patch_namespaced_pod_status(
-                    running.name, running.namespace, {"status": status}
+                _drain(
+                    self.api.patch_namespaced_pod_status(
+                        running.name, running.namespace, {"status": status}, _preload_content=False
+                    )
                 )
             except ApiException as error:
                 log.warning("status of %s not set: %s", running.key, error)
@@ -535,19 +552,14 @@ class StandIn:
         threading.Thread(target=self.write_stale_pods_file, daemon=True).start()
         resource_version = ""
         while True:
-            stream = watch.Watch()
             try:
-                for event in stream.stream(
-                    self.api.list_pod_for_all_namespaces,
-                    resource_version=resource_version,
-                    timeout_seconds=300,
-                ):
-                    pod = event["object"]
-                    resource_version = pod.metadata.resource_version
+                for kind, raw in self.pod_events(resource_version):
+                    meta = raw["metadata"]
+                    resource_version = meta["resourceVersion"]
                     try:
-                        self.handle(event["type"], pod)
+                        self.handle_raw(kind, raw)
                     except Exception:  # one bad pod must not stop the stand-in for all others
-                        log.exception("handling %s failed", pod.metadata.name)
+                        log.exception("handling %s failed", meta.get("name"))
             except ApiException as error:
                 if error.status == 410:  # watch window expired: start over from a fresh list
                     resource_version = ""
@@ -560,11 +572,57 @@ class StandIn:
                 log.warning("the API server is unreachable: %s", error)
                 time.sleep(1)
 
+    def pod_events(self, resource_version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, pod JSON) of each event of one watch of all pods (a list first when
+        `resource_version` is empty: the current pods come as ADDED). The client's
+        watch.Watch turns every event into a V1Pod (JSON parsed, printed and parsed again):
+        at 30,000 pods, each seen twice (created, then its status written), that alone was
+        minutes; here a pod is turned into a V1Pod only when handle() needs one."""
+        reply = self.api.list_pod_for_all_namespaces(
+            watch=True,
+            resource_version=resource_version,
+            timeout_seconds=300,
+            _preload_content=False,
+        )
+        try:
+            for line in watch.watch.iter_resp_lines(reply):
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, raw = event["type"], event["object"]
+                if kind == "ERROR":  # e.g. 410 Gone: the version is too old; run() lists again
+                    raise ApiException(status=raw.get("code"), reason=raw.get("message"))
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    yield kind, raw
+        finally:
+            reply.close()
+            reply.release_conn()
+
+    def handle_raw(self, kind: str, raw: dict[str, Any]) -> None:
+        """handle() for one event's pod JSON, skipping what handle() would do nothing with
+        without making a V1Pod of it: a pod already running here, not being deleted (most
+        events are those: the pod's own status writes)."""
+        meta = raw["metadata"]
+        if kind == "DELETED":
+            self.stop_pod(meta["uid"])
+            return
+        if meta["uid"] in self.pods and meta.get("deletionTimestamp") is None:
+            return
+        pod = self.api.api_client.deserialize(json.dumps(raw), "V1Pod", "application/json")
+        self.handle(kind, pod)
+
     def heartbeat(self) -> None:
         while True:
             time.sleep(20)
             with contextlib.suppress(Exception):
                 self.register_node()
+
+
+def _drain(reply: Any) -> None:
+    """Read a raw reply (_preload_content=False) to its end: its connection goes back to the
+    pool for the next request."""
+    reply.read()
+    reply.release_conn()
 
 
 def _wait_listening(address: str, timeout: float = 10.0) -> None:
