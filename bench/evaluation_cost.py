@@ -62,6 +62,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from spikeprof.core.shards import owner
 
 INTERVAL = 5.0
+# Where the operator's threads wait (the event loop's epoll, the executor's idle workers).
+WAITING = ("EpollSelector.select", "_PollLikeSelector.select", "_worker (", "Condition.wait")
 CREATORS = 16  # threads creating pods: the API server and the stand-in, not this, set the pace
 
 
@@ -190,6 +192,8 @@ def profile(pid: int, window: float, workdir: Path) -> list[dict[str, Any]]:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if stack.rsplit(";", 1)[-1].startswith(WAITING):
+            continue  # py-spy takes a thread blocked in these for an active one
         total += int(count)
         # A frame reads "function (path/file.py:line)": kept as "function (file.py)".
         frames = {
