@@ -56,9 +56,11 @@ def _alerts(rate: float, bounded: bool) -> Callable[[Result], tuple[str, bool | 
     def read(data: Result) -> tuple[str, bool | None]:
         run = run_where(data, "rate", rate)
         p50, p99 = pick(run, "p50_ms"), pick(run, "p99_ms")
-        missed = int(pick(run, "missed")) + int(run.get("missing_on_disk") or 0)
+        missed = int(pick(run, "missed"))
         api = run.get("apiserver_requests_per_s")
         figure = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, missed {missed}"
+        if run.get("late"):  # first request not seen within one round of the pods
+            figure += f", late {run['late']}"
         if api is not None:
             figure += f", API server {api} req/s"
         met = missed == 0 and (not bounded or (p50 <= 20 and p99 <= 50))

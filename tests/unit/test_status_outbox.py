@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,3 +88,39 @@ async def test_a_written_patch_kopf_never_shows_stops_counting_after_a_while() -
     assert box.view({}) == {"note": "stored in another form"}
     clock.now += SEEN_SECONDS + 1
     assert box.view({}) == {}
+
+
+class SlowWriter(Writer):
+    """Holds each write until `go` is set, as a busy API server would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self.go.wait()
+        await super().patch(namespace, name, status)
+
+
+async def test_overlapping_writes_are_written_once_each_in_order_and_none_is_lost() -> None:
+    writer = SlowWriter()
+    box = outbox(writer)
+    first = asyncio.create_task(box.write({"phase": "Armed", "captures": {"total": 1}}))
+    await asyncio.sleep(0)  # the first patch is on the wire
+    second = asyncio.create_task(box.write({"captures": {"total": 2}}))
+    third = asyncio.create_task(box.write({"pendingCapture": {"id": "c3"}}))
+    await asyncio.sleep(0)
+    # Seen by the loop before it is written; what was on the wire was not squashed into.
+    assert box.view({}) == {
+        "phase": "Armed",
+        "captures": {"total": 2},
+        "pendingCapture": {"id": "c3"},
+    }
+    assert box.waiting == 2
+    writer.go.set()
+    assert await asyncio.gather(first, second, third) == [True, True, True]
+    assert writer.written == [
+        {"phase": "Armed", "captures": {"total": 1}},
+        {"captures": {"total": 2}, "pendingCapture": {"id": "c3"}},
+    ]
+    assert box.waiting == 0

@@ -27,7 +27,10 @@ def build_metadata(
     outcomes: tuple[ProfileOutcome, ...],
     finished_at: datetime.datetime,
     operator_version: str,
+    alerts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """What metadata.json says of one pod's capture; `alerts`: the keys (fingerprint@startsAt)
+    of the alerts that asked for this pod, when alerts triggered it."""
     by_type = {o.type: o for o in outcomes}
     profiles = []
     for req in requests:
@@ -65,7 +68,11 @@ def build_metadata(
         "container": endpoint.container,
         "endpoint": endpoint.base_url,
         "access": endpoint.access,
-        "trigger": {"type": request.trigger, "reason": request.reason},
+        "trigger": {
+            "type": request.trigger,
+            "reason": request.reason,
+            **({"alerts": list(alerts)} if alerts else {}),
+        },
         "requestedAt": format_time(request.requested_at),
         "finishedAt": format_time(finished_at),
         "profiles": profiles,

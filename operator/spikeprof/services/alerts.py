@@ -40,9 +40,10 @@ class SessionView:
     spec: SessionSpec
     pods: Callable[[], list[PodInfo]]  # the session's selected pods now
     status: Callable[[], Mapping[str, Any]]
-    # Hands freshly recorded alerts to the session's loop and wakes it, so the capture does not
-    # wait for the watch to deliver the status patch and the loop's next look.
-    deliver: Callable[[Mapping[str, Any]], None]
+    # Hands alerts being recorded to the session's loop and wakes it, with the write that
+    # records them (settles once they are in status, or fails): the capture starts while that
+    # write is under way, and its own status writes and artifacts wait for it.
+    deliver: Callable[[Mapping[str, Any], asyncio.Future[None]], None]
 
 
 @dataclass
@@ -187,13 +188,13 @@ class AlertIntake:
         self._batches: dict[tuple[str, str], _Batch] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
-    async def _record(self, namespace: str, name: str, entries: dict[str, Any]) -> None:
-        """Write entries to the session's status, together with those of concurrent requests.
+    def _record(self, namespace: str, name: str, entries: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue entries for the session's status, together with those of concurrent requests;
+        the future settles with the write that carries them (or fails with it).
 
         Group commit: while one patch of a session is in flight, the entries of the requests that
         arrive meanwhile gather into the next one, so a burst of notifications costs the API
-        server one write per round trip, not one per alert. Each request returns (or raises)
-        with the write that carried its entries.
+        server one write per round trip, not one per alert.
         """
         key = (namespace, name)
         batch = self._batches.get(key)
@@ -201,7 +202,7 @@ class AlertIntake:
             batch = self._batches[key] = _Batch()
             batch.task = asyncio.create_task(self._flush(key, batch))
         batch.entries.update(entries)
-        await asyncio.shield(batch.done)
+        return batch.done
 
     async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
         previous = self._inflight.get(key)
@@ -309,19 +310,29 @@ class AlertIntake:
                 entry = PendingAlert(alert.name, found.pods, received_at, alert.starts_at)
                 writes.setdefault((found.namespace, found.name), {})[alert.key] = entry.render()
             unmatched += not matched
-        for (namespace, name), entries in writes.items():
-            try:
-                await self._record(namespace, name, entries)
-            except SessionGoneError:
+        recording = {
+            session: self._record(*session, entries) for session, entries in writes.items()
+        }
+        # The sessions served here start capturing now, while their writes are under way: the
+        # profile request does not wait for an API server round trip, and nothing of it is
+        # published, nor is the alert answered, before the write lands.
+        for session, written in recording.items():
+            live = self.registry.get(*session)
+            if live is not None:
+                live.deliver(writes[session], written)
+        outcomes = await asyncio.gather(
+            *(asyncio.shield(written) for written in recording.values()), return_exceptions=True
+        )
+        for (namespace, name), outcome in zip(recording, outcomes, strict=True):
+            if isinstance(outcome, SessionGoneError):
                 continue  # deleted since it was matched: nothing is owed to it
-            except KubeError as error:
-                raise RecordingFailedError(str(error)) from None
-            for key in entries:
+            if isinstance(outcome, KubeError):
+                raise RecordingFailedError(str(outcome)) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+            for key in writes[(namespace, name)]:
                 self._recent.pop((namespace, name, key), None)  # kept in time order
                 self._recent[(namespace, name, key)] = now
-            live = self.registry.get(namespace, name)
-            if live is not None:
-                live.deliver(entries)
         return IntakeResult(
             recorded=sum(len(e) for e in writes.values()),
             duplicates=duplicates,

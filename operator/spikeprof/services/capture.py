@@ -116,6 +116,8 @@ class CaptureJob:
     recorded: Callable[[], Awaitable[None]] = _at_once
     # Pods that join while it runs (None: the capture is the pods it was given).
     joining: Joining | None = None
+    # The keys of the alerts that asked for a pod, as the capture has grown so far.
+    alerts_for: Callable[[str], tuple[str, ...]] = lambda pod: ()
 
 
 @dataclass
@@ -178,6 +180,7 @@ class Capturer:
                 outcomes=results,
                 finished_at=datetime.datetime.now(datetime.UTC),
                 operator_version=job.operator_version,
+                alerts=job.alerts_for(pod.name),
             )
             # Every pod gets a metadata.json, even when all its profiles failed: it says why.
             await job.recorded()

@@ -64,19 +64,36 @@ class _Running:
     joining: Joining | None = None
     names: dict[str, str] = field(default_factory=dict)  # alert key -> name, of those answered
 
-    def write(self, outbox: StatusOutbox, after: SessionStatus) -> None:
-        """Queue the write of `after`, behind the capture's earlier writes."""
+    def write(
+        self,
+        outbox: StatusOutbox,
+        after: SessionStatus,
+        alerts_recorded: Sequence[asyncio.Future[None]] = (),
+    ) -> None:
+        """Queue the write of `after`, behind the capture's earlier writes and the writes that
+        record the alerts it was decided from (so that it never lands before them)."""
         patch = self.status.patch_to(after)
         previous = self.writes[-1] if self.writes else None
 
         async def in_order() -> bool:
-            if previous is not None:
-                with contextlib.suppress(Exception):  # raised where it is awaited
-                    await asyncio.shield(previous)
+            for earlier in (previous, *alerts_recorded):
+                if earlier is not None:
+                    with contextlib.suppress(Exception):  # raised where it is awaited
+                        await asyncio.shield(earlier)
             return await outbox.write(patch)
 
         self.writes.append(asyncio.create_task(in_order()))
         self.status = after
+
+    def alerts_for(self, pod: str) -> tuple[str, ...]:
+        """The keys of the capture's alerts that asked for `pod` (one naming no pod asks for
+        every selected pod)."""
+        asked = []
+        for key in self.request.alert_keys:
+            alert = self.status.pending_alerts.get(key)
+            if alert is not None and (alert.pods is None or pod in alert.pods):
+                asked.append(key)
+        return tuple(asked)
 
     async def recorded(self) -> None:
         """Once every write of the capture so far is done (raises what one raised)."""
@@ -186,8 +203,13 @@ class SessionWorker:
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
         self.alert_hints: dict[str, Any] = {}  # recorded by the receiver, maybe not yet watched
+        # The receiver's write of each hint: it may still be under way (see _deliver).
+        self.hint_writes: dict[str, asyncio.Future[None]] = {}
         self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
+        self._spec: tuple[int, SessionSpec] | None = None  # (generation, parsed)
+        # The write of the last capture's end, under way while the next look runs.
+        self._ending: asyncio.Task[bool] | None = None
 
     async def serve(
         self,
@@ -221,6 +243,16 @@ class SessionWorker:
         # Leadership or the namespace's shard moved: the new owner goes on from status.
         except NotOwnerError as error:
             logger.info("The session stops here: %s.", error)
+        finally:
+            # The last capture's end: written before the loop lets go, if it can be.
+            with contextlib.suppress(Exception):
+                await self.ended()
+
+    async def ended(self) -> None:
+        """Once the last capture's end is written (raises what its write raised)."""
+        ending, self._ending = self._ending, None
+        if ending is not None:
+            await ending
 
     async def step(
         self,
@@ -231,10 +263,12 @@ class SessionWorker:
     ) -> bool:
         """Look once: gather the facts, decide the next status, write it; then run the capture
         decided, if any. True when a capture ran (so the caller looks again at once)."""
+        if self._ending is not None and self._ending.done():
+            await self.ended()  # the session is gone, say, or another replica owns it now
         generation = int(meta.get("generation") or 0)
         current = self._status(stored)
         try:
-            parsed = parse_spec(spec)
+            parsed = self._parsed(spec, generation)
         except SpecError as error:  # said in status and an event, until the spec is fixed
             failed = status_rules.invalid_spec(current, str(error), generation, now)
             if await self._write(current, failed):
@@ -263,6 +297,16 @@ class SessionWorker:
             parsed, request, progress, reachable, written, decided, generation, stored
         )
         return True
+
+    def _parsed(self, spec: Mapping[str, Any], generation: int) -> SessionSpec:
+        """The spec parsed once per generation (the API server bumps it on every spec change):
+        parsing it is a fixed cost of every look, and looks come with every alert."""
+        cached = self._spec
+        if cached is not None and generation and cached[0] == generation:
+            return cached[1]
+        parsed = parse_spec(spec)
+        self._spec = (generation, parsed)
+        return parsed
 
     async def _gather(
         self,
@@ -426,7 +470,11 @@ class SessionWorker:
         """The status as it will be once the API server has every write (it may be away), with
         the alerts the receiver recorded that the watch has not delivered yet."""
         current = SessionStatus.parse(self.outbox.view(stored))
-        hints = {key: PendingAlert.parse(entry) for key, entry in self.alert_hints.items() if entry}
+        hints = {
+            key: PendingAlert.parse(entry)
+            for key, entry in self.alert_hints.items()
+            if entry and not self._hint_lost(key)
+        }
         if not hints:
             return current
         return dataclasses.replace(current, pending_alerts={**hints, **current.pending_alerts})
@@ -434,6 +482,9 @@ class SessionWorker:
     async def _write(self, current: SessionStatus, after: SessionStatus) -> bool:
         """Write what changed (True), or else what waited for the API server (False)."""
         patch = current.patch_to(after)
+        for written in self._hints_recorded():
+            with contextlib.suppress(Exception):  # the receiver answers for its write
+                await asyncio.shield(written)
         if patch:
             await self.outbox.write(patch)
         else:
@@ -518,9 +569,28 @@ class SessionWorker:
             SessionView(self.namespace, self.name, parsed, selected, lambda: stored, self._deliver)
         )
 
-    def _deliver(self, entries: Mapping[str, Any]) -> None:
+    def _deliver(self, entries: Mapping[str, Any], written: asyncio.Future[None]) -> None:
+        """Alerts the receiver is recording: the loop acts on them at once, and every status
+        write it computes from them waits for `written` (see _hints_recorded)."""
         self.alert_hints.update(entries)
+        self.hint_writes.update(dict.fromkeys(entries, written))
         self.wakeup.set()
+
+    def _hints_recorded(self) -> list[asyncio.Future[None]]:
+        """The receiver's writes still under way. A status write computed from a view with
+        their alerts waits for them: landing first, its removal of an answered alert from
+        pendingAlerts would be undone by the receiver's write, which adds it."""
+        return [written for written in set(self.hint_writes.values()) if not written.done()]
+
+    def _hint_lost(self, key: str) -> bool:
+        """The receiver could not record the alert (it answered 5xx; Alertmanager sends it
+        again): not acted on, unless a capture took it meanwhile."""
+        written = self.hint_writes.get(key)
+        return (
+            written is not None
+            and written.done()
+            and (written.cancelled() or written.exception() is not None)
+        )
 
     def seconds_to_next_look(self, poll_seconds: float) -> float:
         """Until the next look: the poll interval, or less when a threshold evaluation falls due
@@ -552,6 +622,7 @@ class SessionWorker:
             if key not in self.finished_alerts
         }
         self.alert_hints = {k: v for k, v in self.alert_hints.items() if k in pending}
+        self.hint_writes = {k: v for k, v in self.hint_writes.items() if k in pending}
         if not pending:
             return _Triggered()
         wanted: set[str] = set()
@@ -659,7 +730,13 @@ class SessionWorker:
             reachable=len(reachable),
             uploading_to=uploading,
         )
-        await self.outbox.write(written.patch_to(finished))
+        # Written while the next look runs (the outbox keeps the order, and that look reads
+        # the status as it will be): an alert that came after the join window closed starts
+        # its capture without waiting for this round trip.
+        # Queued now, so that the next look's view has it (a patch computed from a view
+        # without it would be computed against a capture that is over).
+        self.outbox.queue(written.patch_to(finished))
+        self._ending = asyncio.create_task(self.outbox.flush())
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
@@ -685,7 +762,9 @@ class SessionWorker:
         anyway, and the outbox records it, under the same id, once the API server answers.
         """
         request = running.request
-        running.write(self.outbox, status_rules.capture_started(current, request))
+        running.write(
+            self.outbox, status_rules.capture_started(current, request), self._hints_recorded()
+        )
         self.post_event(
             "Normal",
             "CaptureStarted",
@@ -756,7 +835,11 @@ class SessionWorker:
             running.status = dataclasses.replace(
                 running.status, pending_alerts={**running.status.pending_alerts, **joining}
             )
-            running.write(self.outbox, status_rules.capture_started(running.status, grown))
+            running.write(
+                self.outbox,
+                status_rules.capture_started(running.status, grown),
+                self._hints_recorded(),
+            )
             running.joining.add([reachable[pod] for pod in wanted])
 
     async def _run(
@@ -779,5 +862,6 @@ class SessionWorker:
             fence=self.fence,
             recorded=running.recorded,
             joining=running.joining,
+            alerts_for=running.alerts_for,
         )
         return await self.capturer.run(job, reachable)

@@ -9,6 +9,7 @@ outage counts for cooldowns and totals, and the loop does not take it again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,11 @@ class StatusOutbox:
         self.name = name
         self.clock = clock
         self._unsent: list[dict[str, Any]] = []
+        # The patch being written now: never squashed into (it may be on the wire already).
+        self._inflight: dict[str, Any] | None = None
+        # Writers may overlap (a capture's end is written while the next look runs): one
+        # flush at a time keeps the patches in order and each written once.
+        self._flushing = asyncio.Lock()
         self._sent: list[dict[str, Any]] = []  # written; kopf's copy may not show them yet
         self._sent_at = 0.0  # when the oldest of _sent was written
         self._away_since: float | None = None
@@ -51,7 +57,7 @@ class StatusOutbox:
     @property
     def waiting(self) -> int:
         """Patches not yet written."""
-        return len(self._unsent)
+        return len(self._unsent) + (self._inflight is not None)
 
     def view(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """`stored` (kopf's copy of the status) with every patch it may not show yet."""
@@ -64,8 +70,9 @@ class StatusOutbox:
                 self._sent.clear()  # kopf has seen them (or they were stored in another form)
             else:
                 current = written
-        for patch in self._unsent:
-            current = merge_patch.apply(current, patch)
+        for waiting in (self._inflight, *self._unsent):
+            if waiting is not None:
+                current = merge_patch.apply(current, waiting)
         return current
 
     async def write(self, patch: Mapping[str, Any]) -> bool:
@@ -74,20 +81,30 @@ class StatusOutbox:
         Other API errors (the session is gone, the patch is refused) are raised, as from the
         writer itself.
         """
+        self.queue(patch)
+        return await self.flush()
+
+    def queue(self, patch: Mapping[str, Any]) -> None:
+        """Queue `patch` behind those waiting, for the next flush; `view` shows it at once."""
         squashed = merge_patch.squash(self._unsent[-1], patch) if self._unsent else None
         if squashed is not None:
             self._unsent[-1] = squashed
         else:
             self._unsent.append(dict(patch))
-        return await self.flush()
 
     async def flush(self) -> bool:
         """Write what waits, oldest first; False (all kept) while the API server is away."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         while self._unsent:
+            patch = self._inflight = self._unsent.pop(0)
             try:
-                await self.writer.patch(self.namespace, self.name, self._unsent[0])
+                await self.writer.patch(self.namespace, self.name, patch)
             # The API server is away: keep the patch, and every later one behind it.
             except ApiUnavailableError as error:
+                self._unsent.insert(0, patch)
                 if self._away_since is None:
                     self._away_since = self.clock()
                     log.warning(
@@ -97,9 +114,15 @@ class StatusOutbox:
                         error,
                     )
                 return False
+            # Refused, or cancelled: kept, first in line, for the next flush (or raised on).
+            except BaseException:
+                self._unsent.insert(0, patch)
+                raise
+            finally:
+                self._inflight = None
             if not self._sent:
                 self._sent_at = self.clock()
-            self._sent.append(self._unsent.pop(0))
+            self._sent.append(patch)
         if self._away_since is not None:
             log.info(
                 "The status of %s/%s is written again, after %.1f s without the API server.",

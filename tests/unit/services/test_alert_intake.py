@@ -45,6 +45,7 @@ class Sessions:
     def __init__(self, status: Mapping[str, Any] | None = None) -> None:
         self.registry = SessionRegistry()
         self.delivered: list[Mapping[str, Any]] = []
+        self.writes: list[asyncio.Future[None]] = []
         parsed = parse_spec(spec(trigger={"alerts": {"matchLabels": {"alertname": "HighCPU"}}}))
         self.registry.register(
             SessionView(
@@ -53,9 +54,13 @@ class Sessions:
                 parsed,
                 lambda: [pod("web-1"), pod("web-2")],
                 lambda: status or {},
-                self.delivered.append,
+                self.deliver,
             )
         )
+
+    def deliver(self, entries: Mapping[str, Any], written: asyncio.Future[None]) -> None:
+        self.delivered.append(entries)
+        self.writes.append(written)
 
 
 async def test_a_firing_alert_is_recorded_as_pending_and_handed_to_the_session() -> None:
@@ -97,8 +102,10 @@ async def test_a_refused_write_fails_the_notification_so_alertmanager_retries() 
 
 async def test_a_session_deleted_since_it_matched_is_owed_nothing() -> None:
     writer, sessions = FakeStatusWriter(fail_with=SessionGoneError("gone")), Sessions()
-    await AlertIntake(sessions.registry, writer).receive(notification())
-    assert sessions.delivered == []
+    result = await AlertIntake(sessions.registry, writer).receive(notification())
+    assert result.recorded == 1
+    # Handed over while the write was under way; the write's failure tells the loop to drop it.
+    assert isinstance(sessions.writes[0].exception(), SessionGoneError)
 
 
 class GatedWriter(FakeStatusWriter):
@@ -150,3 +157,31 @@ def test_only_a_valid_spec_with_an_alert_trigger_listens_for_alerts() -> None:
     assert listens_for_alerts(spec(trigger={"alerts": {"matchLabels": {"alertname": "Hot"}}}))
     assert not listens_for_alerts(spec(trigger={"immediate": True}))
     assert not listens_for_alerts(spec(profiles=[{"type": "nonsense"}]))
+
+
+class HeldWriter(FakeStatusWriter):
+    """Holds each status write until `landed` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.landed = asyncio.Event()
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self.landed.wait()
+        await super().patch(namespace, name, status)
+
+
+async def test_the_session_gets_the_alert_before_its_write_lands_and_the_answer_after() -> None:
+    writer, sessions = HeldWriter(), Sessions()
+    receiving = asyncio.create_task(AlertIntake(sessions.registry, writer).receive(notification()))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # The session's loop may start the capture now ...
+    assert list(sessions.delivered[0]) == [KEY]
+    assert not sessions.writes[0].done()
+    # ... while the receiver's answer still waits for the alert to be in status.
+    assert not receiving.done()
+    writer.landed.set()
+    assert (await receiving).recorded == 1
+    assert sessions.writes[0].done() and sessions.writes[0].exception() is None
+    assert KEY in writer.status["pendingAlerts"]

@@ -124,7 +124,7 @@ async def test_a_session_served_here_is_matched_once_through_its_worker_not_its_
             parse_spec(spec(trigger=ALERTS)),
             lambda: [pod("web-1")],
             dict,
-            delivered.append,
+            lambda entries, written: delivered.append(entries),
         )
     )
     result = await AlertIntake(registry, writer, pods.find).receive(notification(pod="web-1"))

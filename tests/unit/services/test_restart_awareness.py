@@ -80,7 +80,9 @@ class Session:
         self, trigger: dict[str, Any], now: datetime.datetime = NOW, cooldown: str = "10m"
     ) -> bool:
         body = spec(trigger=trigger, limits={"cooldown": cooldown})
-        return await self.worker.step(body, META, dict(self.writer.status), now)
+        captured = await self.worker.step(body, META, dict(self.writer.status), now)
+        await self.worker.ended()  # the capture's end is written in the background
+        return captured
 
     def said(self, reason: str) -> list[str]:
         return [message for _, why, message in self.events if why == reason]

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from spikeprof.adapters.kube import KubeError
 from spikeprof.adapters.pod_http import Fetched
 from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.pods import PodInfo
+from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.spec import ProfileRequest
 from spikeprof.services import session as session_module
 from spikeprof.services.alerts import SessionRegistry
 from spikeprof.services.arming import ArmingReport
-from spikeprof.services.capture import Capturer
+from spikeprof.services.capture import CaptureJob, Capturer
 from spikeprof.services.notify import Notifier
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import SessionWorker
@@ -52,6 +56,8 @@ class Session:
         notifier: Notifier | None = None,
     ) -> None:
         self.writer = writer
+        self._last_spec: dict[str, Any] | None = None
+        self._generation = 0
         self.capturer = FakeCapturer()
         self.events: list[tuple[str, str, str]] = []
         self.worker = SessionWorker(
@@ -73,7 +79,15 @@ class Session:
 
     async def look(self, spec: dict[str, Any], now: datetime.datetime = NOW) -> bool:
         # kopf hands the worker its copy of the status: here, what the "API server" holds.
-        return await self.worker.step(spec, META, dict(self.writer.status), now)
+        captured = await self.worker.step(spec, self._meta(spec), dict(self.writer.status), now)
+        await self.worker.ended()  # the capture's end is written in the background
+        return captured
+
+    def _meta(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """As the API server does: a changed spec is a new generation."""
+        if spec != self._last_spec:
+            self._last_spec, self._generation = spec, self._generation + 1
+        return {**META, "generation": self._generation}
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.events]
@@ -266,6 +280,61 @@ async def _direct(ip: str, port: int) -> bool:
     return True
 
 
+def _alerts_asking(root: Path) -> dict[str, list[str]]:
+    """Pod -> the alert keys its capture's metadata.json names."""
+    return {
+        path.parent.parent.name: json.loads(path.read_text())["trigger"]["alerts"]
+        for path in root.glob("shop/checkout/*/*/metadata.json")
+    }
+
+
+def _written(error: Exception | None = None) -> asyncio.Future[None]:
+    """The alert receiver's write of what it delivers, as landed (or failed)."""
+    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if error is None:
+        written.set_result(None)
+    else:
+        written.set_exception(error)
+    return written
+
+
+async def test_an_alert_is_captured_while_its_write_is_under_way_and_recorded_after_it(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer, [pod("web-1")])
+    entry = {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}
+    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    session.worker._deliver(entry, written)
+    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    # The profile was asked before the alert's write landed; the look waits for that write.
+    assert [names for _, names in session.capturer.jobs] == [["web-1"]]
+    assert not look.done()
+    assert not any(p.get("pendingCapture") for p in writer.patches)
+    # What the alert intake's write does when it lands.
+    await writer.patch("shop", "checkout", {"pendingAlerts": entry})
+    written.set_result(None)
+    assert await look is True
+    # The capture's start, then its end, came after the alert's record: nothing re-adds it.
+    assert writer.patches[0] == {"pendingAlerts": entry}
+    assert writer.patches[1]["pendingCapture"]["alertKeys"] == ["k1"]
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert not writer.status.get("pendingAlerts")
+
+
+async def test_an_alert_the_receiver_could_not_record_is_not_acted_on(
+    writer: FakeStatusWriter,
+) -> None:
+    session = Session(writer, [pod("web-1")])
+    refused = _written(KubeError("the API server refused the write"))
+    session.worker._deliver({"k1": {"alert": "HighCPU", "pods": ["web-1"]}}, refused)
+    # Answered 5xx: Alertmanager sends it again, and that copy is recorded and captured.
+    assert await session.look(spec(trigger=ALERTS)) is False
+    assert session.capturer.jobs == []
+    assert not writer.status.get("pendingAlerts")
+
+
 async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     writer: FakeStatusWriter, tmp_path: Path
 ) -> None:
@@ -284,7 +353,7 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     # What the alert intake does: write the second alert to status, then hand it to the worker.
     second = {"k2": {"alert": "HighCPU", "pods": ["web-2"]}}
     await writer.patch("shop", "checkout", {"pendingAlerts": second})
-    session.worker._deliver(second)
+    session.worker._deliver(second, _written())
     await profiles.second_asked.wait()  # web-2 is asked while web-1 still samples
     profiles.release.set()
     assert await look is True
@@ -299,6 +368,8 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     # The grown request was recorded before its pod's artifacts were published.
     grown = [p["pendingCapture"] for p in writer.patches if p.get("pendingCapture")]
     assert grown[-1]["alertKeys"] == ["k1", "k2"]
+    # Each pod's metadata names the alert that asked for it, the joined one too.
+    assert _alerts_asking(tmp_path) == {"web-1": ["k1"], "web-2": ["k2"]}
 
 
 async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
@@ -317,7 +388,7 @@ async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
     )
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
-    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}})
+    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}}, _written())
     profiles.release.set()
     assert await look is True
     assert writer.status["alertsHandled"] == ["k1"]
@@ -353,3 +424,81 @@ async def test_an_alert_recorded_while_a_capture_runs_stays_pending_in_status(
     # The capture answered k1 only; k2, answered 200 by the intake, is still durably pending.
     assert writer.status["alertsHandled"] == ["k1"]
     assert list(writer.status["pendingAlerts"]) == ["k2"]
+
+
+class LaggingApi(FakeStatusWriter):
+    """Writes take a while; kopf's copy of the status (`seen`) follows every 30 ms; every
+    stored pendingCapture must be whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, Any] = {}
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await asyncio.sleep(0.02)
+        await super().patch(namespace, name, status)
+        pending = self.status.get("pendingCapture")
+        assert pending is None or "trigger" in pending, pending
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.03)
+            self.seen.clear()
+            self.seen.update(self.status)
+
+
+class SlowCapturer(FakeCapturer):
+    async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
+        await asyncio.sleep(0.05)
+        await job.recorded()
+        return await super().run(job, pods)
+
+
+class Flag:
+    def __init__(self) -> None:
+        self.up = False
+
+    def __bool__(self) -> bool:
+        return self.up
+
+
+async def test_alerts_in_a_row_are_each_captured_while_the_last_capture_s_end_is_written() -> None:
+    api = LaggingApi()
+    session = Session(api, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    worker = session.worker
+    worker.capturer = capturer = SlowCapturer()
+    watching = asyncio.create_task(api.watch())
+    stop = Flag()
+    body = spec(trigger=ALERTS, limits={"cooldown": "0s"})
+    serving = asyncio.create_task(
+        worker.serve(stop, body, META, api.seen, 1.0, logging.getLogger("test"))
+    )
+    wanted = {f"k{i}": "web-1" if i % 3 else "web-2" for i in range(12)}
+    for key, name in wanted.items():  # as the alert intake hands them over
+        entry = {key: {"alert": "HighCPU", "pods": [name]}}
+        written = asyncio.ensure_future(api.patch("shop", "checkout", {"pendingAlerts": entry}))
+        worker._deliver(entry, written)
+        await written
+        await asyncio.sleep(0.03)
+    for _ in range(100):
+        if set(api.status.get("alertsHandled") or ()) == set(wanted) and not api.status.get(
+            "pendingCapture"
+        ):
+            break
+        await asyncio.sleep(0.05)
+    stop.up = True
+    worker.wakeup.set()
+    await serving
+    watching.cancel()
+    assert sorted(api.status["alertsHandled"]) == sorted(wanted)
+    assert not api.status.get("pendingAlerts")
+    # Each alert was recorded in a capture of its pod (started for it, or joined).
+    recorded: dict[str, list[str]] = {}
+    for patch in api.patches:
+        started = patch.get("pendingCapture") or {}
+        for key in started.get("alertKeys", ()):
+            recorded.setdefault(key, started["pods"])
+    assert {key: name in recorded[key] for key, name in wanted.items()} == dict.fromkeys(
+        wanted, True
+    )
+    assert api.status["captures"]["total"] == len(capturer.jobs)
