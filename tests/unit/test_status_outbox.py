@@ -124,3 +124,18 @@ async def test_overlapping_writes_are_written_once_each_in_order_and_none_is_los
         {"captures": {"total": 2}, "pendingCapture": {"id": "c3"}},
     ]
     assert box.waiting == 0
+
+
+async def test_a_patch_waits_for_the_writes_it_must_follow_and_later_ones_squash_into_it() -> None:
+    writer = Writer()
+    box = outbox(writer)
+    receiver: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    box.queue({"pendingCapture": {"id": "c1", "pods": ["a"]}}, [receiver])
+    box.queue({"pendingCapture": {"pods": ["a", "b"]}}, [receiver])  # a join, same wait
+    flushing = asyncio.create_task(box.flush())
+    await asyncio.sleep(0)
+    assert writer.written == []  # the receiver's write has not landed
+    assert box.view({})["pendingCapture"] == {"id": "c1", "pods": ["a", "b"]}
+    receiver.set_result(None)
+    assert await flushing is True
+    assert writer.written == [{"pendingCapture": {"id": "c1", "pods": ["a", "b"]}}]

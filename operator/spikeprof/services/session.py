@@ -68,21 +68,13 @@ class _Running:
         self,
         outbox: StatusOutbox,
         after: SessionStatus,
-        alerts_recorded: Sequence[asyncio.Future[None]] = (),
+        alerts_recorded: Iterable[asyncio.Future[None]] = (),
     ) -> None:
         """Queue the write of `after`, behind the capture's earlier writes and the writes that
-        record the alerts it was decided from (so that it never lands before them)."""
-        patch = self.status.patch_to(after)
-        previous = self.writes[-1] if self.writes else None
-
-        async def in_order() -> bool:
-            for earlier in (previous, *alerts_recorded):
-                if earlier is not None:
-                    with contextlib.suppress(Exception):  # raised where it is awaited
-                        await asyncio.shield(earlier)
-            return await outbox.write(patch)
-
-        self.writes.append(asyncio.create_task(in_order()))
+        record the alerts it was decided from (so that it never lands before them). Queued at
+        once: alerts joining in a burst squash into one patch while the one ahead is written."""
+        outbox.queue(self.status.patch_to(after), alerts_recorded)
+        self.writes.append(asyncio.create_task(outbox.flush()))
         self.status = after
 
     def alerts_for(self, pod: str) -> tuple[str, ...]:
@@ -482,13 +474,10 @@ class SessionWorker:
     async def _write(self, current: SessionStatus, after: SessionStatus) -> bool:
         """Write what changed (True), or else what waited for the API server (False)."""
         patch = current.patch_to(after)
-        for written in self._hints_recorded():
-            with contextlib.suppress(Exception):  # the receiver answers for its write
-                await asyncio.shield(written)
         if patch:
-            await self.outbox.write(patch)
-        else:
-            await self.outbox.flush()  # what waited for the API server, written once it answers
+            self.outbox.queue(patch, self._hints_recorded())
+        # What waited for the API server too, written once it answers.
+        await self.outbox.flush()
         return bool(patch)
 
     async def _arm(
@@ -576,11 +565,16 @@ class SessionWorker:
         self.hint_writes.update(dict.fromkeys(entries, written))
         self.wakeup.set()
 
-    def _hints_recorded(self) -> list[asyncio.Future[None]]:
-        """The receiver's writes still under way. A status write computed from a view with
-        their alerts waits for them: landing first, its removal of an answered alert from
-        pendingAlerts would be undone by the receiver's write, which adds it."""
-        return [written for written in set(self.hint_writes.values()) if not written.done()]
+    def _hints_recorded(self, keys: Iterable[str] | None = None) -> set[asyncio.Future[None]]:
+        """The receiver's writes still under way (of `keys`, or all). A status write computed
+        from a view with their alerts waits for them: landing first, its removal of an answered
+        alert from pendingAlerts would be undone by the receiver's write, which adds it."""
+        chosen = (
+            self.hint_writes
+            if keys is None
+            else {key: self.hint_writes[key] for key in keys if key in self.hint_writes}
+        )
+        return {written for written in chosen.values() if not written.done()}
 
     def _hint_lost(self, key: str) -> bool:
         """The receiver could not record the alert (it answered 5xx; Alertmanager sends it
@@ -763,7 +757,9 @@ class SessionWorker:
         """
         request = running.request
         running.write(
-            self.outbox, status_rules.capture_started(current, request), self._hints_recorded()
+            self.outbox,
+            status_rules.capture_started(current, request),
+            self._hints_recorded(request.alert_keys),
         )
         self.post_event(
             "Normal",
@@ -838,7 +834,7 @@ class SessionWorker:
             running.write(
                 self.outbox,
                 status_rules.capture_started(running.status, grown),
-                self._hints_recorded(),
+                self._hints_recorded(joining),
             )
             running.joining.add([reachable[pod] for pod in wanted])
 

@@ -10,9 +10,11 @@ outage counts for cooldowns and totals, and the loop does not take it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spikeprof.adapters.kube import ApiUnavailableError
@@ -32,6 +34,14 @@ class StatusPatcher(Protocol):
         ...
 
 
+@dataclass
+class _Queued:
+    """A patch waiting to be written, and the writes it must not land before."""
+
+    patch: dict[str, Any]
+    after: set[asyncio.Future[None]] = field(default_factory=set)
+
+
 class StatusOutbox:
     def __init__(
         self,
@@ -44,7 +54,7 @@ class StatusOutbox:
         self.namespace = namespace
         self.name = name
         self.clock = clock
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[_Queued] = []
         # The patch being written now: never squashed into (it may be on the wire already).
         self._inflight: dict[str, Any] | None = None
         # Writers may overlap (a capture's end is written while the next look runs): one
@@ -70,9 +80,10 @@ class StatusOutbox:
                 self._sent.clear()  # kopf has seen them (or they were stored in another form)
             else:
                 current = written
-        for waiting in (self._inflight, *self._unsent):
-            if waiting is not None:
-                current = merge_patch.apply(current, waiting)
+        if self._inflight is not None:
+            current = merge_patch.apply(current, self._inflight)
+        for waiting in self._unsent:
+            current = merge_patch.apply(current, waiting.patch)
         return current
 
     async def write(self, patch: Mapping[str, Any]) -> bool:
@@ -84,13 +95,20 @@ class StatusOutbox:
         self.queue(patch)
         return await self.flush()
 
-    def queue(self, patch: Mapping[str, Any]) -> None:
-        """Queue `patch` behind those waiting, for the next flush; `view` shows it at once."""
-        squashed = merge_patch.squash(self._unsent[-1], patch) if self._unsent else None
-        if squashed is not None:
-            self._unsent[-1] = squashed
-        else:
-            self._unsent.append(dict(patch))
+    def queue(self, patch: Mapping[str, Any], after: Iterable[asyncio.Future[None]] = ()) -> None:
+        """Queue `patch` behind those waiting, for the next flush; `view` shows it at once.
+
+        `after`: other writes (the alert receiver's) that it must not land before; it is sent
+        once they are done, whether they succeeded or not. It is squashed into the patch ahead
+        of it when that waits for them already (never making that one wait longer)."""
+        waits = {written for written in after if not written.done()}
+        tail = self._unsent[-1] if self._unsent else None
+        if tail is not None and waits <= tail.after:
+            squashed = merge_patch.squash(tail.patch, patch)
+            if squashed is not None:
+                tail.patch = squashed
+                return
+        self._unsent.append(_Queued(dict(patch), waits))
 
     async def flush(self) -> bool:
         """Write what waits, oldest first; False (all kept) while the API server is away."""
@@ -99,12 +117,17 @@ class StatusOutbox:
 
     async def _flush(self) -> bool:
         while self._unsent:
-            patch = self._inflight = self._unsent.pop(0)
+            head = self._unsent[0]
+            while head.after:
+                with contextlib.suppress(Exception):  # its writer answers for it
+                    await asyncio.shield(head.after.pop())
+            self._unsent.pop(0)
+            patch = self._inflight = head.patch
             try:
                 await self.writer.patch(self.namespace, self.name, patch)
             # The API server is away: keep the patch, and every later one behind it.
             except ApiUnavailableError as error:
-                self._unsent.insert(0, patch)
+                self._unsent.insert(0, head)
                 if self._away_since is None:
                     self._away_since = self.clock()
                     log.warning(
@@ -116,7 +139,7 @@ class StatusOutbox:
                 return False
             # Refused, or cancelled: kept, first in line, for the next flush (or raised on).
             except BaseException:
-                self._unsent.insert(0, patch)
+                self._unsent.insert(0, head)
                 raise
             finally:
                 self._inflight = None
