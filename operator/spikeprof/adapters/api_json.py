@@ -34,6 +34,7 @@ class _Meta(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
     deletion_timestamp: str | None = None
     owner_references: tuple[_Owner, ...] | None = None
     creation_timestamp: str | None = None
+    resource_version: str | None = None  # where a watch ended is resumed from
 
 
 class _Resources(msgspec.Struct, omit_defaults=True, gc=False):

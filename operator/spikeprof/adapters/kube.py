@@ -470,21 +470,28 @@ class _NamespacePods:
 
     async def _run(self) -> None:
         failing_since: float | None = None  # one line when the API server goes, one when back
+        version: str | None = None  # where the next watch starts; None: list first
         while True:
             try:
-                version = await self._list()
-                if failing_since is not None:
-                    log.info(
-                        "Watching pods in %s again, after %.1f s.",
-                        self.namespace,
-                        time.monotonic() - failing_since,
-                    )
-                    failing_since = None
-                self.ready.set()
-                await self._watch(version)
+                if version is None:
+                    version = await self._list()
+                    if failing_since is not None:
+                        log.info(
+                            "Watching pods in %s again, after %.1f s.",
+                            self.namespace,
+                            time.monotonic() - failing_since,
+                        )
+                        failing_since = None
+                    self.ready.set()
+                # The API server ends each watch after WATCH_SECONDS: the next one resumes from
+                # the last version seen, as client-go's reflector does. Listing every pod again
+                # instead cost ~0.1 s of CPU at 10,000 pods every WATCH_SECONDS, and gave every
+                # pod a new record (all selectors matched again).
+                version = await self._watch(version)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a broken watch must heal, not end the operator's view
+                version = None  # events may have been missed: a list sets the pods right
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.warning(
@@ -520,7 +527,9 @@ class _NamespacePods:
         self.version += 1
         return page.metadata.resource_version
 
-    async def _watch(self, version: str) -> None:
+    async def _watch(self, version: str) -> str | None:
+        """Apply the events of one watch from `version`; the version it ended at, or None when
+        the API server no longer has it (a list is needed)."""
         reply = await self.core.list_namespaced_pod(
             self.namespace,
             watch=True,
@@ -537,16 +546,18 @@ class _NamespacePods:
                 event = api_json.WATCH_EVENT.decode(line)
                 kind = event.type
                 if kind == "ERROR":
-                    return  # typically 410 Gone: the version is too old; list again
+                    return None  # typically 410 Gone: the version is too old; list again
+                pod = api_json.POD.decode(event.object)
+                version = pod.metadata.resource_version or version
                 if kind not in ("ADDED", "MODIFIED", "DELETED"):
                     continue  # BOOKMARK: only a newer version to resume from
-                pod = api_json.POD.decode(event.object)
                 name = pod.metadata.name
                 if kind == "DELETED":
                     self.pods.pop(name, None)
                 elif name:
                     self.pods[name] = pod_info(pod.as_json(), self.sharing)
                 self.version += 1
+        return version
 
 
 class SecretReader:
