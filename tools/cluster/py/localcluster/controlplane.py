@@ -265,6 +265,15 @@ class ControlPlane:
         """Start kube-apiserver again (same port, flags and certificates) after kill_apiserver;
         returns time.monotonic() of the first /readyz that answered ok."""
         self._spawn("kube-apiserver", self.apiserver_args)
+        # Back in its place of the start order, right after etcd: stop() goes in reverse order,
+        # and an API server stopped while its clients still watch it waits out its grace period
+        # (10 s of every outage test's teardown) instead of exiting at once.
+        restarted = self.processes.pop("kube-apiserver")
+        self.processes = {
+            "etcd": self.processes.pop("etcd"),
+            "kube-apiserver": restarted,
+            **self.processes,
+        }
         context = ssl.create_default_context(cafile=str(self.ca_cert))
         context.load_cert_chain(str(self.admin_pair.cert), str(self.admin_pair.key))
         self._wait_serving("kube-apiserver", f"{self.server}/readyz", context, timeout, 0.1)
