@@ -55,6 +55,9 @@ class SpikeWatcher:
         self.source: MetricSource | None = None
         self.engine = RuleEngine(())
         self.next_at = 0.0
+        # The source, when it sets when sessions evaluate (checked once: a Protocol's
+        # isinstance is slow enough to show in a profile of thousands of evaluations).
+        self.schedule: SharedSchedule | None = None
 
     async def evaluate(
         self,
@@ -70,20 +73,24 @@ class SpikeWatcher:
         trigger = spec.trigger
         if not trigger.thresholds:
             return None
-        if trigger != self.trigger or self.source is None:
+        # The same object look after look once the spec is parsed once per generation: the
+        # identity test spares comparing every field of every threshold.
+        if (trigger is not self.trigger and trigger != self.trigger) or self.source is None:
             self.trigger = trigger
             self.engine = RuleEngine(trigger.thresholds)
             self.next_at = 0.0
             try:
                 self.source = self.make_source(trigger, spec.target)
+                self.schedule = self.source if isinstance(self.source, SharedSchedule) else None
             # No source for this spec (e.g. no Prometheus configured): MetricsAvailable says so.
             except MetricsUnavailableError as error:
                 self.source = None
+                self.schedule = None
                 return Evaluation(None, MetricsReport(trigger.source, None, str(error)))
         if monotonic < self.next_at:
             return None
-        if isinstance(self.source, SharedSchedule):
-            self.next_at = self.source.next_evaluation(namespace, monotonic, trigger.interval)
+        if self.schedule is not None:
+            self.next_at = self.schedule.next_evaluation(namespace, monotonic, trigger.interval)
         else:
             self.next_at = monotonic + trigger.interval
         try:
