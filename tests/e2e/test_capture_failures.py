@@ -136,9 +136,12 @@ def test_each_failure_is_explained_and_other_profiles_are_kept(
     for directory in by_pod.values():
         assert not [p for p in directory.iterdir() if p.name.startswith(".")]
 
-    events = session_events(api, namespace, "faults")
-    warning = [m for t, r, m in events if t == "Warning" and r == "CapturePartiallyFailed"]
-    assert warning
+    def partially_failed() -> list[str]:
+        events = session_events(api, namespace, "faults")
+        return [m for t, r, m in events if t == "Warning" and r == "CapturePartiallyFailed"]
+
+    # The operator queues its events and sends them a moment after the status write.
+    warning = wait_for(partially_failed, 30, "the CapturePartiallyFailed event")
     assert "11 failed: 2 ConnectionRefused (refuses/cpu, refuses/goroutine)" in warning[0]
     assert "1 ProfilingInUse (busy/cpu)" in warning[0]
     busy.close()  # the other client hangs up: the pod stops its profile
