@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from spikeprof.adapters.kube import ApiUnavailableError
 from spikeprof.services.status_outbox import SEEN_SECONDS, StatusOutbox
 
@@ -139,3 +141,32 @@ async def test_a_patch_waits_for_the_writes_it_must_follow_and_later_ones_squash
     receiver.set_result(None)
     assert await flushing is True
     assert writer.written == [{"pendingCapture": {"id": "c1", "pods": ["a", "b"]}}]
+
+
+async def test_a_patch_that_requires_work_is_sent_once_it_succeeded_and_never_if_it_failed() -> (
+    None
+):
+    writer = Writer()
+    box = outbox(writer)
+    commits: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    box.queue({"pendingCapture": None, "captures": {"total": 1}}, required=[commits])
+    box.queue({"pendingCapture": {"id": "c2"}})  # the next capture, behind the end
+    flushing = asyncio.create_task(box.flush())
+    await asyncio.sleep(0)
+    assert writer.written == []
+    commits.set_result(None)
+    assert await flushing is True
+    assert writer.written == [
+        {"pendingCapture": None, "captures": {"total": 1}},
+        {"pendingCapture": {"id": "c2"}},
+    ]
+
+    failed = outbox(Writer())
+    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    refused.set_exception(OSError("No space left on device"))
+    failed.queue({"pendingCapture": None}, required=[refused])
+    failed.queue({"pendingCapture": {"id": "c3"}})
+    for _ in range(2):  # dropped, and said again to every later writer
+        with pytest.raises(OSError, match="No space left"):
+            await failed.flush()
+    assert failed.view({"pendingCapture": {"id": "c1"}}) == {"pendingCapture": {"id": "c1"}}

@@ -241,9 +241,12 @@ def set_condition(
 ) -> tuple[Condition, ...]:
     """Conditions with `type` replaced; lastTransitionTime moves only when the status flips."""
     previous = next((c for c in conditions if c.type == type), None)
-    transition = format_time(now)
-    if previous is not None and previous.status == verdict.ok:
-        transition = previous.last_transition_time or transition
+    # Formatted only on a flip: this runs for every condition on every look.
+    transition = (
+        previous.last_transition_time
+        if previous is not None and previous.status == verdict.ok
+        else None
+    ) or format_time(now)
     replaced = Condition(
         type=type,
         status=verdict.ok,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -52,6 +53,10 @@ async def start(
         config.metrics_port,
         config.alerts_port,
     )
+    # What is loaded by now (kopf, the clients, ~100k objects) lives as long as the process:
+    # frozen, it is out of the collector's way, and a full collection walks only what came
+    # later (a share of every evaluation cycle at 1,000 pods, bench/evaluation_cost.py).
+    gc.freeze()
 
 
 def configure_kopf(settings: kopf.OperatorSettings, identity: str) -> None:

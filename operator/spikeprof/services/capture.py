@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,6 +119,11 @@ class CaptureJob:
     joining: Joining | None = None
     # The keys of the alerts that asked for a pod, as the capture has grown so far.
     alerts_for: Callable[[str], tuple[str, ...]] = lambda pod: ()
+    # A list: each pod's commit (which waits for job.recorded()) runs in a task put there, and
+    # the pod's outcome is returned once its profiles are taken and analysed, so that the
+    # capture's end is decided, and the next capture starts, while the commits wait for status
+    # writes. None: each pod is committed before its outcome is returned.
+    commits: list[asyncio.Task[None]] | None = None
 
 
 @dataclass
@@ -129,6 +135,11 @@ class Capturer:
     operator_slots: asyncio.Semaphore  # shared by all sessions: the operator's own bound
     analysis_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(ANALYSES_AT_ONCE)
+    )
+    # Staging before the first profile request gets threads of its own: in a burst, the
+    # default executor's are busy analysing and fsyncing, and a pod's request would queue.
+    staging_lane: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="spikeprof-staging")
     )
 
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
@@ -153,7 +164,9 @@ class Capturer:
     async def _capture_pod(self, job: CaptureJob, pod: PodInfo) -> PodOutcome:
         key = ArtifactKey(job.namespace, job.session, pod.name, job.request.id)
         # One trip to a worker thread before the first profile request, not two.
-        staged = await asyncio.to_thread(self.store.stage_unless_complete, key)
+        staged = await asyncio.get_running_loop().run_in_executor(
+            self.staging_lane, self.store.stage_unless_complete, key
+        )
         if staged is None:
             # Finished before an operator restart: report it as it was, do not take it again.
             metadata = await asyncio.to_thread(self.store.read_metadata, key)
@@ -182,12 +195,31 @@ class Capturer:
                 operator_version=job.operator_version,
                 alerts=job.alerts_for(pod.name),
             )
+        except BaseException:
+            # Cancelled (operator stopping) or broken: leave nothing half-written behind.
+            await asyncio.to_thread(staged.discard)
+            raise
+        commit = self._commit(job, staged, metadata, results)
+        if job.commits is None:
+            await commit
+        else:
+            job.commits.append(asyncio.create_task(commit))
+        return PodOutcome(pod.name, pod.node, key.relative_path, results)
+
+    async def _commit(
+        self,
+        job: CaptureJob,
+        staged: StagedCapture,
+        metadata: dict[str, Any],
+        results: tuple[ProfileOutcome, ...],
+    ) -> None:
+        """Publish the pod's capture once the capture is recorded as started in status."""
+        try:
             # Every pod gets a metadata.json, even when all its profiles failed: it says why.
             await job.recorded()
             job.fence()
             await asyncio.to_thread(staged.commit, metadata)
         except BaseException:
-            # Cancelled (operator stopping) or broken: leave nothing half-written behind.
             await asyncio.to_thread(staged.discard)
             raise
         for result in results:
@@ -197,7 +229,6 @@ class Capturer:
             self.metrics.bytes_written.inc(result.bytes)
             if result.growth is not None:
                 self.metrics.bytes_written.inc(int(result.growth.get("secondBytes", 0)))
-        return PodOutcome(pod.name, pod.node, key.relative_path, results)
 
     async def _profile(
         self,

@@ -60,7 +60,8 @@ class _Running:
 
     request: planner.CaptureRequest
     status: SessionStatus  # as written, or queued to be, for it
-    writes: list[asyncio.Task[bool]] = field(default_factory=list)
+    writes: list[asyncio.Future[bool]] = field(default_factory=list)  # see StatusOutbox.queue
+    commits: list[asyncio.Task[None]] = field(default_factory=list)  # its pods' (deferred)
     joining: Joining | None = None
     names: dict[str, str] = field(default_factory=dict)  # alert key -> name, of those answered
 
@@ -73,8 +74,8 @@ class _Running:
         """Queue the write of `after`, behind the capture's earlier writes and the writes that
         record the alerts it was decided from (so that it never lands before them). Queued at
         once: alerts joining in a burst squash into one patch while the one ahead is written."""
-        outbox.queue(self.status.patch_to(after), alerts_recorded)
-        self.writes.append(asyncio.create_task(outbox.flush()))
+        self.writes.append(outbox.queue(self.status.patch_to(after), alerts_recorded))
+        outbox.flush_soon()
         self.status = after
 
     def alerts_for(self, pod: str) -> tuple[str, ...]:
@@ -680,6 +681,7 @@ class SessionWorker:
         # A full spool (the object store has been away) refuses new captures: the oldest
         # waiting ones are kept, and the request ends as a failed capture saying why.
         refusal = await self.outputs.refusal(parsed) if progress.pending is None else None
+        commits: list[asyncio.Task[None]] = []
         if refusal is not None:
             outcome = CaptureOutcome(request, problem=refusal.rstrip("."))
         else:
@@ -702,12 +704,7 @@ class SessionWorker:
                     joiner.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await joiner
-                # The outbox writes one patch at a time: the capture's are written before its end.
-                for write in running.writes:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(write)
-            for write in running.writes:
-                write.result()  # a start that could not be written (session gone, fenced)
+            commits = running.commits
             # As alerts joined it: the request answers them too, and status says so.
             request = running.request
             outcome = dataclasses.replace(outcome, request=request)
@@ -724,16 +721,21 @@ class SessionWorker:
             reachable=len(reachable),
             uploading_to=uploading,
         )
-        # Written while the next look runs (the outbox keeps the order, and that look reads
-        # the status as it will be): an alert that came after the join window closed starts
-        # its capture without waiting for this round trip.
-        # Queued now, so that the next look's view has it (a patch computed from a view
-        # without it would be computed against a capture that is over).
-        self.outbox.queue(written.patch_to(finished))
-        self._ending = asyncio.create_task(self.outbox.flush())
+        # The end is written once every pod is published (the outbox holds it until their
+        # commits succeed, behind the capture's own writes), while the next look runs: an
+        # alert that came after the join window closed starts its capture without waiting for
+        # those status round trips. Queued now, so that the next look's view has it (a patch
+        # computed from a view without it would be computed against a capture that is over).
+        self.outbox.queue(written.patch_to(finished), required=commits)
+        self._ending = asyncio.create_task(self._end(parsed, outcome))
         self.finished.add(request.id)
         self.finished_alerts.update(request.alert_keys)
         self.local = done
+
+    async def _end(self, parsed: SessionSpec, outcome: CaptureOutcome) -> bool:
+        """Write the capture's end (queued), then say it: the event and the webhooks come
+        once its artifacts are published and status says so."""
+        written = await self.outbox.flush()
         self.outputs_due = 0.0  # upload the new capture at the next look
         ok = outcome.result == "Succeeded"
         self.post_event(
@@ -743,6 +745,7 @@ class SessionWorker:
         )
         # In the background: the next capture never waits for a webhook.
         self.notifier.capture_ended(parsed, outcome)
+        return written
 
     def _start(self, running: _Running, current: SessionStatus, pods: int) -> None:
         """Record the capture as pending (with what the look changed), while it starts.
@@ -859,5 +862,6 @@ class SessionWorker:
             recorded=running.recorded,
             joining=running.joining,
             alerts_for=running.alerts_for,
+            commits=running.commits,
         )
         return await self.capturer.run(job, reachable)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from spikeprof.adapters.kube import ApiUnavailableError
 from spikeprof.core import merge_patch
+from spikeprof.errors import SpikeprofError
 
 log = logging.getLogger("spikeprof.status")
 
@@ -40,6 +41,30 @@ class _Queued:
 
     patch: dict[str, Any]
     after: set[asyncio.Future[None]] = field(default_factory=set)
+    # Work that must succeed before it is sent (a capture's end: its pods' commits).
+    required: set[asyncio.Future[None]] = field(default_factory=set)
+    # Settles when a flush has sent it (True), found the API server away (False: a new one
+    # waits for the next attempt), or could not send it (the error).
+    sent: asyncio.Future[bool] = field(default_factory=lambda: _attempt())
+
+    def settle(self, written: bool | BaseException) -> None:
+        """Tell who waits for this patch how the attempt went; later ones wait anew."""
+        if isinstance(written, BaseException):
+            self.sent.set_exception(written)
+        else:
+            self.sent.set_result(written)
+        self.sent = _attempt()
+
+
+def _attempt() -> asyncio.Future[bool]:
+    attempt: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    # Its error is raised to its waiters, if any; none is owed to a patch nobody waits for.
+    attempt.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return attempt
+
+
+class NotWrittenError(SpikeprofError):
+    """Work a queued patch required was cancelled: it and every patch behind it were dropped."""
 
 
 class StatusOutbox:
@@ -60,6 +85,8 @@ class StatusOutbox:
         # Writers may overlap (a capture's end is written while the next look runs): one
         # flush at a time keeps the patches in order and each written once.
         self._flushing = asyncio.Lock()
+        self._broken: Exception | None = None  # what required work raised
+        self._flushes: set[asyncio.Task[bool]] = set()  # flush_soon's, kept from the GC
         self._sent: list[dict[str, Any]] = []  # written; kopf's copy may not show them yet
         self._sent_at = 0.0  # when the oldest of _sent was written
         self._away_since: float | None = None
@@ -95,25 +122,77 @@ class StatusOutbox:
         self.queue(patch)
         return await self.flush()
 
-    def queue(self, patch: Mapping[str, Any], after: Iterable[asyncio.Future[None]] = ()) -> None:
+    def queue(
+        self,
+        patch: Mapping[str, Any],
+        after: Iterable[asyncio.Future[None]] = (),
+        required: Iterable[asyncio.Future[None]] = (),
+    ) -> asyncio.Future[bool]:
         """Queue `patch` behind those waiting, for the next flush; `view` shows it at once.
+        Returns what settles with the next attempt to send it (see _Queued.sent).
 
         `after`: other writes (the alert receiver's) that it must not land before; it is sent
-        once they are done, whether they succeeded or not. It is squashed into the patch ahead
-        of it when that waits for them already (never making that one wait longer)."""
+        once they are done, whether they succeeded or not. `required`: work that must succeed
+        first; if any fails, this patch and all behind it are dropped and every flush from
+        then on raises what it raised (the session's loop stops, and the next one starts over
+        from the stored status, as after a crash). It is squashed into the patch ahead of it
+        when that waits for everything it does already (never making that one wait longer)."""
         waits = {written for written in after if not written.done()}
+        needs = set(required)
         tail = self._unsent[-1] if self._unsent else None
-        if tail is not None and waits <= tail.after:
+        if tail is not None and not needs and waits <= tail.after:
             squashed = merge_patch.squash(tail.patch, patch)
             if squashed is not None:
                 tail.patch = squashed
-                return
-        self._unsent.append(_Queued(dict(patch), waits))
+                return tail.sent
+        queued = _Queued(dict(patch), waits, needs)
+        self._unsent.append(queued)
+        return queued.sent
+
+    def flush_soon(self) -> None:
+        """Flush in the background; what comes of it reaches those waiting on `queue`'s
+        futures (and the next flush raises the same error)."""
+        flushing = asyncio.create_task(self.flush())
+        self._flushes.add(flushing)
+        flushing.add_done_callback(self._flushed)
+
+    def _flushed(self, flushing: asyncio.Task[bool]) -> None:
+        self._flushes.discard(flushing)
+        if not flushing.cancelled():
+            flushing.exception()  # retrieved: said through the patches' futures
 
     async def flush(self) -> bool:
         """Write what waits, oldest first; False (all kept) while the API server is away."""
         async with self._flushing:
+            if self._broken is not None:
+                raise self._broken
             return await self._flush()
+
+    async def _needed(self, head: _Queued) -> None:
+        """Wait for what `head` needs; raise (breaking the outbox) if any of it failed."""
+        while head.required:
+            needed = head.required.pop()
+            try:
+                await asyncio.shield(needed)
+            except BaseException as error:
+                if not needed.done():  # this flush is cancelled, not the work it waits for
+                    head.required.add(needed)
+                    raise
+                self._broken = (
+                    error
+                    if isinstance(error, Exception)
+                    else NotWrittenError("work a status write waited for was cancelled")
+                )
+                for dropped in self._unsent:
+                    dropped.settle(self._broken)
+                self._unsent.clear()
+                log.warning(
+                    "The status of %s/%s is not written: %s",
+                    self.namespace,
+                    self.name,
+                    self._broken,
+                )
+                raise self._broken from None
 
     async def _flush(self) -> bool:
         while self._unsent:
@@ -121,6 +200,7 @@ class StatusOutbox:
             while head.after:
                 with contextlib.suppress(Exception):  # its writer answers for it
                     await asyncio.shield(head.after.pop())
+            await self._needed(head)
             self._unsent.pop(0)
             patch = self._inflight = head.patch
             try:
@@ -128,6 +208,8 @@ class StatusOutbox:
             # The API server is away: keep the patch, and every later one behind it.
             except ApiUnavailableError as error:
                 self._unsent.insert(0, head)
+                for waiting in self._unsent:
+                    waiting.settle(False)
                 if self._away_since is None:
                     self._away_since = self.clock()
                     log.warning(
@@ -138,14 +220,17 @@ class StatusOutbox:
                     )
                 return False
             # Refused, or cancelled: kept, first in line, for the next flush (or raised on).
-            except BaseException:
+            except BaseException as error:
                 self._unsent.insert(0, head)
+                if isinstance(error, Exception):
+                    head.settle(error)
                 raise
             finally:
                 self._inflight = None
             if not self._sent:
                 self._sent_at = self.clock()
             self._sent.append(patch)
+            head.settle(True)
         if self._away_since is not None:
             log.info(
                 "The status of %s/%s is written again, after %.1f s without the API server.",

@@ -105,6 +105,7 @@ class FakeCapturer:
 
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
         self.jobs.append((job, [p.name for p in pods]))
+        await job.recorded()  # as a pod's commit does: published only once recorded
         heap = ProfileOutcome("heap", file="heap.pb.gz", bytes=10, sha256="x")
         outcomes = tuple(
             PodOutcome(

@@ -280,10 +280,10 @@ async def _direct(ip: str, port: int) -> bool:
     return True
 
 
-def _alerts_asking(root: Path) -> dict[str, list[str]]:
-    """Pod -> the alert keys its capture's metadata.json names."""
+def _alerts_asking(root: Path, field: str = "alerts") -> dict[str, Any]:
+    """Pod -> the alert keys (or another trigger field) its capture's metadata.json names."""
     return {
-        path.parent.parent.name: json.loads(path.read_text())["trigger"]["alerts"]
+        path.parent.parent.name: json.loads(path.read_text())["trigger"][field]
         for path in root.glob("shop/checkout/*/*/metadata.json")
     }
 
@@ -430,12 +430,13 @@ class LaggingApi(FakeStatusWriter):
     """Writes take a while; kopf's copy of the status (`seen`) follows every 30 ms; every
     stored pendingCapture must be whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.02) -> None:
         super().__init__()
+        self.seconds = seconds
         self.seen: dict[str, Any] = {}
 
     async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(self.seconds)
         await super().patch(namespace, name, status)
         pending = self.status.get("pendingCapture")
         assert pending is None or "trigger" in pending, pending
@@ -502,3 +503,25 @@ async def test_alerts_in_a_row_are_each_captured_while_the_last_capture_s_end_is
         wanted, True
     )
     assert api.status["captures"]["total"] == len(capturer.jobs)
+
+
+async def test_a_capture_whose_status_writes_are_slow_ends_once_its_pods_are_published(
+    tmp_path: Path,
+) -> None:
+    api = LaggingApi(seconds=0.5)  # the start is still being written when the pods are done
+    session = Session(api, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    session.worker.capturer = Capturer(
+        store=VolumeStore(tmp_path),
+        fetcher=FakeProfiles(),
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+    async with asyncio.timeout(10):  # the end waits for the commits, which wait for the start
+        assert await session.look(spec(trigger={"immediate": True})) is True
+    started, finished = (p for p in api.patches if "pendingCapture" in p)
+    assert (
+        started["pendingCapture"]["trigger"] == "immediate" and finished["pendingCapture"] is None
+    )
+    assert api.status["captures"]["total"] == 1
+    assert sorted(_alerts_asking(tmp_path, "type")) == ["web-1", "web-2"]
