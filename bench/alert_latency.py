@@ -174,7 +174,8 @@ def measure(
         wait(settled, 120, "no pending alert or capture")
     except Exception as error:  # reported below as captures missing from disk
         print(f"not settled: {error}")
-    status = get_session(api, NAMESPACE, SESSION).get("status") or {}
+    session = get_session(api, NAMESPACE, SESSION)
+    status = session.get("status") or {}
     latencies = run.latencies or [float("nan")]
     acks = run.acks or [float("nan")]
     result = {
@@ -195,6 +196,9 @@ def measure(
         "captures": ((status.get("captures") or {}).get("total") or 0)
         - (captures.get("total") or 0),
         "operator_cpu_ms_per_alert": round(cpu * 1000 / max(1, run.sent), 2),
+        # What every status patch makes the API server decode, merge, validate and encode.
+        "session_bytes_after": len(json.dumps(session)),
+        "status_bytes_after": len(json.dumps(status)),
         **difference(before, after, elapsed),
     }
     print(

@@ -287,16 +287,22 @@ def test_diff_of_a_calm_and_a_burning_cpu_profile_puts_burn_cpu_first(
     document = json.loads(out)
     assert document["profileType"] == "cpu"
     assert document["normalized"] is True
-    assert document["gainers"][0]["function"] == "main.burnCPU"
+    # First by cum: only the functions it calls can tie it (when none of its own samples is
+    # outside them, which a short profile on busy cores makes likely), and ties go by flat.
+    top = document["gainers"][0]["delta"]["cumPercentPoints"]
+    tied = [g["function"] for g in document["gainers"] if g["delta"]["cumPercentPoints"] == top]
+    assert "main.burnCPU" in tied
+    assert set(tied) <= {"main.burnCPU", "main.spinHash", "crypto/sha256.Sum256"}, tied
     assert document["rankBy"] == "cum"
-    assert document["gainers"][0]["delta"]["cumPercentPoints"] > 50
+    assert top > 50
     html = page.read_text(encoding="utf-8")
     assert "main.burnCPU" in html and "differential flame graph" in html
 
     status, out, err = run_cli(capsys, "diff", "--root", str(volume.root), CALM_REF, SPIKE_REF)
     assert status == 0, err
     gainers = out.split("Top gainers:")[1].split("Top losers:")[0]
-    assert gainers.splitlines()[2].rstrip().endswith("main.burnCPU")
+    first = [line.rstrip() for line in gainers.splitlines()[2 : 2 + len(tied)]]
+    assert any(line.endswith("main.burnCPU") for line in first), first
 
 
 def test_diff_of_an_unreadable_profile_says_which_and_exits_non_zero(

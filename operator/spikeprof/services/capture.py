@@ -73,10 +73,11 @@ async def _at_once() -> None:
 class Joining:
     """Pods added to a capture while it runs (alerts that arrive meanwhile join it).
 
-    Open until the capture's last pod is done, or until its owner closes it: from then on
-    `add` refuses, and what was refused waits for the session's next capture. Nothing is lost
-    in between: the capture takes what was added before it closes, in the same step of the
-    event loop.
+    Open until its owner closes it (the capture runs until then, even with no pod in flight,
+    so that a burst of alerts is one capture and a few status writes, not one per alert): from
+    then on `add` refuses, and what was refused waits for the session's next capture. Nothing
+    is lost in between: the capture takes what was added before it closes, in the same step of
+    the event loop.
     """
 
     def __init__(self) -> None:
@@ -90,6 +91,11 @@ class Joining:
         self._added.extend(pods)
         self.arrived.set()
         return True
+
+    def close(self) -> None:
+        """No more pods: the capture ends once those it has are done."""
+        self.open = False
+        self.arrived.set()
 
     def take(self) -> list[PodInfo]:
         taken, self._added = self._added, []
@@ -405,9 +411,8 @@ async def _with_joiners(
                 joined = asyncio.ensure_future(capture(pod))
                 started.append(joined)
                 running.add(joined)
-            if not running:
-                joining.open = False  # no await since take(): nothing added is left behind
-                break
+            if not running and not joining.open:
+                break  # closed, and no await since take(): nothing added is left behind
             arrival: asyncio.Future[Any] = asyncio.ensure_future(joining.arrived.wait())
             waited: set[asyncio.Future[Any]] = {*running, arrival}
             try:

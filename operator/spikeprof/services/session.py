@@ -477,8 +477,12 @@ class SessionWorker:
         patch = current.patch_to(after)
         if patch:
             self.outbox.queue(patch, self._hints_recorded())
-        # What waited for the API server too, written once it answers.
-        await self.outbox.flush()
+        # A flush under way (the last capture's end, waiting for its pods to be published)
+        # writes this one too: the look goes on, and an alert that comes meanwhile starts its
+        # capture at once. Its errors come back from that flush (see ended) or the next one.
+        if not self.outbox.flushing:
+            # What waited for the API server too, written once it answers.
+            await self.outbox.flush()
         return bool(patch)
 
     async def _arm(
@@ -783,7 +787,20 @@ class SessionWorker:
     ) -> None:
         """Alerts recorded while an alert capture runs join it, so that they do not wait for
         its end: those whose pods are all reachable, not in the capture yet, and let through by
-        the guards. Any other alert waits for the next look, which answers it as usual."""
+        the guards. Any other alert waits for the next look, which answers it as usual.
+
+        An alert for a pod the capture has already taken closes the window: the capture ends
+        with its pods in flight, and the next one, started as soon as they are taken, takes it
+        (kept open, a steady stream of alerts would make that alert wait the whole window)."""
+        assert running.joining is not None
+        try:
+            await self._take_joining(parsed, running, stored)
+        finally:
+            running.joining.close()  # whatever happened here, the capture must end
+
+    async def _take_joining(
+        self, parsed: SessionSpec, running: _Running, stored: Mapping[str, Any]
+    ) -> None:
         assert running.joining is not None
         closes = time.monotonic() + JOIN_SECONDS
         while running.joining.open:
@@ -794,20 +811,24 @@ class SessionWorker:
             # (each status write costs the API server more as that map grows), and later
             # alerts wait for the next capture, a few milliseconds later.
             except TimeoutError:
-                running.joining.open = False
+                running.joining.close()
                 return
             self.wakeup.clear()
             current = self._status(stored)
             in_capture = set(running.request.pods or ())
             reachable = {pod.name: pod for pod in self._select(parsed.selector)[1]}
-            joining = {
+            waiting = {
                 key: alert
                 for key, alert in current.pending_alerts.items()
-                if key not in running.request.alert_keys
-                and key not in self.finished_alerts
-                and alert.pods
-                and not in_capture.intersection(alert.pods)
-                and reachable.keys() >= set(alert.pods)
+                if key not in running.request.alert_keys and key not in self.finished_alerts
+            }
+            if any(not in_capture.isdisjoint(alert.pods or ()) for alert in waiting.values()):
+                running.joining.close()
+                return
+            joining = {
+                key: alert
+                for key, alert in waiting.items()
+                if alert.pods and reachable.keys() >= set(alert.pods)
             }
             if not joining:
                 continue

@@ -149,6 +149,11 @@ class StatusOutbox:
         self._unsent.append(queued)
         return queued.sent
 
+    @property
+    def flushing(self) -> bool:
+        """A flush is under way: what is queued now is written by it."""
+        return self._flushing.locked()
+
     def flush_soon(self) -> None:
         """Flush in the background; what comes of it reaches those waiting on `queue`'s
         futures (and the next flush raises the same error)."""

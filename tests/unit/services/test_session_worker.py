@@ -525,3 +525,37 @@ async def test_a_capture_whose_status_writes_are_slow_ends_once_its_pods_are_pub
     )
     assert api.status["captures"]["total"] == 1
     assert sorted(_alerts_asking(tmp_path, "type")) == ["web-1", "web-2"]
+
+
+async def test_an_alert_for_a_pod_already_in_the_capture_closes_its_window(
+    writer: FakeStatusWriter, tmp_path: Path
+) -> None:
+    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
+    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
+    profiles = HeldProfiles()
+    session.worker.capturer = Capturer(
+        store=VolumeStore(tmp_path),
+        fetcher=profiles,
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
+    await profiles.first_asked.wait()
+    again = {"k2": {"alert": "HighCPU", "pods": ["web-1"]}}  # web-1 is being captured
+    await writer.patch("shop", "checkout", {"pendingAlerts": again})
+    session.worker._deliver(again, _written())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    other = {"k3": {"alert": "HighCPU", "pods": ["web-2"]}}
+    await writer.patch("shop", "checkout", {"pendingAlerts": other})
+    session.worker._deliver(other, _written())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    profiles.release.set()
+    assert await look is True
+    # Closed by k2: k3 did not join either; both go to the next capture, taken at once.
+    assert writer.status["alertsHandled"] == ["k1"]
+    assert await session.look(spec(trigger=ALERTS)) is True
+    assert sorted(writer.status["alertsHandled"]) == ["k1", "k2", "k3"]
+    assert writer.status["captures"]["total"] == 2
