@@ -96,3 +96,18 @@ def test_a_paused_attempt_that_wakes_discards_only_its_own_staging(tmp_path: Pat
     paused.discard()  # the old leader wakes, is fenced, and cleans up after itself
     taken_over.commit({})
     assert sorted(p.name for p in store.final_path(KEY).iterdir()) == ["cpu.pb.gz", "metadata.json"]
+
+
+def test_staging_left_by_attempts_that_were_never_recorded_is_swept_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    store = VolumeStore(tmp_path)
+    published = store.stage(KEY)
+    (published.staging / "heap.pb.gz").write_bytes(b"x")
+    published.commit({"captureId": KEY.capture_id})
+    other = ArtifactKey("shop", "checkout", "web-2", "20261126T010204.000Z-alert")
+    left = store.stage(other)  # its process died before the capture's start was in status
+    elsewhere = store.stage(ArtifactKey("shop", "cart", "web-1", "20261126T010205.000Z-alert"))
+    assert store.discard_staging("shop", "checkout") == [left.staging]
+    assert not left.staging.exists()
+    assert store.is_complete(KEY) and elsewhere.staging.is_dir()

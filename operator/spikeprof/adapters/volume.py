@@ -119,6 +119,15 @@ class VolumeStore:
         """A staging directory for the pod's capture; None when it is already published."""
         return None if self.is_complete(key) else self.stage(key)
 
+    def discard_staging(self, namespace: str, session: str) -> list[Path]:
+        """Remove every staging directory of the session's pods (returned): called before this
+        replica captures there, when any left is an attempt that can never be published (its
+        process died, or lost the namespace, before the capture's start was in status)."""
+        found = list(self.root.joinpath(namespace, session).glob(f"*/.*{STAGING_SUFFIX}"))
+        for staging in found:
+            shutil.rmtree(staging, ignore_errors=True)
+        return found
+
     def stage(self, key: ArtifactKey) -> StagedCapture:
         final = self.final_path(key)
         # Left over from an attempt that died mid-capture: start it again from nothing.

@@ -148,6 +148,10 @@ class Capturer:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="spikeprof-staging")
     )
 
+    async def discard_leftovers(self, namespace: str, session: str) -> int:
+        """Remove staging directories that earlier attempts left (see VolumeStore)."""
+        return len(await asyncio.to_thread(self.store.discard_staging, namespace, session))
+
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
         if not pods:
             return CaptureOutcome(job.request, problem="no selected pod is running and ready")

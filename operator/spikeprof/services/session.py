@@ -104,6 +104,8 @@ class CaptureRunner(Protocol):
 
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome: ...
 
+    async def discard_leftovers(self, namespace: str, session: str) -> int: ...
+
 
 class WorkloadArmer(Protocol):
     """Turns profiling on in the session's workloads and back off (services.arming.Armer)."""
@@ -201,6 +203,7 @@ class SessionWorker:
         self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
         self._spec: tuple[int, SessionSpec] | None = None  # (generation, parsed)
+        self._parsed_status: tuple[dict[str, Any], SessionStatus] | None = None  # (raw, parsed)
         # The write of the last capture's end, under way while the next look runs.
         self._ending: asyncio.Task[bool] | None = None
 
@@ -217,6 +220,12 @@ class SessionWorker:
 
         `spec`, `meta` and `stored` are live views (kopf's): each look sees the latest watch event.
         """
+        # A capture that another process (or an earlier loop here) staged and could not record
+        # as started is never resumed: its staging is garbage. Nobody else acts here now (the
+        # namespace is this replica's), and a capture that was recorded is staged again anew.
+        swept = await self.capturer.discard_leftovers(self.namespace, self.name)
+        if swept:
+            logger.info("Removed %d staging directory(ies) left by an earlier attempt.", swept)
         try:
             while not stopped:
                 try:
@@ -462,7 +471,11 @@ class SessionWorker:
     def _status(self, stored: Mapping[str, Any]) -> SessionStatus:
         """The status as it will be once the API server has every write (it may be away), with
         the alerts the receiver recorded that the watch has not delivered yet."""
-        current = SessionStatus.parse(self.outbox.view(stored))
+        raw = self.outbox.view(stored)
+        # Parsed again only when it changed: most looks find the status they left.
+        if self._parsed_status is None or self._parsed_status[0] != raw:
+            self._parsed_status = (raw, SessionStatus.parse(raw))
+        current = self._parsed_status[1]
         hints = {
             key: PendingAlert.parse(entry)
             for key, entry in self.alert_hints.items()
@@ -601,7 +614,8 @@ class SessionWorker:
     async def idle(self, seconds: float) -> None:
         """Wait for the next look: `seconds`, or less when an alert arrives."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), seconds)
+            async with asyncio.timeout(seconds):  # no task per look, as wait_for makes
+                await self.wakeup.wait()
         self.wakeup.clear()
 
     def unregister(self) -> None:

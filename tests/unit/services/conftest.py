@@ -103,6 +103,9 @@ class FakeCapturer:
 
     jobs: list[tuple[CaptureJob, list[str]]] = field(default_factory=list)
 
+    async def discard_leftovers(self, namespace: str, session: str) -> int:
+        return 0
+
     async def run(self, job: CaptureJob, pods: Sequence[PodInfo]) -> CaptureOutcome:
         self.jobs.append((job, [p.name for p in pods]))
         await job.recorded()  # as a pod's commit does: published only once recorded
