@@ -37,13 +37,21 @@ def outbox(writer: Writer, clock: Clock | None = None) -> StatusOutbox:
     return StatusOutbox(writer, "shop", "spikes", clock or Clock())  # type: ignore[arg-type]
 
 
+async def write(box: StatusOutbox, patch: Mapping[str, Any]) -> bool:
+    """As the session's loop writes: queue, then flush (False while the API is away)."""
+    box.queue(patch)
+    return await box.flush()
+
+
 async def test_writes_in_an_outage_wait_and_are_written_in_order_once_the_api_answers() -> None:
     writer = Writer()
     box = outbox(writer)
     writer.away = True
-    assert not await box.write({"phase": "Capturing", "pendingCapture": {"id": "c1"}})
-    assert not await box.write({"phase": "Armed", "pendingCapture": None, "captures": {"total": 1}})
-    assert not await box.write({"pendingCapture": {"id": "c2"}})
+    assert not await write(box, {"phase": "Capturing", "pendingCapture": {"id": "c1"}})
+    assert not await write(
+        box, {"phase": "Armed", "pendingCapture": None, "captures": {"total": 1}}
+    )
+    assert not await write(box, {"pendingCapture": {"id": "c2"}})
     assert writer.written == []
     assert box.waiting == 2  # the first two squash; the third cannot join them
 
@@ -63,7 +71,7 @@ async def test_the_loop_sees_the_status_as_it_will_be_while_the_api_is_away() ->
     box = outbox(writer)
     stored = {"phase": "Armed", "captures": {"total": 1, "failed": 0}}
     writer.away = True
-    await box.write({"captures": {"total": 2}, "lastCapture": {"id": "c2"}})
+    await write(box, {"captures": {"total": 2}, "lastCapture": {"id": "c2"}})
     assert box.view(stored) == {
         "phase": "Armed",
         "captures": {"total": 2, "failed": 0},
@@ -75,7 +83,7 @@ async def test_a_written_patch_counts_until_kopf_sees_it() -> None:
     writer, clock = Writer(), Clock()
     box = outbox(writer, clock)
     stored: dict[str, Any] = {"captures": {"total": 1}}
-    await box.write({"captures": {"total": 2}})
+    await write(box, {"captures": {"total": 2}})
     assert box.view(stored) == {"captures": {"total": 2}}  # kopf's watch has not followed yet
     stored = {"captures": {"total": 2}}
     assert box.view(stored) == stored
@@ -86,7 +94,7 @@ async def test_a_written_patch_counts_until_kopf_sees_it() -> None:
 async def test_a_written_patch_kopf_never_shows_stops_counting_after_a_while() -> None:
     writer, clock = Writer(), Clock()
     box = outbox(writer, clock)
-    await box.write({"note": "stored in another form"})
+    await write(box, {"note": "stored in another form"})
     assert box.view({}) == {"note": "stored in another form"}
     clock.now += SEEN_SECONDS + 1
     assert box.view({}) == {}
@@ -107,10 +115,10 @@ class SlowWriter(Writer):
 async def test_overlapping_writes_are_written_once_each_in_order_and_none_is_lost() -> None:
     writer = SlowWriter()
     box = outbox(writer)
-    first = asyncio.create_task(box.write({"phase": "Armed", "captures": {"total": 1}}))
+    first = asyncio.create_task(write(box, {"phase": "Armed", "captures": {"total": 1}}))
     await asyncio.sleep(0)  # the first patch is on the wire
-    second = asyncio.create_task(box.write({"captures": {"total": 2}}))
-    third = asyncio.create_task(box.write({"pendingCapture": {"id": "c3"}}))
+    second = asyncio.create_task(write(box, {"captures": {"total": 2}}))
+    third = asyncio.create_task(write(box, {"pendingCapture": {"id": "c3"}}))
     await asyncio.sleep(0)
     # Seen by the loop before it is written; what was on the wire was not squashed into.
     assert box.view({}) == {

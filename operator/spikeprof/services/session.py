@@ -51,6 +51,20 @@ class _Triggered:
     metrics: MetricsReport | None = None
 
 
+@dataclass(frozen=True)
+class _Hint:
+    """An alert the receiver is recording, and the write that records it (see _deliver)."""
+
+    entry: Mapping[str, Any]
+    written: asyncio.Future[None]
+
+    def lost(self) -> bool:
+        """The receiver could not record it (it answered 5xx; Alertmanager sends it again):
+        not acted on, unless a capture took it meanwhile."""
+        done = self.written
+        return done.done() and (done.cancelled() or done.exception() is not None)
+
+
 JOIN_SECONDS = 1.0  # how long after its start an alert capture takes alerts that arrive
 
 
@@ -197,9 +211,7 @@ class SessionWorker:
         self.outputs_due = 0.0  # monotonic time of the next upload/retention look
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
-        self.alert_hints: dict[str, Any] = {}  # recorded by the receiver, maybe not yet watched
-        # The receiver's write of each hint: it may still be under way (see _deliver).
-        self.hint_writes: dict[str, asyncio.Future[None]] = {}
+        self.hints: dict[str, _Hint] = {}  # being recorded by the receiver, maybe not watched yet
         self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
         self._spec: tuple[int, SessionSpec] | None = None  # (generation, parsed)
@@ -477,9 +489,9 @@ class SessionWorker:
             self._parsed_status = (raw, SessionStatus.parse(raw))
         current = self._parsed_status[1]
         hints = {
-            key: PendingAlert.parse(entry)
-            for key, entry in self.alert_hints.items()
-            if entry and not self._hint_lost(key)
+            key: PendingAlert.parse(hint.entry)
+            for key, hint in self.hints.items()
+            if hint.entry and not hint.lost()
         }
         if not hints:
             return current
@@ -579,30 +591,19 @@ class SessionWorker:
     def _deliver(self, entries: Mapping[str, Any], written: asyncio.Future[None]) -> None:
         """Alerts the receiver is recording: the loop acts on them at once, and every status
         write it computes from them waits for `written` (see _hints_recorded)."""
-        self.alert_hints.update(entries)
-        self.hint_writes.update(dict.fromkeys(entries, written))
+        self.hints.update((key, _Hint(entry, written)) for key, entry in entries.items())
         self.wakeup.set()
 
     def _hints_recorded(self, keys: Iterable[str] | None = None) -> set[asyncio.Future[None]]:
         """The receiver's writes still under way (of `keys`, or all). A status write computed
         from a view with their alerts waits for them: landing first, its removal of an answered
         alert from pendingAlerts would be undone by the receiver's write, which adds it."""
-        chosen = (
-            self.hint_writes
-            if keys is None
-            else {key: self.hint_writes[key] for key in keys if key in self.hint_writes}
-        )
-        return {written for written in chosen.values() if not written.done()}
-
-    def _hint_lost(self, key: str) -> bool:
-        """The receiver could not record the alert (it answered 5xx; Alertmanager sends it
-        again): not acted on, unless a capture took it meanwhile."""
-        written = self.hint_writes.get(key)
-        return (
-            written is not None
-            and written.done()
-            and (written.cancelled() or written.exception() is not None)
-        )
+        chosen = self.hints.keys() if keys is None else keys
+        return {
+            hint.written
+            for key in chosen
+            if (hint := self.hints.get(key)) is not None and not hint.written.done()
+        }
 
     def seconds_to_next_look(self, poll_seconds: float) -> float:
         """Until the next look: the poll interval, or less when a threshold evaluation falls due
@@ -634,8 +635,7 @@ class SessionWorker:
             for key, alert in current.pending_alerts.items()
             if key not in self.finished_alerts
         }
-        self.alert_hints = {k: v for k, v in self.alert_hints.items() if k in pending}
-        self.hint_writes = {k: v for k, v in self.hint_writes.items() if k in pending}
+        self.hints = {k: v for k, v in self.hints.items() if k in pending}
         if not pending:
             return _Triggered()
         wanted: set[str] = set()
@@ -825,7 +825,6 @@ class SessionWorker:
             # (each status write costs the API server more as that map grows), and later
             # alerts wait for the next capture, a few milliseconds later.
             except TimeoutError:
-                running.joining.close()
                 return
             self.wakeup.clear()
             current = self._status(stored)
@@ -837,8 +836,7 @@ class SessionWorker:
                 if key not in running.request.alert_keys and key not in self.finished_alerts
             }
             if any(not in_capture.isdisjoint(alert.pods or ()) for alert in waiting.values()):
-                running.joining.close()
-                return
+                return  # closed by _join_alerts
             joining = {
                 key: alert
                 for key, alert in waiting.items()

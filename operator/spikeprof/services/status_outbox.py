@@ -79,9 +79,8 @@ class StatusOutbox:
         self.namespace = namespace
         self.name = name
         self.clock = clock
-        self._unsent: list[_Queued] = []
-        # The patch being written now: never squashed into (it may be on the wire already).
-        self._inflight: dict[str, Any] | None = None
+        self._unsent: list[_Queued] = []  # the first may be on the wire (_sending)
+        self._sending: _Queued | None = None  # never squashed into
         # Writers may overlap (a capture's end is written while the next look runs): one
         # flush at a time keeps the patches in order and each written once.
         self._flushing = asyncio.Lock()
@@ -94,7 +93,7 @@ class StatusOutbox:
     @property
     def waiting(self) -> int:
         """Patches not yet written."""
-        return len(self._unsent) + (self._inflight is not None)
+        return len(self._unsent)
 
     def view(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """`stored` (kopf's copy of the status) with every patch it may not show yet."""
@@ -107,20 +106,9 @@ class StatusOutbox:
                 self._sent.clear()  # kopf has seen them (or they were stored in another form)
             else:
                 current = written
-        if self._inflight is not None:
-            current = merge_patch.apply(current, self._inflight)
         for waiting in self._unsent:
             current = merge_patch.apply(current, waiting.patch)
         return current
-
-    async def write(self, patch: Mapping[str, Any]) -> bool:
-        """Queue `patch` behind those waiting and write them all; False while the API is away.
-
-        Other API errors (the session is gone, the patch is refused) are raised, as from the
-        writer itself.
-        """
-        self.queue(patch)
-        return await self.flush()
 
     def queue(
         self,
@@ -140,7 +128,7 @@ class StatusOutbox:
         waits = {written for written in after if not written.done()}
         needs = set(required)
         tail = self._unsent[-1] if self._unsent else None
-        if tail is not None and not needs and waits <= tail.after:
+        if tail is not None and tail is not self._sending and not needs and waits <= tail.after:
             squashed = merge_patch.squash(tail.patch, patch)
             if squashed is not None:
                 tail.patch = squashed
@@ -206,13 +194,11 @@ class StatusOutbox:
                 with contextlib.suppress(Exception):  # its writer answers for it
                     await asyncio.shield(head.after.pop())
             await self._needed(head)
-            self._unsent.pop(0)
-            patch = self._inflight = head.patch
+            self._sending = head
             try:
-                await self.writer.patch(self.namespace, self.name, patch)
+                await self.writer.patch(self.namespace, self.name, head.patch)
             # The API server is away: keep the patch, and every later one behind it.
             except ApiUnavailableError as error:
-                self._unsent.insert(0, head)
                 for waiting in self._unsent:
                     waiting.settle(False)
                 if self._away_since is None:
@@ -226,15 +212,15 @@ class StatusOutbox:
                 return False
             # Refused, or cancelled: kept, first in line, for the next flush (or raised on).
             except BaseException as error:
-                self._unsent.insert(0, head)
                 if isinstance(error, Exception):
                     head.settle(error)
                 raise
             finally:
-                self._inflight = None
+                self._sending = None
+            self._unsent.pop(0)
             if not self._sent:
                 self._sent_at = self.clock()
-            self._sent.append(patch)
+            self._sent.append(head.patch)
             head.settle(True)
         if self._away_since is not None:
             log.info(
