@@ -9,6 +9,7 @@ from typing import Any
 
 from spikeprof.adapters import api_json
 from spikeprof.core.pods import Sharing, pod_info
+from tests.unit.raw_replies import RawReply
 
 
 def full_pod(name: str) -> dict[str, Any]:
@@ -135,20 +136,12 @@ def test_pod_metrics_keep_name_timestamp_and_usage() -> None:
     ]
 
 
-class _Reply:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def read(self) -> bytes:
-        return self.body
-
-
 class _MetricsApi:
     def __init__(self, listing: dict[str, Any]) -> None:
         self.body = json.dumps(listing).encode()
 
-    async def list_namespaced_custom_object(self, *_: Any, **__: Any) -> _Reply:
-        return _Reply(self.body)
+    async def list_namespaced_custom_object(self, *_: Any, **__: Any) -> RawReply:
+        return RawReply(self.body)
 
 
 async def test_pod_metrics_source_sums_containers_and_reads_any_quantity() -> None:

@@ -17,6 +17,7 @@ from spikeprof.core.pods import PodInfo, pod_info
 from spikeprof.core.session_status import SessionStatus
 from spikeprof.core.spec import parse_spec
 from spikeprof.services.triggers import SpikeWatcher
+from tests.unit.raw_replies import RawReply
 from tests.unit.services.conftest import NOW, spec
 
 
@@ -30,14 +31,6 @@ def _pod(name: str) -> PodInfo:
     )
 
 
-class _Reply:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def read(self) -> bytes:
-        return self.body
-
-
 class _MetricsApi:
     """metrics.k8s.io as the API server serves it: the namespace's PodMetrics, counted."""
 
@@ -48,7 +41,7 @@ class _MetricsApi:
 
     async def list_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, **_: Any
-    ) -> _Reply:
+    ) -> RawReply:
         self.asked.append(namespace)
         await asyncio.sleep(0.01)  # the API server takes a moment: others ask meanwhile
         if self.failures:
@@ -62,7 +55,7 @@ class _MetricsApi:
             }
             for i, name in enumerate(self.pods)
         ]
-        return _Reply(json.dumps({"items": items}).encode())
+        return RawReply(json.dumps({"items": items}).encode())
 
 
 def _sources(api: _MetricsApi, count: int, shared: PodMetricsLists) -> list[PodMetricsSource]:

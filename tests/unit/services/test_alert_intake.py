@@ -159,20 +159,8 @@ def test_only_a_valid_spec_with_an_alert_trigger_listens_for_alerts() -> None:
     assert not listens_for_alerts(spec(profiles=[{"type": "nonsense"}]))
 
 
-class HeldWriter(FakeStatusWriter):
-    """Holds each status write until `landed` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.landed = asyncio.Event()
-
-    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        await self.landed.wait()
-        await super().patch(namespace, name, status)
-
-
 async def test_the_session_gets_the_alert_before_its_write_lands_and_the_answer_after() -> None:
-    writer, sessions = HeldWriter(), Sessions()
+    writer, sessions = GatedWriter(), Sessions()
     receiving = asyncio.create_task(AlertIntake(sessions.registry, writer).receive(notification()))
     for _ in range(5):
         await asyncio.sleep(0)
@@ -181,7 +169,7 @@ async def test_the_session_gets_the_alert_before_its_write_lands_and_the_answer_
     assert not sessions.writes[0].done()
     # ... while the receiver's answer still waits for the alert to be in status.
     assert not receiving.done()
-    writer.landed.set()
+    writer.gate.set()
     assert (await receiving).recorded == 1
     assert sessions.writes[0].done() and sessions.writes[0].exception() is None
     assert KEY in writer.status["pendingAlerts"]

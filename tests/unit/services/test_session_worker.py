@@ -280,12 +280,29 @@ async def _direct(ip: str, port: int) -> bool:
     return True
 
 
-def _alerts_asking(root: Path, field: str = "alerts") -> dict[str, Any]:
-    """Pod -> the alert keys (or another trigger field) its capture's metadata.json names."""
+def _trigger_in_metadata(root: Path, field: str) -> dict[str, Any]:
+    """Pod -> a field of `trigger` in its capture's metadata.json (alerts: the keys)."""
     return {
         path.parent.parent.name: json.loads(path.read_text())["trigger"][field]
         for path in root.glob("shop/checkout/*/*/metadata.json")
     }
+
+
+def _capturer(root: Path, profiles: FakeProfiles) -> Capturer:
+    """The real capturer, over a volume at `root`, dialling every pod directly."""
+    return Capturer(
+        store=VolumeStore(root),
+        fetcher=profiles,
+        router=EndpointRouter(_direct),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )
+
+
+async def _recorded(session: Session, entries: dict[str, Any]) -> None:
+    """What the alert intake does, its write landed: the alerts in status, handed over."""
+    await session.writer.patch("shop", "checkout", {"pendingAlerts": entries})
+    session.worker._deliver(entries, _written())
 
 
 def _written(error: Exception | None = None) -> asyncio.Future[None]:
@@ -341,19 +358,11 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = Capturer(
-        store=VolumeStore(tmp_path),
-        fetcher=profiles,
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    session.worker.capturer = _capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
-    # What the alert intake does: write the second alert to status, then hand it to the worker.
     second = {"k2": {"alert": "HighCPU", "pods": ["web-2"]}}
-    await writer.patch("shop", "checkout", {"pendingAlerts": second})
-    session.worker._deliver(second, _written())
+    await _recorded(session, second)
     await profiles.second_asked.wait()  # web-2 is asked while web-1 still samples
     profiles.release.set()
     assert await look is True
@@ -369,7 +378,7 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     grown = [p["pendingCapture"] for p in writer.patches if p.get("pendingCapture")]
     assert grown[-1]["alertKeys"] == ["k1", "k2"]
     # Each pod's metadata names the alert that asked for it, the joined one too.
-    assert _alerts_asking(tmp_path) == {"web-1": ["k1"], "web-2": ["k2"]}
+    assert _trigger_in_metadata(tmp_path, "alerts") == {"web-1": ["k1"], "web-2": ["k2"]}
 
 
 async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
@@ -379,13 +388,7 @@ async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = Capturer(
-        store=VolumeStore(tmp_path),
-        fetcher=profiles,
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    session.worker.capturer = _capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}}, _written())
@@ -407,13 +410,7 @@ async def test_an_alert_recorded_while_a_capture_runs_stays_pending_in_status(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = Capturer(
-        store=VolumeStore(tmp_path),
-        fetcher=profiles,
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    session.worker.capturer = _capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     await writer.patch(
@@ -510,13 +507,7 @@ async def test_a_capture_whose_status_writes_are_slow_ends_once_its_pods_are_pub
 ) -> None:
     api = LaggingApi(seconds=0.5)  # the start is still being written when the pods are done
     session = Session(api, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
-    session.worker.capturer = Capturer(
-        store=VolumeStore(tmp_path),
-        fetcher=FakeProfiles(),
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    session.worker.capturer = _capturer(tmp_path, FakeProfiles())
     async with asyncio.timeout(10):  # the end waits for the commits, which wait for the start
         assert await session.look(spec(trigger={"immediate": True})) is True
     started, finished = (p for p in api.patches if "pendingCapture" in p)
@@ -524,7 +515,7 @@ async def test_a_capture_whose_status_writes_are_slow_ends_once_its_pods_are_pub
         started["pendingCapture"]["trigger"] == "immediate" and finished["pendingCapture"] is None
     )
     assert api.status["captures"]["total"] == 1
-    assert sorted(_alerts_asking(tmp_path, "type")) == ["web-1", "web-2"]
+    assert sorted(_trigger_in_metadata(tmp_path, "type")) == ["web-1", "web-2"]
 
 
 async def test_an_alert_for_a_pod_already_in_the_capture_closes_its_window(
@@ -533,23 +524,15 @@ async def test_an_alert_for_a_pod_already_in_the_capture_closes_its_window(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = Capturer(
-        store=VolumeStore(tmp_path),
-        fetcher=profiles,
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    session.worker.capturer = _capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     again = {"k2": {"alert": "HighCPU", "pods": ["web-1"]}}  # web-1 is being captured
-    await writer.patch("shop", "checkout", {"pendingAlerts": again})
-    session.worker._deliver(again, _written())
+    await _recorded(session, again)
     for _ in range(20):
         await asyncio.sleep(0)
     other = {"k3": {"alert": "HighCPU", "pods": ["web-2"]}}
-    await writer.patch("shop", "checkout", {"pendingAlerts": other})
-    session.worker._deliver(other, _written())
+    await _recorded(session, other)
     for _ in range(20):
         await asyncio.sleep(0)
     profiles.release.set()
