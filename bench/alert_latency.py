@@ -18,7 +18,12 @@ captured.
 
 The API server's work is read from its own counter (apiserver_request_total) and its CPU time.
 
-    python bench/alert_latency.py [--rates 50,200] [--seconds 10] [--pods 100]
+--profile records, during the first rate's burst, the API server's own CPU profile (its
+/debug/pprof, printed as `go tool pprof -top` and kept as apiserver.pprof) and, with
+--profile=both, the operator with py-spy: where the CPU of the burst goes. Profiling costs CPU
+itself (py-spy much more), so its figures are not saved.
+
+    python bench/alert_latency.py [--rates 50,200] [--seconds 10] [--pods 100] [--profile[=both]]
 """
 
 from __future__ import annotations
@@ -27,14 +32,23 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from apiserver import ApiServerMeter, difference
-from harness import control_plane, cpu_seconds, create_namespace, operator, save, wait
+from harness import (
+    control_plane,
+    create_namespace,
+    operator,
+    save,
+    tree_cpu_seconds,
+    wait,
+)
 from localcluster.sessions import (
     create_pod,
     create_session,
@@ -42,6 +56,7 @@ from localcluster.sessions import (
     session_body,
     wait_running,
 )
+from pyspy import profile
 
 NAMESPACE = "alerts"
 SESSION = "bench"
@@ -149,6 +164,34 @@ def _uncaptured(root: Path, acknowledged: list[str]) -> int:
     return sum(1 for fingerprint in acknowledged if fingerprint not in captured)
 
 
+def _profile_burst(
+    meter: ApiServerMeter, operator_pid: int, seconds: float, workdir: Path, operator: bool
+) -> threading.Thread:
+    """Profile the API server and the operator over the next `seconds`, in the background."""
+
+    def api_server() -> None:
+        path = workdir / "apiserver.pprof"
+        path.write_bytes(meter.cpu_profile(seconds))
+        top = subprocess.run(
+            ["go", "tool", "pprof", "-top", "-nodecount=40", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(f"API server during the burst ({path}):\n{top.stdout}", flush=True)
+
+    def both() -> None:
+        server = threading.Thread(target=api_server)
+        server.start()
+        if operator:
+            profile(operator_pid, seconds, workdir)
+        server.join()
+
+    thread = threading.Thread(target=both)
+    thread.start()
+    return thread
+
+
 def measure(
     api: Any,
     meter: ApiServerMeter,
@@ -159,12 +202,19 @@ def measure(
     seconds: float,
     names: list[str],
     ips: dict[str, str],
+    profile_into: Path | None = None,
+    profile_operator: bool = False,
 ) -> dict[str, Any]:
     run = Run(rate, seconds, names, ips)
     captures = (get_session(api, NAMESPACE, SESSION).get("status") or {}).get("captures") or {}
-    before, cpu = meter.read(), cpu_seconds(operator_pid)
+    before, cpu = meter.read(), tree_cpu_seconds(operator_pid)
+    profiling = profile_into and _profile_burst(
+        meter, operator_pid, seconds, profile_into, profile_operator
+    )
     elapsed = asyncio.run(run.send(url))
-    after, cpu = meter.read(), cpu_seconds(operator_pid) - cpu
+    after, cpu = meter.read(), tree_cpu_seconds(operator_pid) - cpu
+    if profiling:
+        profiling.join()
 
     def settled() -> bool:
         status = get_session(api, NAMESPACE, SESSION).get("status") or {}
@@ -199,6 +249,11 @@ def measure(
         # What every status patch makes the API server decode, merge, validate and encode.
         "session_bytes_after": len(json.dumps(session)),
         "status_bytes_after": len(json.dumps(status)),
+        "status_bytes_by_field": {
+            field: len(json.dumps(value))
+            for field, value in sorted(status.items(), key=lambda item: -len(json.dumps(item[1])))
+        },
+        "metadata_bytes_after": len(json.dumps(session.get("metadata") or {})),
         **difference(before, after, elapsed),
     }
     print(
@@ -219,6 +274,13 @@ def main() -> None:
     parser.add_argument("--rates", default="50,200", help="alerts per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
     parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="apiserver",
+        choices=["apiserver", "both"],
+        help="profile the API server (and with =both the operator) during the first burst",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="spikeprof-alert-bench-"))
@@ -261,8 +323,13 @@ def main() -> None:
                         args.seconds,
                         names,
                         ips,
+                        workdir if args.profile and not runs else None,
+                        args.profile == "both",
                     )
                 )
+    if args.profile:
+        print("--profile: figures not saved (the profilers took CPU of their own)")
+        return
     # The first rate's figures at the top level too (the issue's row is 50 alerts/s).
     print(f"results: {save('alert_latency', {**runs[0], 'runs': runs})}")
 

@@ -35,6 +35,16 @@ class ApiServerMeter:
         self.context = ssl.create_default_context(cafile=str(plane.ca_cert))
         self.context.load_cert_chain(str(plane.admin_pair.cert), str(plane.admin_pair.key))
 
+    def cpu_profile(self, seconds: float) -> bytes:
+        """The API server's own Go CPU profile over the next `seconds` (its /debug/pprof, served
+        to an admin): what a burst makes it spend its CPU on."""
+        with urllib.request.urlopen(
+            f"{self.plane.server}/debug/pprof/profile?seconds={max(1, round(seconds))}",
+            context=self.context,
+            timeout=seconds + 30,
+        ) as reply:
+            return bytes(reply.read())
+
     def read(self) -> Reading:
         with urllib.request.urlopen(
             f"{self.plane.server}/metrics", context=self.context, timeout=10

@@ -82,11 +82,46 @@ def _process_cpu_clock(pid: int) -> int:
     return ((~pid) << 3) | cpuclock_sched
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid` (the operator's analysis fork server and its workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the thread or the process ended meanwhile
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of the process and of the processes under it that are still running."""
+    total = 0.0
+    for each in (pid, *descendants(pid)):
+        try:
+            total += cpu_seconds(each)
+        except OSError:  # ended meanwhile
+            continue
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def descendants_rss_bytes(pid: int) -> int:
+    """RSS of the processes under `pid` (each counted whole: shared pages count twice)."""
+    total = 0
+    for each in descendants(pid):
+        try:
+            total += rss_bytes(each)
+        except OSError:
+            continue
+    return total
 
 
 def save(name: str, results: dict[str, Any]) -> Path:

@@ -55,6 +55,13 @@ def _at_least_one(name: str, raw: str) -> int:
     return value
 
 
+def _int_at_least_zero(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 0:
+        raise SettingsError(f"{name} must be 0 or more")
+    return value
+
+
 def _positive_seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -152,6 +159,18 @@ class Settings:
     )
     """On top of each session's limits.maxConcurrent; bounds the operator's sockets and disk
     writes."""
+
+    analysis_processes: int = field(
+        metadata=_declare(
+            "SPIKEPROF_ANALYSIS_PROCESSES",
+            "2",
+            _int_at_least_zero,
+            "worker processes that decode, summarise and draw profiles, at nice +10; `0`: the "
+            "operator's own threads",
+        )
+    )
+    """Out of the operator's process, analysis never holds the lock its event loop needs, and
+    at a lower priority it takes only the CPU the loop does not want."""
 
     poll_seconds: float = field(
         metadata=_declare(

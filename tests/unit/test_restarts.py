@@ -111,6 +111,23 @@ def test_pod_info_reads_each_containers_restart_count_and_last_exit() -> None:
     assert web(2).created == "2026-11-26T00:30:00Z"
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"id": "c2", "result": "Succeeded", "capturedPods": ["web-2", "web-1"]},
+        # As entries were written before capturedPods: artifact directories.
+        {"id": "c2", "result": "Succeeded", "artifacts": ["shop/checkout/web-1/c2"]},
+    ],
+)
+def test_the_previous_capture_is_the_newest_that_did_not_fail_with_the_pod(
+    entry: dict[str, Any],
+) -> None:
+    failed = {"id": "c3", "result": "Failed", "capturedPods": ["web-1"]}
+    other = {"id": "c1", "result": "Succeeded", "capturedPods": ["web-2"]}
+    assert restarts.last_capture_of("web-1", [failed, entry, other, PREVIOUS]) == "c2"
+    assert restarts.last_capture_of("web-3", [failed, entry, other]) is None
+
+
 def test_a_restart_count_that_grew_is_recorded_with_reason_exit_code_and_previous_capture() -> None:
     findings = scan({"u1/app": 1}, web(2))
     assert findings.seen == {"u1/app": 2}

@@ -122,6 +122,9 @@ def test_counters_add_up_and_recent_captures_stay_bounded() -> None:
     recent = rendered["recentCaptures"]
     assert isinstance(recent, list) and len(recent) == RECENT_CAPTURES
     assert recent[0]["id"] == "id-14"
+    # lastCapture says where the artifacts are; recent entries name the pods (a smaller status).
+    assert rendered["lastCapture"]["artifacts"] == ["ns/s/web-1/id"]
+    assert all(c["capturedPods"] == ["web-1"] and "artifacts" not in c for c in recent)
     assert "pendingCapture" not in rendered
     assert rendered["phase"] == "Armed"
 

@@ -186,6 +186,9 @@ def last_capture_of(pod: str, recent_captures: Sequence[Mapping[str, Any]]) -> s
     for entry in recent_captures:  # newest first
         if entry.get("result") == "Failed":
             continue
+        if pod in (entry.get("capturedPods") or ()):
+            return str(entry.get("id"))
+        # Entries written before capturedPods listed artifact directories instead.
         for directory in entry.get("artifacts") or ():
             parts = str(directory).split("/")
             if len(parts) == 4 and parts[2] == pod:

@@ -224,3 +224,14 @@ class CaptureOutcome:
         if self.problem is not None:
             entry["message"] = self.problem
         return entry
+
+    def to_recent_status(self) -> dict[str, Any]:
+        """As status.recentCaptures keeps it: to_status with the pods' names (capturedPods)
+        instead of their artifact directories, whose other parts (<namespace>/<session>/.../<id>)
+        the entry already says. Every status write carries ten of these, and the API server's
+        cost per write grows with the object's size (about 0.5 ms of CPU per KiB)."""
+        entry = self.to_status()
+        entry.pop("artifacts", None)
+        if self.pods:
+            entry["capturedPods"] = [pod.pod for pod in self.pods[:MAX_LISTED]]
+        return entry

@@ -171,7 +171,10 @@ def capture_finished(
     finished and "every capture" uploaded.
     """
     entry = outcome.to_status()
-    recent = [entry, *(c for c in current.recent_captures if c.get("id") != entry["id"])]
+    recent = [
+        outcome.to_recent_status(),
+        *(c for c in current.recent_captures if c.get("id") != entry["id"]),
+    ]
     last = Verdict(outcome.result == "Succeeded", outcome.result, outcome.summary())
     conditions = set_condition(
         current.conditions, "LastCaptureSucceeded", last, generation=generation, now=now

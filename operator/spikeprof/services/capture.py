@@ -34,6 +34,7 @@ from spikeprof.pprof.flamegraph_page import render_flamegraph
 from spikeprof.pprof.growth import GROWTH_SAMPLE_TYPE, heap_growth
 from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
 from spikeprof.pprof.summary import summarize
+from spikeprof.services.analysis import Analyser, AnalysisCrashedError, InThreads
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.telemetry import Metrics
 
@@ -142,6 +143,8 @@ class Capturer:
     analysis_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(ANALYSES_AT_ONCE)
     )
+    # Where profiles are decoded, summarised and drawn (see services.analysis).
+    analysis: Analyser = field(default_factory=InThreads)
     # Staging before the first profile request gets threads of its own: in a burst, the
     # default executor's are busy analysing and fsyncing, and a pod's request would queue.
     staging_lane: ThreadPoolExecutor = field(
@@ -259,13 +262,16 @@ class Capturer:
                     self.store.published_file, key, request.file_name
                 )
             async with self.analysis_slots:
-                readable = await asyncio.to_thread(
-                    _make_readable,
-                    staged,
-                    request,
-                    f"{pod.name} {request.type} ({job.request.id})",
-                    baseline,
-                )
+                try:
+                    readable = await self.analysis.run(
+                        _make_readable,
+                        staged,
+                        request,
+                        f"{pod.name} {request.type} ({job.request.id})",
+                        baseline,
+                    )
+                except AnalysisCrashedError as crash:  # the profile is kept, not summarised
+                    readable = Readable(error=str(crash))
         except ProfileError as failure:
             reported = failure
             if failure.reason in _GONE_HINTS and await _pod_gone(job, pod):
@@ -355,7 +361,10 @@ class Capturer:
         kept["secondSha256"] = fetched.sha256
         title = f"{pod.name} {request.type} ({job.request.id})"
         async with self.analysis_slots:
-            found = await asyncio.to_thread(_growth_between, staged, request, title)
+            try:
+                found = await self.analysis.run(_growth_between, staged, request, title)
+            except AnalysisCrashedError as crash:  # both profiles are kept
+                found = {"error": str(crash)}
         return {**kept, **found}, None
 
     async def _fetch_checked(
@@ -452,8 +461,9 @@ def _make_readable(
 ) -> Readable:
     """Top functions for metadata.json and a flame graph page, next to a kept profile.
 
-    Runs in a worker thread. A profile that decodes badly keeps its raw file; only the summary
-    is missing, and metadata.json says why.
+    Runs where the Capturer's `analysis` puts it (a worker process, or a thread). A profile
+    that decodes badly keeps its raw file; only the summary is missing, and metadata.json says
+    why.
     """
     if request.type == "trace":
         return Readable()  # an execution trace is read with go tool trace, not summarised
@@ -501,8 +511,9 @@ def _versus_baseline(
 def _growth_between(staged: StagedCapture, request: ProfileRequest, title: str) -> dict[str, Any]:
     """The leak pair's growth for metadata.json, and its differential flame graph page.
 
-    Runs in a worker thread. Profiles that cannot be read or compared keep their files; the
-    growth then says why it has no figures.
+    Runs where the Capturer's `analysis` puts it (a worker process, or a thread). Profiles
+    that cannot be read or compared keep their files; the growth then says why it has no
+    figures.
     """
     page = f"{request.type}.growth.html"
     try:

@@ -27,6 +27,7 @@ from spikeprof.adapters.volume import VolumeStore
 from spikeprof.adapters.webhook import WebhookPoster
 from spikeprof.services import replicas
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
+from spikeprof.services.analysis import analyser
 from spikeprof.services.arming import Armer
 from spikeprof.services.capture import Capturer
 from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
@@ -106,6 +107,7 @@ class Factory:
                 router=EndpointRouter(pod_ip_accepts),
                 metrics=metrics,
                 operator_slots=asyncio.Semaphore(settings.max_concurrent_pods),
+                analysis=analyser(settings.analysis_processes),
             ),
             sources=SourceFactory(
                 http=http,
@@ -172,6 +174,7 @@ class Factory:
         await self.http.aclose()
         await self.port_forward.close()
         await self.api_client.close()
+        self.capturer.analysis.close()
 
     async def identity(self) -> kube.Identity:
         """Who the operator is to the API server (kopf's watches log in as the same)."""

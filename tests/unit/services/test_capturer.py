@@ -17,6 +17,7 @@ from spikeprof.core.planner import CaptureRequest
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import FailureReason, ProfileError
 from spikeprof.core.spec import parse_spec
+from spikeprof.services.analysis import InProcesses
 from spikeprof.services.capture import CaptureJob, Capturer
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.telemetry import Metrics
@@ -142,3 +143,20 @@ async def test_a_start_that_cannot_be_recorded_publishes_nothing(tmp_path: Path)
     with pytest.raises(SessionGoneError):
         await _capturer(tmp_path, FakeProfiles()).run(job, [pod("web-1")])
     assert _files(tmp_path) == []
+
+
+async def test_profiles_analysed_in_worker_processes_have_their_summary_and_flame_graph(
+    tmp_path: Path,
+) -> None:
+    workers = InProcesses(1)
+    try:
+        capturer = dataclasses.replace(_capturer(tmp_path, FakeProfiles()), analysis=workers)
+        outcome = await capturer.run(_job(), [pod("web-1")])
+    finally:
+        workers.close()
+    assert outcome.result == "Succeeded"
+    directory = tmp_path / ArtifactKey("shop", "checkout", "web-1", REQUEST.id).relative_path
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    [heap] = metadata["profiles"]
+    assert heap["summary"]["sampleTypes"][0]["functions"], heap
+    assert (directory / heap["flamegraph"]).read_text().startswith("<!DOCTYPE html>")

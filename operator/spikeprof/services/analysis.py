@@ -1,0 +1,111 @@
+"""Where captured profiles are analysed: in worker processes at a lower CPU priority.
+
+Decoding a profile, summarising it and drawing its flame graph is pure CPU work. In the
+operator's threads it holds the GIL, and the event loop, which sends the next pod's first profile
+request and answers Alertmanager, waits for it: during an alert burst the loop stalled for more
+than 10 ms about 50 times in 10 s with analysis in threads, and about 15 times with it in
+processes at nice +10 (bench/alert_latency.py, 50 alerts/s). A worker process at a lower
+priority takes only the CPU the loop and the API server do not want, and no lock of theirs.
+
+A worker that dies (killed for memory on a huge profile) costs only the analyses it was running:
+they fail with `AnalysisCrashedError`, the pool is made anew, and the raw profiles stay kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol, TypeVar
+
+from spikeprof.errors import SpikeprofError
+
+log = logging.getLogger("spikeprof.analysis")
+
+T = TypeVar("T")
+
+NICENESS = 10
+"""Added to a worker's nice value: it yields the CPU to the operator's loop (nice 0)."""
+
+
+class AnalysisCrashedError(SpikeprofError):
+    """The process analysing a profile died before it answered."""
+
+
+class Analyser(Protocol):
+    async def run(self, work: Callable[..., T], *args: object) -> T: ...
+
+    def close(self) -> None: ...
+
+
+class InThreads:
+    """Analysis in the operator's own worker threads (tests, the CLI, and processes turned off)."""
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(work, *args)
+
+    def close(self) -> None:
+        pass
+
+
+def _lower_priority() -> None:
+    """A worker's start: lower its priority, and import the analysis once, not per profile."""
+    os.nice(NICENESS)
+    import spikeprof.pprof.flamegraph
+    import spikeprof.pprof.profile  # noqa: F401
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class InProcesses:
+    """Analysis in `workers` processes, started from a fork server (a clean interpreter: the
+    operator's threads and sockets are never forked)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = self._start()
+
+    def _start(self) -> concurrent.futures.ProcessPoolExecutor:
+        pool = concurrent.futures.ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_lower_priority,
+        )
+        # Start every worker now: the first burst must not wait for interpreters to start.
+        for _ in range(self.workers):
+            pool.submit(_ready)
+        return pool
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, work, *args)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first to hear of it makes the pool anew
+                log.warning("an analysis process died; starting new ones")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._start()
+            raise AnalysisCrashedError(
+                "the process analysing the profile died (killed for memory?); the raw profile "
+                "is kept"
+            ) from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def analyser(processes: int) -> Analyser:
+    """Worker processes when asked for and possible; the operator's threads otherwise."""
+    if processes == 0:
+        return InThreads()
+    try:
+        return InProcesses(processes)
+    except OSError as error:  # no fork server here (no writable temporary directory, ...)
+        log.warning("analysing profiles in threads: no worker processes (%s)", error)
+        return InThreads()
