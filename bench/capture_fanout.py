@@ -8,7 +8,10 @@ Measured:
 - operator RSS growth: its peak RSS during the capture (VmHWM, reset through
   /proc/<pid>/clear_refs just before) minus its RSS just before the session was created, after
   a one-pod capture has loaded what any first capture loads (pprof decoding, numpy); the growth
-  from before that warm-up is reported too (rss_growth_cold_mib);
+  from before that warm-up is reported too (rss_growth_cold_mib); the analysis worker processes
+  (services.analysis) are measured the same way, each on its own, and their growth is added
+  (rss_growth_mib is the operator's and the workers' together: peaks of different moments
+  summed, an upper bound);
 - wall: from the first profile request any pod saw (each pod's own clock) to the capture
   recorded as finished in status (polled every 50 ms);
 - the API server's CPU seconds and requests from the session's creation to the end (its
@@ -27,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from apiserver import ApiServerMeter, difference
-from harness import control_plane, cpu_seconds, create_namespace, operator, rss_bytes, save, wait
+from harness import (
+    control_plane,
+    create_namespace,
+    descendants,
+    operator,
+    rss_bytes,
+    save,
+    tree_cpu_seconds,
+    wait,
+)
 from localcluster.sessions import (
     control,
     create_pod,
@@ -114,19 +126,23 @@ def main() -> None:
                 "output": {"volume": {}},
             }
             rss_before = rss_bytes(process.pid)
-            Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+            workers = descendants(process.pid)
+            workers_before = sum(rss_bytes(pid) for pid in workers)
+            for pid in (process.pid, *workers):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
             sampler = RssSampler(process.pid)
             sampler.start()
             POLLS[0] = 0  # the polls of the measured capture are left out of its requests
-            before, cpu = meter.read(), cpu_seconds(process.pid)
+            before, cpu = meter.read(), tree_cpu_seconds(process.pid)
             created = time.time()
             create_session(api, NAMESPACE, session_body("fanout", spec))
             status = wait(lambda: finished(api), 120, "the capture finished")
             done = time.time()
-            after, cpu = meter.read(), cpu_seconds(process.pid) - cpu
+            after, cpu = meter.read(), tree_cpu_seconds(process.pid) - cpu
             sampler.done.set()
             sampler.join()
             peak = max(peak_rss(process.pid), sampler.peak)
+            workers_peak = sum(peak_rss(pid) for pid in workers)
             firsts = [int(control(ip, "first-pprof-request").strip()) / 1e9 for ip in ips.values()]
             asked = [t for t in firsts if t]
     artifacts = workdir / "artifacts" / NAMESPACE / "fanout"
@@ -142,7 +158,11 @@ def main() -> None:
         "profile_mib": round(profile_bytes / MIB, 2),
         "rss_before_mib": round(rss_before / MIB, 1),
         "rss_peak_mib": round(peak / MIB, 1),
-        "rss_growth_mib": round((peak - rss_before) / MIB, 1),
+        "rss_growth_mib": round((peak - rss_before + workers_peak - workers_before) / MIB, 1),
+        "operator_rss_growth_mib": round((peak - rss_before) / MIB, 1),
+        "analysis_workers": len(workers),
+        "workers_rss_before_mib": round(workers_before / MIB, 1),
+        "workers_rss_peak_mib": round(workers_peak / MIB, 1),
         "rss_growth_cold_mib": round((peak - rss_cold) / MIB, 1),
         "wall_s": round(done - min(asked), 2) if asked else None,
         "session_to_done_s": round(done - created, 2),

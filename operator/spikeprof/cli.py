@@ -8,14 +8,17 @@ import logging
 import sys
 from pathlib import Path
 
-import kopf
-
-from spikeprof import __version__, captures, kubectl_capture
+from spikeprof import __version__
 from spikeprof.errors import SpikeprofError
-from spikeprof.ui import server
+
+# The commands' modules are imported when a command runs, not with this one: the operator's
+# analysis processes (services.analysis) import the script that started the operator, and a
+# worker that only decodes profiles should not hold kopf and the Kubernetes client.
 
 
 def _run(args: argparse.Namespace) -> int:
+    import kopf
+
     import spikeprof.handlers  # noqa: F401  (importing registers the kopf handlers)
 
     logging.basicConfig(
@@ -32,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from spikeprof import captures
+    from spikeprof.ui import server
+
     try:
         source = captures.open_source(args)
         token = args.token_file.read_text().strip() if args.token_file else None
@@ -44,6 +50,9 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str = "spikeprof") -> int:
+    from spikeprof import captures, kubectl_capture
+    from spikeprof.ui import server
+
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--version", action="version", version=f"spikeprof {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -52,11 +52,14 @@ class InThreads:
         pass
 
 
+WORK_MODULES = ["spikeprof.services.readable"]
+"""What the fork server imports once for every worker: the analysis, and not the operator (by
+default it would import the operator's __main__, kopf and the Kubernetes client with it)."""
+
+
 def _lower_priority() -> None:
-    """A worker's start: lower its priority, and import the analysis once, not per profile."""
+    """A worker's start: lower its priority."""
     os.nice(NICENESS)
-    import spikeprof.pprof.flamegraph
-    import spikeprof.pprof.profile  # noqa: F401
 
 
 def _ready() -> int:
@@ -72,10 +75,10 @@ class InProcesses:
         self._pool = self._start()
 
     def _start(self) -> concurrent.futures.ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(WORK_MODULES)
         pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_lower_priority,
+            self.workers, mp_context=context, initializer=_lower_priority
         )
         # Start every worker now: the first burst must not wait for interpreters to start.
         for _ in range(self.workers):

@@ -27,23 +27,15 @@ from spikeprof.core.results import (
 )
 from spikeprof.core.spec import ProfileRequest, SessionSpec
 from spikeprof.pprof.check import NotAProfileError, check_file
-from spikeprof.pprof.diff import ProfileMismatchError, diff_profiles
-from spikeprof.pprof.diff_page import render_diff_flamegraph
-from spikeprof.pprof.emptiness import empty_reason
-from spikeprof.pprof.flamegraph_page import render_flamegraph
-from spikeprof.pprof.growth import GROWTH_SAMPLE_TYPE, heap_growth
-from spikeprof.pprof.profile import Profile, ProfileDecodeError, decode_file
-from spikeprof.pprof.summary import summarize
 from spikeprof.services.analysis import Analyser, AnalysisCrashedError, InThreads
+from spikeprof.services.readable import Readable, growth_between, make_readable
 from spikeprof.services.routes import EndpointRouter
 from spikeprof.telemetry import Metrics
 
 # Failures after which a pod that has disappeared is the better explanation.
-SUMMARY_TOP = 20  # functions per sample type kept in metadata.json
-FLAMEGRAPH_TYPES = frozenset({"cpu", "heap", "allocs"})  # where a flame graph answers a question
 # Profiles decoded and analysed at once (summary, flame graph), across all captures: a decoded
-# profile holds tens of MiB for a large one, and the work is pure Python under the GIL, so more
-# at once would hold more memory without finishing sooner. Fetching and writing are not bounded
+# profile holds tens of MiB for a large one, and the work is pure CPU, so more at once would
+# hold more memory without finishing sooner. Fetching and writing are not bounded
 # by it: profiles stream to disk as they come.
 ANALYSES_AT_ONCE = 2
 # Seconds to wait for the pod watch to report a deletion after a pod stopped answering.
@@ -264,7 +256,7 @@ class Capturer:
             async with self.analysis_slots:
                 try:
                     readable = await self.analysis.run(
-                        _make_readable,
+                        make_readable,
                         staged,
                         request,
                         f"{pod.name} {request.type} ({job.request.id})",
@@ -362,7 +354,7 @@ class Capturer:
         title = f"{pod.name} {request.type} ({job.request.id})"
         async with self.analysis_slots:
             try:
-                found = await self.analysis.run(_growth_between, staged, request, title)
+                found = await self.analysis.run(growth_between, staged, request, title)
             except AnalysisCrashedError as crash:  # both profiles are kept
                 found = {"error": str(crash)}
         return {**kept, **found}, None
@@ -445,94 +437,6 @@ def _check_and_keep(staged: StagedCapture, temp: Path, file_name: str, trace: bo
     """Check that the fetched file is what was asked for, and keep it: one worker-thread trip."""
     check_file(temp, trace=trace)
     staged.keep(file_name)
-
-
-@dataclass(frozen=True)
-class Readable:
-    summary: dict[str, Any] | None = None
-    empty_reason: str | None = None  # why the profile has no samples, when it has none
-    flamegraph: str | None = None
-    error: str | None = None
-    versus_baseline: dict[str, Any] | None = None  # top gainers and the diff flame graph
-
-
-def _make_readable(
-    staged: StagedCapture, request: ProfileRequest, title: str, baseline: Path | None = None
-) -> Readable:
-    """Top functions for metadata.json and a flame graph page, next to a kept profile.
-
-    Runs where the Capturer's `analysis` puts it (a worker process, or a thread). A profile
-    that decodes badly keeps its raw file; only the summary is missing, and metadata.json says
-    why.
-    """
-    if request.type == "trace":
-        return Readable()  # an execution trace is read with go tool trace, not summarised
-    path = staged.staging / request.file_name
-    try:
-        profile = decode_file(path)
-        summary = summarize(profile).to_json(top=SUMMARY_TOP)
-    except ProfileDecodeError as error:
-        return Readable(error=str(error))
-    empty = empty_reason(request.type, profile, request.seconds)
-    if request.type not in FLAMEGRAPH_TYPES:
-        return Readable(summary=summary, empty_reason=empty)
-    page = f"{request.type}.flamegraph.html"
-    try:
-        staged.write_text(page, render_flamegraph(profile, title=title))
-    except OSError as error:
-        return Readable(
-            summary=summary, empty_reason=empty, error=f"writing the flame graph failed: {error}"
-        )
-    versus = _versus_baseline(staged, request, profile, title, baseline)
-    return Readable(summary=summary, empty_reason=empty, flamegraph=page, versus_baseline=versus)
-
-
-def _versus_baseline(
-    staged: StagedCapture,
-    request: ProfileRequest,
-    profile: Profile,
-    title: str,
-    baseline: Path | None,
-) -> dict[str, Any] | None:
-    """What changed against the session's calm baseline of the same pod: top gainers, and a
-    differential flame graph page. None when there is no baseline of this pod to compare with."""
-    if baseline is None:
-        return None
-    try:
-        base = decode_file(baseline)
-        diff = diff_profiles(base, profile)
-        page = f"{request.type}.vs-baseline.html"
-        staged.write_text(page, render_diff_flamegraph(base, profile, title=f"{title} vs baseline"))
-    except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
-        return {"baseline": baseline.parent.name, "error": str(error)}
-    return {"baseline": baseline.parent.name, "flamegraph": page, **diff.to_json(top=SUMMARY_TOP)}
-
-
-def _growth_between(staged: StagedCapture, request: ProfileRequest, title: str) -> dict[str, Any]:
-    """The leak pair's growth for metadata.json, and its differential flame graph page.
-
-    Runs where the Capturer's `analysis` puts it (a worker process, or a thread). Profiles
-    that cannot be read or compared keep their files; the growth then says why it has no
-    figures.
-    """
-    page = f"{request.type}.growth.html"
-    try:
-        first = decode_file(staged.staging / request.file_name)
-        second = decode_file(staged.staging / request.second_file_name)
-        growth = heap_growth(first, second)
-        staged.write_text(
-            page,
-            render_diff_flamegraph(
-                first,
-                second,
-                sample_type=GROWTH_SAMPLE_TYPE,
-                title=f"{title}: in-use bytes grown until the second profile",
-                normalize=False,
-            ),
-        )
-    except (ProfileDecodeError, ProfileMismatchError, OSError) as error:
-        return {"error": str(error)}
-    return {"flamegraph": page, **growth.to_json(top=SUMMARY_TOP)}
 
 
 def _restarts(job: CaptureJob, pod: PodInfo, container: str | None) -> int | None:

@@ -13,6 +13,7 @@ from spikeprof.adapters.alert_receiver import RecordingFailedError
 from spikeprof.adapters.kube import KubeError, SessionGoneError
 from spikeprof.core.alerts import Notification, parse_notification
 from spikeprof.core.spec import parse_spec
+from spikeprof.services import alerts
 from spikeprof.services.alerts import (
     AlertIntake,
     SessionRegistry,
@@ -134,6 +135,36 @@ async def test_alerts_arriving_during_a_write_share_the_next_one() -> None:
     results = await asyncio.gather(first, *later)
     assert sum(r.recorded for r in results) == 4
     assert len(writer.patches) == 2
+    assert len(writer.status["pendingAlerts"]) == 4
+
+
+class TimedWriter(FakeStatusWriter):
+    """Notes the loop time each write starts at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[float] = []
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.started.append(asyncio.get_running_loop().time())
+        await super().patch(namespace, name, status)
+
+
+async def test_a_sessions_writes_start_at_least_the_spacing_apart_and_alerts_gather_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 0.2)
+    writer, sessions = TimedWriter(), Sessions()
+    intake = AlertIntake(sessions.registry, writer)
+    await intake.receive(notification({"pod": "web-1", "fingerprint": "a"}))  # written at once
+    later = [
+        asyncio.create_task(intake.receive(notification({"pod": "web-2", "fingerprint": f})))
+        for f in ("b", "c", "d")
+    ]
+    results = await asyncio.gather(*later)
+    assert sum(r.recorded for r in results) == 3
+    assert len(writer.started) == 2  # the three that came within the spacing share one write
+    assert writer.started[1] - writer.started[0] >= 0.2
     assert len(writer.status["pendingAlerts"]) == 4
 
 
