@@ -160,7 +160,7 @@ def main() -> None:
         "rss_peak_mib": round(peak / MIB, 1),
         "rss_growth_mib": round((peak - rss_before + workers_peak - workers_before) / MIB, 1),
         "operator_rss_growth_mib": round((peak - rss_before) / MIB, 1),
-        "analysis_workers": len(workers),
+        "analysis_processes": len(workers),  # workers, their fork server, the resource tracker
         "workers_rss_before_mib": round(workers_before / MIB, 1),
         "workers_rss_peak_mib": round(workers_peak / MIB, 1),
         "rss_growth_cold_mib": round((peak - rss_cold) / MIB, 1),

@@ -3,8 +3,9 @@
 The fields follow the CRD's status schema (crds/spikeprof.io_profilingsessions.yaml). A field
 the stored status lacks parses to None (or empty) and is rendered only once it holds something,
 so that parsing and rendering a status unchanged gives no patch (`SessionStatus.patch_to`).
-Capture entries (lastCapture, recentCaptures) stay as `CaptureOutcome.to_status` renders them:
-the operator writes them and never reads into them.
+Capture entries stay as `CaptureOutcome` renders them (lastCapture: `to_status`, recentCaptures:
+`to_recent_status`); the operator reads into them only to name a restarted pod's last capture
+(`restarts.last_capture_of`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from spikeprof.core import merge_patch
 from spikeprof.core.planner import CaptureRequest, Progress, parse_time
 from spikeprof.core.restarts import RestartRecord
 
-CaptureEntry = Mapping[str, Any]  # one of recentCaptures, as CaptureOutcome.to_status renders it
+CaptureEntry = Mapping[str, Any]  # one of recentCaptures, as CaptureOutcome renders it
 
 
 @dataclass(frozen=True)

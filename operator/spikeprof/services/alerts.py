@@ -9,7 +9,6 @@ refuses the write, the receiver answers 5xx and Alertmanager retries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -215,23 +214,31 @@ class AlertIntake:
     async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
         previous = self._inflight.get(key)
         self._inflight[key] = batch.done
-        if previous is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(previous)  # one write of a session at a time, in order
-        loop = asyncio.get_running_loop()
-        next_write = self._last_write.get(key, float("-inf")) + WRITE_SPACING_SECONDS
-        if next_write > loop.time():
-            await asyncio.sleep(next_write - loop.time())  # entries keep gathering meanwhile
-        self._last_write[key] = loop.time()
-        batch.started = True
-        if self._batches.get(key) is batch:
-            del self._batches[key]
         try:
-            await self.writer.patch(key[0], key[1], {"pendingAlerts": dict(batch.entries)})
-        except Exception as error:  # handed to every request of the batch, which decides
-            batch.done.set_exception(error)
-        else:
-            batch.done.set_result(None)
+            if previous is not None:
+                # One write of a session at a time, in order; how it ended is its requests' own.
+                await asyncio.wait([previous])
+            loop = asyncio.get_running_loop()
+            next_write = self._last_write.get(key, float("-inf")) + WRITE_SPACING_SECONDS
+            if next_write > loop.time():
+                await asyncio.sleep(next_write - loop.time())  # entries keep gathering meanwhile
+            self._last_write[key] = loop.time()
+            batch.started = True
+            if self._batches.get(key) is batch:
+                del self._batches[key]
+            try:
+                await self.writer.patch(key[0], key[1], {"pendingAlerts": dict(batch.entries)})
+            except Exception as error:  # handed to every request of the batch, which decides
+                batch.done.set_exception(error)
+            else:
+                batch.done.set_result(None)
+        except asyncio.CancelledError:
+            # The operator is stopping: no request waits for a write that will not come, and no
+            # later alert joins this batch.
+            if self._batches.get(key) is batch:
+                del self._batches[key]
+            batch.done.cancel()
+            raise
         finally:
             if self._inflight.get(key) is batch.done:
                 del self._inflight[key]

@@ -7,8 +7,10 @@ than 10 ms about 50 times in 10 s with analysis in threads, and about 15 times w
 processes at nice +10 (bench/alert_latency.py, 50 alerts/s). A worker process at a lower
 priority takes only the CPU the loop and the API server do not want, and no lock of theirs.
 
-A worker that dies (killed for memory on a huge profile) costs only the analyses it was running:
-they fail with `AnalysisCrashedError`, the pool is made anew, and the raw profiles stay kept.
+A worker that dies (killed for memory on a huge profile) fails the analyses in flight (the pool
+stops all its workers): they end with `AnalysisCrashedError`, their raw profiles stay kept
+without a summary, and the next analysis runs in a pool made anew. Besides the workers there
+are the fork server they start from and multiprocessing's resource tracker.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ class InThreads:
 
 
 WORK_MODULES = ["spikeprof.services.readable"]
-"""What the fork server imports once for every worker: the analysis, and not the operator (by
-default it would import the operator's __main__, kopf and the Kubernetes client with it)."""
+"""What the fork server imports once, for the workers it forks. A worker also imports the script
+that started the operator (multiprocessing's spawn preparation): `spikeprof.cli` imports its
+commands' modules only when they run, so that this stays small."""
 
 
 def _lower_priority() -> None:
@@ -93,7 +96,10 @@ class InProcesses:
             if self._pool is pool:  # the first to hear of it makes the pool anew
                 log.warning("an analysis process died; starting new ones")
                 pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._start()
+                try:
+                    self._pool = self._start()
+                except OSError as error:  # the next analysis tries again
+                    log.warning("analysis processes cannot start again yet: %s", error)
             raise AnalysisCrashedError(
                 "the process analysing the profile died (killed for memory?); the raw profile "
                 "is kept"

@@ -29,7 +29,7 @@ from spikeprof.services import replicas
 from spikeprof.services.alerts import AlertIntake, SessionRegistry
 from spikeprof.services.analysis import analyser
 from spikeprof.services.arming import Armer
-from spikeprof.services.capture import Capturer
+from spikeprof.services.capture import ANALYSES_AT_ONCE, Capturer
 from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
 from spikeprof.services.outputs import SessionOutputs
 from spikeprof.services.ownership import (
@@ -108,6 +108,8 @@ class Factory:
                 metrics=metrics,
                 operator_slots=asyncio.Semaphore(settings.max_concurrent_pods),
                 analysis=analyser(settings.analysis_processes),
+                # As many analyses at once as there are processes to run them.
+                analysis_slots=asyncio.Semaphore(settings.analysis_processes or ANALYSES_AT_ONCE),
             ),
             sources=SourceFactory(
                 http=http,

@@ -168,6 +168,28 @@ async def test_a_sessions_writes_start_at_least_the_spacing_apart_and_alerts_gat
     assert len(writer.status["pendingAlerts"]) == 4
 
 
+async def test_a_write_cancelled_while_it_waits_fails_its_requests_and_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 60.0)
+    writer, sessions = TimedWriter(), Sessions()
+    intake = AlertIntake(sessions.registry, writer)
+    await intake.receive(notification({"pod": "web-1", "fingerprint": "a"}))
+    waiting = asyncio.create_task(
+        intake.receive(notification({"pod": "web-2", "fingerprint": "b"}))
+    )
+    await asyncio.sleep(0.01)
+    # As the operator stops: the write's task is cancelled while it waits for its turn.
+    (flush,) = asyncio.all_tasks() - {asyncio.current_task(), waiting}
+    flush.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 1)
+    monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 0.0)
+    later = await asyncio.wait_for(intake.receive(notification({"fingerprint": "c"})), 1)
+    assert later.recorded == 1  # a new write, not one joined to the cancelled batch
+    assert len(writer.started) == 2
+
+
 def test_a_session_that_takes_alerts_holds_readiness_until_it_is_served() -> None:
     registry = Sessions().registry  # shop/checkout is registered
     registry.expect("shop", "checkout", lambda: True)
