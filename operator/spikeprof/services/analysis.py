@@ -73,26 +73,43 @@ class InProcesses:
     """Analysis in `workers` processes, started from a fork server (a clean interpreter: the
     operator's threads and sockets are never forked)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, initializer: Callable[[], None] = _lower_priority) -> None:
         self.workers = workers
+        self.initializer = initializer
+        # No worker has answered yet. A pool that breaks before one has cannot start workers
+        # here at all (they die as they start): analysis then stays in the operator's threads.
+        self.worked = False
+        self.in_threads = False
         self._pool = self._start()
 
     def _start(self) -> concurrent.futures.ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(WORK_MODULES)
         pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_lower_priority
+            self.workers, mp_context=context, initializer=self.initializer
         )
         # Start every worker now: the first burst must not wait for interpreters to start.
         for _ in range(self.workers):
-            pool.submit(_ready)
+            pool.submit(_ready).add_done_callback(self._answered)
         return pool
 
+    def _answered(self, ready: concurrent.futures.Future[int]) -> None:
+        if not ready.cancelled() and ready.exception() is None:
+            self.worked = True
+
     async def run(self, work: Callable[..., T], *args: object) -> T:
+        if self.in_threads:
+            return await asyncio.to_thread(work, *args)
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, work, *args)
         except BrokenProcessPool:
+            if not self.worked:
+                if not self.in_threads:
+                    log.warning("analysis processes die as they start; analysing in threads")
+                    self.in_threads = True
+                    pool.shutdown(wait=False, cancel_futures=True)
+                return await asyncio.to_thread(work, *args)
             if self._pool is pool:  # the first to hear of it makes the pool anew
                 log.warning("an analysis process died; starting new ones")
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,10 @@ def _niceness_and_pid() -> tuple[int, int]:
     return os.nice(0), os.getpid()
 
 
+def _exit_at_start() -> None:
+    os._exit(3)  # as a worker that cannot start here would
+
+
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
 
@@ -53,3 +57,13 @@ async def test_no_processes_asked_for_means_the_operators_threads() -> None:
     assert isinstance(threads, InThreads)
     _, pid = await threads.run(_niceness_and_pid)
     assert pid == os.getpid()
+
+
+async def test_workers_that_die_as_they_start_leave_the_analysis_to_the_operators_threads() -> None:
+    pool = InProcesses(1, initializer=_exit_at_start)
+    try:
+        _, pid = await pool.run(_niceness_and_pid)
+        _, again = await pool.run(_niceness_and_pid)
+    finally:
+        pool.close()
+    assert pid == again == os.getpid()
