@@ -22,6 +22,7 @@ import pytest
 
 from spikeprof.adapters.kube import ApiUnavailableError, KubeError
 from spikeprof.adapters.pod_http import Fetched
+from spikeprof.adapters.volume import VolumeStore
 from spikeprof.adapters.webhook import WebhookError
 from spikeprof.core import merge_patch
 from spikeprof.core.arming import WorkloadRef
@@ -33,8 +34,9 @@ from spikeprof.core.rules import Metric, Observation, Resources
 from spikeprof.core.spec import ProfileRequest, SessionSpec, TargetSpec
 from spikeprof.core.status import Verdict
 from spikeprof.services.arming import ArmingReport
-from spikeprof.services.capture import CaptureJob
+from spikeprof.services.capture import CaptureJob, Capturer, ProfileSource
 from spikeprof.services.notify import Deliveries, DeliveryPolicy, Notifier
+from spikeprof.services.routes import EndpointRouter
 from spikeprof.telemetry import Metrics
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
 
@@ -304,3 +306,19 @@ class NotifierParts:
     def counted(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(name, labels)
         return value or 0.0
+
+
+async def _never_probed(ip: str, port: int) -> bool:
+    raise AssertionError("access direct does not probe the pod IP")
+
+
+def real_capturer(root: Path, fetcher: ProfileSource) -> Capturer:
+    """The real capturer over a volume at `root`, for sessions whose pods are reached directly
+    (target.access: direct, as `spec` has it: the pod IP is never probed)."""
+    return Capturer(
+        store=VolumeStore(root),
+        fetcher=fetcher,
+        router=EndpointRouter(_never_probed),
+        metrics=Metrics.create(),
+        operator_slots=asyncio.Semaphore(4),
+    )

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from spikeprof.adapters.kube import SessionGoneError
-from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import CaptureRequest
@@ -18,26 +17,10 @@ from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import FailureReason, ProfileError
 from spikeprof.core.spec import parse_spec
 from spikeprof.services.analysis import InProcesses
-from spikeprof.services.capture import CaptureJob, Capturer
-from spikeprof.services.routes import EndpointRouter
-from spikeprof.telemetry import Metrics
-from tests.unit.services.conftest import NOW, FakeProfiles, pod, spec
+from spikeprof.services.capture import CaptureJob
+from tests.unit.services.conftest import NOW, FakeProfiles, pod, real_capturer, spec
 
 REQUEST = CaptureRequest("20261126T010000.000Z-immediate", "immediate", "spec.trigger", NOW)
-
-
-async def _direct_only(ip: str, port: int) -> bool:
-    raise AssertionError("access direct does not probe the pod IP")
-
-
-def _capturer(root: Path, profiles: FakeProfiles) -> Capturer:
-    return Capturer(
-        store=VolumeStore(root),
-        fetcher=profiles,
-        router=EndpointRouter(_direct_only),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
 
 
 def _job(*, exists: bool = True, profiles: list[dict[str, str]] | None = None) -> CaptureJob:
@@ -55,7 +38,7 @@ def _profiles_kept(root: Path) -> list[Path]:
 
 async def test_a_heap_profile_is_kept_with_its_metadata_on_the_volume(tmp_path: Path) -> None:
     profiles = FakeProfiles()
-    outcome = await _capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
+    outcome = await real_capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
     assert outcome.result == "Succeeded"
     assert profiles.fetched == [("http://10.0.0.1:6060/debug/pprof", "heap")]
     key = ArtifactKey("shop", "checkout", "web-1", REQUEST.id)
@@ -67,7 +50,7 @@ async def test_a_heap_profile_is_kept_with_its_metadata_on_the_volume(tmp_path: 
 
 async def test_a_body_that_is_not_a_profile_fails_with_that_reason(tmp_path: Path) -> None:
     profiles = FakeProfiles(body=b"<html>login</html>")
-    outcome = await _capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
+    outcome = await real_capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
     assert outcome.result == "Failed"
     [failure] = outcome.to_status()["failures"]
     assert (failure["pod"], failure["reason"]) == ("web-1", "NotAProfile")
@@ -78,7 +61,7 @@ async def test_one_failed_profile_leaves_the_others_and_says_why(tmp_path: Path)
     in_use = ProfileError(FailureReason.PROFILING_IN_USE, "cpu profiling already in use")
     profiles = FakeProfiles(failures={"cpu": in_use})
     job = _job(profiles=[{"type": "heap"}, {"type": "cpu", "duration": "1s"}])
-    outcome = await _capturer(tmp_path, profiles).run(job, [pod("web-1")])
+    outcome = await real_capturer(tmp_path, profiles).run(job, [pod("web-1")])
     assert outcome.result == "PartiallyFailed"
     assert (outcome.profiles_ok, outcome.profiles_failed) == (1, 1)
     [failure] = outcome.to_status()["failures"]
@@ -88,7 +71,7 @@ async def test_one_failed_profile_leaves_the_others_and_says_why(tmp_path: Path)
 async def test_a_pod_deleted_during_the_capture_is_named_as_gone(tmp_path: Path) -> None:
     refused = ProfileError(FailureReason.CONNECTION_REFUSED, "connection refused")
     profiles = FakeProfiles(failures={"heap": refused})
-    outcome = await _capturer(tmp_path, profiles).run(_job(exists=False), [pod("web-1")])
+    outcome = await real_capturer(tmp_path, profiles).run(_job(exists=False), [pod("web-1")])
     [failure] = outcome.to_status()["failures"]
     assert failure["reason"] == "PodGone"
     assert failure["message"].startswith("the pod was deleted during the capture")
@@ -96,14 +79,14 @@ async def test_a_pod_deleted_during_the_capture_is_named_as_gone(tmp_path: Path)
 
 async def test_a_capture_finished_before_a_restart_is_not_taken_again(tmp_path: Path) -> None:
     profiles = FakeProfiles()
-    await _capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
-    again = await _capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
+    await real_capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
+    again = await real_capturer(tmp_path, profiles).run(_job(), [pod("web-1")])
     assert again.result == "Succeeded"
     assert len(profiles.fetched) == 1
 
 
 async def test_a_capture_without_pods_fails_saying_so(tmp_path: Path) -> None:
-    outcome = await _capturer(tmp_path, FakeProfiles()).run(_job(), [])
+    outcome = await real_capturer(tmp_path, FakeProfiles()).run(_job(), [])
     assert outcome.summary().endswith("failed: no selected pod is running and ready.")
 
 
@@ -126,7 +109,7 @@ async def test_profiles_are_fetched_while_the_start_is_recorded_and_published_af
         await start_written.wait()
 
     job = dataclasses.replace(_job(), recorded=recorded)
-    running = asyncio.create_task(_capturer(tmp_path, profiles).run(job, [pod("web-1")]))
+    running = asyncio.create_task(real_capturer(tmp_path, profiles).run(job, [pod("web-1")]))
     await asked.wait()
     assert profiles.fetched == [("http://10.0.0.1:6060/debug/pprof", "heap")]
     assert _published(tmp_path) == 0
@@ -141,7 +124,7 @@ async def test_a_start_that_cannot_be_recorded_publishes_nothing(tmp_path: Path)
 
     job = dataclasses.replace(_job(), recorded=refused)
     with pytest.raises(SessionGoneError):
-        await _capturer(tmp_path, FakeProfiles()).run(job, [pod("web-1")])
+        await real_capturer(tmp_path, FakeProfiles()).run(job, [pod("web-1")])
     assert _files(tmp_path) == []
 
 
@@ -150,7 +133,7 @@ async def test_profiles_analysed_in_worker_processes_have_their_summary_and_flam
 ) -> None:
     workers = InProcesses(1)
     try:
-        capturer = dataclasses.replace(_capturer(tmp_path, FakeProfiles()), analysis=workers)
+        capturer = dataclasses.replace(real_capturer(tmp_path, FakeProfiles()), analysis=workers)
         outcome = await capturer.run(_job(), [pod("web-1")])
     finally:
         workers.close()

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeprof.adapters.pod_http import Fetched
-from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.artifact_key import ArtifactKey
 from spikeprof.core.artifacts import METADATA_FILE
 from spikeprof.core.planner import CaptureRequest
@@ -18,10 +17,8 @@ from spikeprof.core.pods import ContainerRun, PodInfo
 from spikeprof.core.results import FailureReason, ProfileError
 from spikeprof.core.spec import ProfileRequest, parse_spec
 from spikeprof.services.capture import CaptureJob, Capturer
-from spikeprof.services.routes import EndpointRouter
-from spikeprof.telemetry import Metrics
 from tests.unit.pprof_proto import ProfileBuilder, call_chain
-from tests.unit.services.conftest import NOW, pod, spec
+from tests.unit.services.conftest import NOW, pod, real_capturer, spec
 
 REQUEST = CaptureRequest("20261126T010000.000Z-threshold", "threshold", "memory", NOW)
 MiB = 2**20
@@ -64,10 +61,6 @@ class PairedEndpoint:
         return Fetched(bytes=len(body), sha256=f"{number}" * 64, seconds=0.01)
 
 
-async def _direct_only(ip: str, port: int) -> bool:
-    raise AssertionError("access direct does not probe the pod IP")
-
-
 def _run(
     root: Path,
     endpoint: PairedEndpoint,
@@ -77,13 +70,7 @@ def _run(
     runs: list[tuple[ContainerRun, ...]] | None = None,
 ) -> tuple[Capturer, CaptureJob]:
     """`runs`: the pod's container runs as the watch reports them, one entry per look."""
-    capturer = Capturer(
-        store=VolumeStore(root),
-        fetcher=endpoint,
-        router=EndpointRouter(_direct_only),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
+    capturer = real_capturer(root, endpoint)
     parsed = parse_spec(spec(profiles=profiles or [{"type": "heap", "pair": "1s"}]))
 
     def pod_exists(pod: PodInfo) -> bool:

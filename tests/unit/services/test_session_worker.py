@@ -14,19 +14,16 @@ import pytest
 
 from spikeprof.adapters.kube import KubeError
 from spikeprof.adapters.pod_http import Fetched
-from spikeprof.adapters.volume import VolumeStore
 from spikeprof.core.pods import PodInfo
 from spikeprof.core.results import CaptureOutcome
 from spikeprof.core.spec import ProfileRequest
 from spikeprof.services import session as session_module
 from spikeprof.services.alerts import SessionRegistry
 from spikeprof.services.arming import ArmingReport
-from spikeprof.services.capture import CaptureJob, Capturer
+from spikeprof.services.capture import CaptureJob
 from spikeprof.services.notify import Notifier
-from spikeprof.services.routes import EndpointRouter
 from spikeprof.services.session import SessionWorker
 from spikeprof.services.triggers import SpikeWatcher
-from spikeprof.telemetry import Metrics
 from tests.unit.services.conftest import (
     NOW,
     FakeArmer,
@@ -37,6 +34,7 @@ from tests.unit.services.conftest import (
     FakeStatusWriter,
     NotifierParts,
     pod,
+    real_capturer,
     spec,
 )
 
@@ -276,27 +274,12 @@ class HeldProfiles(FakeProfiles):
         return fetched
 
 
-async def _direct(ip: str, port: int) -> bool:
-    return True
-
-
 def _trigger_in_metadata(root: Path, field: str) -> dict[str, Any]:
     """Pod -> a field of `trigger` in its capture's metadata.json (alerts: the keys)."""
     return {
         path.parent.parent.name: json.loads(path.read_text())["trigger"][field]
         for path in root.glob("shop/checkout/*/*/metadata.json")
     }
-
-
-def _capturer(root: Path, profiles: FakeProfiles) -> Capturer:
-    """The real capturer, over a volume at `root`, dialling every pod directly."""
-    return Capturer(
-        store=VolumeStore(root),
-        fetcher=profiles,
-        router=EndpointRouter(_direct),
-        metrics=Metrics.create(),
-        operator_slots=asyncio.Semaphore(4),
-    )
 
 
 async def _recorded(session: Session, entries: dict[str, Any]) -> None:
@@ -358,7 +341,7 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = _capturer(tmp_path, profiles)
+    session.worker.capturer = real_capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     second = {"k2": {"alert": "HighCPU", "pods": ["web-2"]}}
@@ -388,7 +371,7 @@ async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = _capturer(tmp_path, profiles)
+    session.worker.capturer = real_capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}}, _written())
@@ -410,7 +393,7 @@ async def test_an_alert_recorded_while_a_capture_runs_stays_pending_in_status(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = _capturer(tmp_path, profiles)
+    session.worker.capturer = real_capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     await writer.patch(
@@ -507,7 +490,7 @@ async def test_a_capture_whose_status_writes_are_slow_ends_once_its_pods_are_pub
 ) -> None:
     api = LaggingApi(seconds=0.5)  # the start is still being written when the pods are done
     session = Session(api, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
-    session.worker.capturer = _capturer(tmp_path, FakeProfiles())
+    session.worker.capturer = real_capturer(tmp_path, FakeProfiles())
     async with asyncio.timeout(10):  # the end waits for the commits, which wait for the start
         assert await session.look(spec(trigger={"immediate": True})) is True
     started, finished = (p for p in api.patches if "pendingCapture" in p)
@@ -524,7 +507,7 @@ async def test_an_alert_for_a_pod_already_in_the_capture_closes_its_window(
     writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
     session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
     profiles = HeldProfiles()
-    session.worker.capturer = _capturer(tmp_path, profiles)
+    session.worker.capturer = real_capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
     again = {"k2": {"alert": "HighCPU", "pods": ["web-1"]}}  # web-1 is being captured
