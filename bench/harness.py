@@ -113,17 +113,6 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def descendants_rss_bytes(pid: int) -> int:
-    """RSS of the processes under `pid` (each counted whole: shared pages count twice)."""
-    total = 0
-    for each in descendants(pid):
-        try:
-            total += rss_bytes(each)
-        except OSError:
-            continue
-    return total
-
-
 def save(name: str, results: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

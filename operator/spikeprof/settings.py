@@ -48,18 +48,16 @@ def _port(name: str, raw: str) -> int:
     return value
 
 
-def _at_least_one(name: str, raw: str) -> int:
-    value = _int(name, raw)
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1")
-    return value
+def _at_least(least: int) -> Parser:
+    """A whole number of at least `least`."""
 
+    def parse(name: str, raw: str) -> int:
+        value = _int(name, raw)
+        if value < least:
+            raise SettingsError(f"{name} must be at least {least}")
+        return value
 
-def _int_at_least_zero(name: str, raw: str) -> int:
-    value = _int(name, raw)
-    if value < 0:
-        raise SettingsError(f"{name} must be 0 or more")
-    return value
+    return parse
 
 
 def _positive_seconds(name: str, raw: str) -> float:
@@ -153,7 +151,7 @@ class Settings:
         metadata=_declare(
             "SPIKEPROF_MAX_CONCURRENT_PODS",
             "32",
-            _at_least_one,
+            _at_least(1),
             "pods profiled at once across all sessions",
         )
     )
@@ -164,7 +162,7 @@ class Settings:
         metadata=_declare(
             "SPIKEPROF_ANALYSIS_PROCESSES",
             "2",
-            _int_at_least_zero,
+            _at_least(0),
             "worker processes that decode, summarise and draw profiles, at nice +10; `0`: the "
             "operator's own threads",
         )
@@ -282,7 +280,7 @@ class Settings:
         metadata=_declare(
             "SPIKEPROF_NOTIFY_ATTEMPTS",
             "4",
-            _at_least_one,
+            _at_least(1),
             "tries per webhook notification, 1 s apart and doubling",
         )
     )
@@ -360,7 +358,7 @@ class Settings:
         metadata=_declare(
             "SPIKEPROF_LEASE_SECONDS",
             "15",
-            _at_least_one,
+            _at_least(1),
             "how long others wait after a Lease's last renewal before taking it",
         )
     )

@@ -28,7 +28,7 @@ def test_the_spool_bound_is_a_kubernetes_size() -> None:
         ({"SPIKEPROF_SPOOL_MAX_BYTES": "0"}, "must be at least one byte"),
         ({"SPIKEPROF_METRICS_PORT": "http"}, "is not a whole number"),
         ({"SPIKEPROF_METRICS_PORT": "70000"}, "is not a port"),
-        ({"SPIKEPROF_ANALYSIS_PROCESSES": "-1"}, "must be 0 or more"),
+        ({"SPIKEPROF_ANALYSIS_PROCESSES": "-1"}, "must be at least 0"),
         ({"SPIKEPROF_ALERTS_TLS_CERT": "/tls.crt"}, "set both SPIKEPROF_ALERTS_TLS_CERT"),
     ],
 )

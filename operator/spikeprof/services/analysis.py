@@ -98,29 +98,33 @@ class InProcesses:
             self.worked = True
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
-        if self.in_threads:
-            return await asyncio.to_thread(work, *args)
         pool = self._pool
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, work, *args)
-        except BrokenProcessPool:
-            if not self.worked:
+        if not self.in_threads:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, work, *args)
+            except BrokenProcessPool:
+                if self.worked:
+                    self._renew(pool)
+                    raise AnalysisCrashedError(
+                        "the process analysing the profile died (killed for memory?); the raw "
+                        "profile is kept"
+                    ) from None
                 if not self.in_threads:
                     log.warning("analysis processes die as they start; analysing in threads")
                     self.in_threads = True
                     pool.shutdown(wait=False, cancel_futures=True)
-                return await asyncio.to_thread(work, *args)
-            if self._pool is pool:  # the first to hear of it makes the pool anew
-                log.warning("an analysis process died; starting new ones")
-                pool.shutdown(wait=False, cancel_futures=True)
-                try:
-                    self._pool = self._start()
-                except OSError as error:  # the next analysis tries again
-                    log.warning("analysis processes cannot start again yet: %s", error)
-            raise AnalysisCrashedError(
-                "the process analysing the profile died (killed for memory?); the raw profile "
-                "is kept"
-            ) from None
+        return await asyncio.to_thread(work, *args)
+
+    def _renew(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
+        """A new pool for the next analyses, once per broken one (the first to hear of it)."""
+        if self._pool is not broken:
+            return
+        log.warning("an analysis process died; starting new ones")
+        broken.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._pool = self._start()
+        except OSError as error:  # the next analysis tries again
+            log.warning("analysis processes cannot start again yet: %s", error)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
