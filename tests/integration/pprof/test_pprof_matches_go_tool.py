@@ -9,6 +9,7 @@ import pytest
 
 from spikeprof.pprof.profile import decode_file
 from spikeprof.pprof.summary import render_top, summarize
+from spikeprof.pprof.units import percentage
 from tests.pprof_top import pprof_rows
 
 PROFILE_NAMES = (
@@ -41,20 +42,19 @@ def test_every_function_has_go_tool_pprofs_flat_and_cum_for_every_sample_type(
         assert ours == [(function, flat, cum) for function, flat, _, cum, _ in expected]
 
         rows = by_type.to_json(top=None)["functions"]
-        for row, (_, _, flat_percent, _, cum_percent) in zip(rows, expected, strict=True):
-            for ours_percent, printed in (
-                (row["flatPercent"], flat_percent),
-                (row["cumPercent"], cum_percent),
+        for function, row, (_, _, flat_percent, _, cum_percent) in zip(
+            by_type.functions, rows, expected, strict=True
+        ):
+            for value, ours_percent, printed in (
+                (function.flat, row["flatPercent"], flat_percent),
+                (function.cum, row["cumPercent"], cum_percent),
             ):
-                if printed.strip() == "100":
-                    assert 99.95 <= ours_percent <= 100.05  # pprof's rule for printing "100%"
-                elif float(printed) >= 1:
-                    # Both round the same double to two decimals: the same digits.
-                    assert f"{ours_percent:.2f}" == printed.strip()
-                else:
-                    # pprof prints two significant digits under 1% ("0.014"), we keep two
-                    # decimals (0.01): each is within half its last digit of the true value.
-                    assert abs(ours_percent - float(printed)) <= 0.01
+                # pprof picks its format by the exact share ("  100%", "%5.2f%%" from 1%,
+                # "%5.2g%%" under it, so 0.9996% prints "1"): ours renders the same characters.
+                assert percentage(value, by_type.total) == f"{printed:>5}%"
+                # The JSON keeps the share to two decimals, whatever pprof prints.
+                exact = abs(value) / by_type.total * 100
+                assert abs(ours_percent - exact) <= 0.005 + 1e-9
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
