@@ -19,6 +19,7 @@ class Metrics:
     pod_watches: Gauge
     notifications: Counter
     notification_attempts: Counter
+    alerts: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -77,6 +78,16 @@ class Metrics:
                 "spikeprof_notification_attempts",
                 "Tries to post a notification, by format and result (ok, failed).",
                 ["format", "result"],
+                registry=registry,
+            ),
+            alerts=Counter(
+                "spikeprof_alerts_received",
+                "Firing alerts received, per session they match, by result: recorded (pending "
+                "in the session's status), duplicate (already pending or handled), unmatched "
+                "(no session's pods; counted once per alert), refused (the session holds "
+                "its limit of pending alerts; answered 503), failed (the status write failed; "
+                "answered 503).",
+                ["result"],
                 registry=registry,
             ),
         )

@@ -23,6 +23,7 @@ from spikeprof.core.pods import PodInfo
 from spikeprof.core.session_status import PendingAlert
 from spikeprof.core.spec import SessionSpec, SpecError, parse_spec
 from spikeprof.services.status_outbox import StatusPatcher
+from spikeprof.telemetry import Metrics
 
 POD_READS_AT_ONCE = 16
 """Pods read at once for one notification (those named in namespaces served elsewhere)."""
@@ -35,6 +36,13 @@ commit alone writes again as soon as a write returns, so a steady stream of aler
 server busy whatever a write cost (about one core in the 50 alerts/s benchmark); spaced, a burst
 costs at most ten writes a second per session, and an answer waits at most this much longer.
 The first alert after a quiet spell is written at once."""
+
+PENDING_ALERTS_LIMIT = 1000
+"""Alerts a session's status may hold waiting for a capture. Past it, the receiver answers 503
+and Alertmanager sends them again later: an entry is ~150 bytes of status, which every write of
+the session and every watch event carries, and the object may not pass etcd's 1.5 MiB limit,
+after which no write of the session (its captures' records included) would land. The 200
+alerts/s benchmark drains well below it; only captures that cannot keep up reach it."""
 
 
 @dataclass
@@ -185,6 +193,7 @@ class AlertIntake:
         registry: SessionRegistry,
         writer: StatusPatcher,
         find_pod: FindPod = _no_pod,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
         self.writer = writer
@@ -192,8 +201,11 @@ class AlertIntake:
         self.find_pod = find_pod
         self._recent: dict[tuple[str, str, str], float] = {}
         self._batches: dict[tuple[str, str], _Batch] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
-        self._last_write: dict[tuple[str, str], float] = {}  # loop time a write last started
+        self._inflight: dict[tuple[str, str], _Batch] = {}
+        # Loop time each session's last write started, oldest first; kept only while it still
+        # spaces the next write.
+        self._last_write: dict[tuple[str, str], float] = {}
+        self.metrics = metrics
 
     def _record(self, namespace: str, name: str, entries: dict[str, Any]) -> asyncio.Future[None]:
         """Queue entries for the session's status, together with those of concurrent requests;
@@ -213,15 +225,16 @@ class AlertIntake:
 
     async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
         previous = self._inflight.get(key)
-        self._inflight[key] = batch.done
+        self._inflight[key] = batch
         try:
             if previous is not None:
                 # One write of a session at a time, in order; how it ended is its requests' own.
-                await asyncio.wait([previous])
+                await asyncio.wait([previous.done])
             loop = asyncio.get_running_loop()
             next_write = self._last_write.get(key, float("-inf")) + WRITE_SPACING_SECONDS
             if next_write > loop.time():
                 await asyncio.sleep(next_write - loop.time())  # entries keep gathering meanwhile
+            self._last_write.pop(key, None)  # re-inserted last: the dict stays oldest first
             self._last_write[key] = loop.time()
             batch.started = True
             if self._batches.get(key) is batch:
@@ -240,8 +253,18 @@ class AlertIntake:
             batch.done.cancel()
             raise
         finally:
-            if self._inflight.get(key) is batch.done:
+            if self._inflight.get(key) is batch:
                 del self._inflight[key]
+
+    def _waiting(self, session: tuple[str, str], status: Mapping[str, Any]) -> int:
+        """Alerts of the session waiting for a capture: in its status as last seen, in the
+        write under way and in the batch gathering for the next."""
+        stored = status.get("pendingAlerts")
+        keys = {k for k, v in stored.items() if v} if isinstance(stored, Mapping) else set()
+        for batch in (self._inflight.get(session), self._batches.get(session)):
+            if batch is not None:
+                keys.update(batch.entries)
+        return len(keys)
 
     def _matching(
         self,
@@ -301,8 +324,16 @@ class AlertIntake:
         while self._recent:
             oldest = next(iter(self._recent))
             if self._recent[oldest] >= moment:
-                return
+                break
             del self._recent[oldest]
+        # Likewise the write times that space no write any more: one per session ever seen,
+        # else.
+        spaced_until = asyncio.get_running_loop().time() - WRITE_SPACING_SECONDS
+        while self._last_write:
+            session = next(iter(self._last_write))
+            if self._last_write[session] >= spaced_until:
+                break
+            del self._last_write[session]
 
     async def receive(self, notification: Notification) -> IntakeResult:
         """Record each firing alert as pending in the sessions it matches (or raise)."""
@@ -310,6 +341,8 @@ class AlertIntake:
         self._forget_before(now - RECENT_SECONDS)
         writes: dict[tuple[str, str], dict[str, Any]] = {}
         duplicates = unmatched = 0
+        room: dict[tuple[str, str], int] = {}  # alerts each matched session may still take
+        refused: dict[tuple[str, str], int] = {}
         received_at = format_time(datetime.datetime.now(datetime.UTC))
         standby = [
             (session, spec)
@@ -327,8 +360,15 @@ class AlertIntake:
                 if seen in self._recent or _known(found.status, alert.key):
                     duplicates += 1
                     continue
+                session = (found.namespace, found.name)
+                if session not in room:
+                    room[session] = PENDING_ALERTS_LIMIT - self._waiting(session, found.status)
+                if room[session] <= 0:
+                    refused[session] = refused.get(session, 0) + 1
+                    continue
+                room[session] -= 1
                 entry = PendingAlert(alert.name, found.pods, received_at, alert.starts_at)
-                writes.setdefault((found.namespace, found.name), {})[alert.key] = entry.render()
+                writes.setdefault(session, {})[alert.key] = entry.render()
             unmatched += not matched
         recording = {
             session: self._record(*session, entries) for session, entries in writes.items()
@@ -343,19 +383,51 @@ class AlertIntake:
         outcomes = await asyncio.gather(
             *(asyncio.shield(written) for written in recording.values()), return_exceptions=True
         )
+        recorded = failed = 0
+        failure: BaseException | None = None
         for (namespace, name), outcome in zip(recording, outcomes, strict=True):
+            entries = writes[(namespace, name)]
             if isinstance(outcome, SessionGoneError):
                 continue  # deleted since it was matched: nothing is owed to it
-            if isinstance(outcome, KubeError):
-                raise RecordingFailedError(str(outcome)) from None
             if isinstance(outcome, BaseException):
-                raise outcome
-            for key in writes[(namespace, name)]:
+                failed += len(entries)
+                failure = failure or outcome
+                continue
+            recorded += len(entries)
+            for key in entries:
                 self._recent.pop((namespace, name, key), None)  # kept in time order
                 self._recent[(namespace, name, key)] = now
+        self._count(
+            recorded=recorded,
+            duplicate=duplicates,
+            unmatched=unmatched,
+            refused=sum(refused.values()),
+            failed=failed,
+        )
+        if isinstance(failure, KubeError):
+            raise RecordingFailedError(str(failure)) from None
+        if failure is not None:
+            raise failure
+        if refused:
+            # Those recorded stay recorded; Alertmanager's re-send finds them (duplicates).
+            raise RecordingFailedError(
+                "; ".join(
+                    f"ProfilingSession {namespace}/{name} already holds {PENDING_ALERTS_LIMIT} "
+                    f"alerts waiting for a capture, its limit, so {count} more were not "
+                    "recorded (its captures are not keeping up with the alerts)"
+                    for (namespace, name), count in sorted(refused.items())
+                )
+            )
         return IntakeResult(
-            recorded=sum(len(e) for e in writes.values()),
+            recorded=recorded,
             duplicates=duplicates,
             unmatched=unmatched,
             resolved=len(notification.alerts) - len(notification.firing),
         )
+
+    def _count(self, **by_result: int) -> None:
+        if self.metrics is None:
+            return
+        for result, count in by_result.items():
+            if count:
+                self.metrics.alerts.labels(result=result).inc(count)

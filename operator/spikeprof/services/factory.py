@@ -145,7 +145,9 @@ class Factory:
         if self.settings.alerts_tls_cert is not None and self.settings.alerts_tls_key is not None:
             tls = tls_context(str(self.settings.alerts_tls_cert), str(self.settings.alerts_tls_key))
         return AlertReceiver(
-            AlertIntake(self.sessions, self.status_writer, self.pod_cache.lookup).receive,
+            AlertIntake(
+                self.sessions, self.status_writer, self.pod_cache.lookup, self.metrics
+            ).receive,
             address=self.settings.alerts_address,
             port=self.settings.alerts_port,
             token=self.settings.alerts_token(),

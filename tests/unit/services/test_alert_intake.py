@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from spikeprof.services.alerts import (
     SessionView,
     listens_for_alerts,
 )
+from spikeprof.telemetry import Metrics
 from tests.unit.services.conftest import FakeStatusWriter, pod, spec
 
 KEY = "abc@2026-11-26T01:00:00Z"
@@ -43,7 +44,12 @@ def notification(*alerts: Mapping[str, Any]) -> Notification:
 class Sessions:
     """One registered session named checkout, and what was delivered to its loop."""
 
-    def __init__(self, status: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: Mapping[str, Any] | None = None,
+        *,
+        stored: Callable[[], Mapping[str, Any]] | None = None,  # the status as the watch shows
+    ) -> None:
         self.registry = SessionRegistry()
         self.delivered: list[Mapping[str, Any]] = []
         self.writes: list[asyncio.Future[None]] = []
@@ -54,7 +60,7 @@ class Sessions:
                 "checkout",
                 parsed,
                 lambda: [pod("web-1"), pod("web-2")],
-                lambda: status or {},
+                stored or (lambda: status or {}),
                 self.deliver,
             )
         )
@@ -104,7 +110,7 @@ async def test_a_refused_write_fails_the_notification_so_alertmanager_retries() 
 async def test_a_session_deleted_since_it_matched_is_owed_nothing() -> None:
     writer, sessions = FakeStatusWriter(fail_with=SessionGoneError("gone")), Sessions()
     result = await AlertIntake(sessions.registry, writer).receive(notification())
-    assert result.recorded == 1
+    assert result.recorded == 0  # nowhere to record it
     # Handed over while the write was under way; the write's failure tells the loop to drop it.
     assert isinstance(sessions.writes[0].exception(), SessionGoneError)
 
@@ -188,6 +194,67 @@ async def test_a_write_cancelled_while_it_waits_fails_its_requests_and_leaves_no
     later = await asyncio.wait_for(intake.receive(notification({"fingerprint": "c"})), 1)
     assert later.recorded == 1  # a new write, not one joined to the cancelled batch
     assert len(writer.started) == 2
+
+
+async def test_past_the_limit_of_pending_alerts_the_rest_are_refused_and_the_others_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerts, "PENDING_ALERTS_LIMIT", 3)
+    # One waits in status; None is an answered one the loop's own view still lists.
+    writer = FakeStatusWriter(status={"pendingAlerts": {"old-1": {"alert": "HighCPU"}}})
+    sessions = Sessions(
+        stored=lambda: {"pendingAlerts": {**writer.status["pendingAlerts"], "x": None}}
+    )
+    metrics = Metrics.create()
+    intake = AlertIntake(sessions.registry, writer, metrics=metrics)
+    firing = [{"pod": "web-1", "fingerprint": f} for f in ("a", "b", "c", "d")]
+    with pytest.raises(
+        RecordingFailedError,
+        match=r"ProfilingSession shop/checkout already holds 3 alerts waiting for a capture, "
+        r"its limit, so 2 more were not recorded",
+    ):
+        await intake.receive(notification(*firing, {"pod": "db-0", "fingerprint": "x"}))
+    # Two fit beside the one stored: recorded and handed over, and a re-send finds them.
+    assert sorted(writer.status["pendingAlerts"]) == [
+        "a@2026-11-26T01:00:00Z",
+        "b@2026-11-26T01:00:00Z",
+        "old-1",
+    ]
+    assert len(sessions.delivered) == 1
+    with pytest.raises(RecordingFailedError, match="so 2 more"):
+        await intake.receive(notification(*firing))
+
+    def received(result: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "spikeprof_alerts_received_total", {"result": result}
+        )
+
+    assert (received("recorded"), received("refused"), received("unmatched")) == (2, 4, 1)
+    assert received("duplicate") == 2
+
+
+async def test_a_failed_write_is_counted_by_alert() -> None:
+    metrics = Metrics.create()
+    writer = FakeStatusWriter(fail_with=KubeError("etcd is read-only"))
+    intake = AlertIntake(Sessions().registry, writer, metrics=metrics)
+    with pytest.raises(RecordingFailedError):
+        await intake.receive(notification({"fingerprint": "a"}, {"fingerprint": "b"}))
+    assert (
+        metrics.registry.get_sample_value("spikeprof_alerts_received_total", {"result": "failed"})
+        == 2
+    )
+
+
+async def test_a_sessions_last_write_time_is_kept_only_while_it_spaces_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 0.05)
+    intake = AlertIntake(Sessions().registry, FakeStatusWriter())
+    await intake.receive(notification({"fingerprint": "a"}))
+    assert list(intake._last_write) == [("shop", "checkout")]
+    await asyncio.sleep(0.06)
+    await intake.receive(notification({"pod": "db-0"}))  # matches nothing: no write
+    assert intake._last_write == {}
 
 
 def test_a_session_that_takes_alerts_holds_readiness_until_it_is_served() -> None:
