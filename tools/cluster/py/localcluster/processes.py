@@ -48,18 +48,37 @@ def spawn(
     )
 
 
+def running_in_group(pgid: int) -> list[int]:
+    """The processes of the group that still run: zombies have exited already. Orphans of the
+    group (a fork server's workers, say) are reaped by PID 1, which here does it only every second
+    or two; waiting for that made every operator's stop ~2 s longer."""
+    running = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        state, _, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            running.append(int(entry.name))
+    return running
+
+
 def stop_group(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after timeout."""
+    """SIGTERM the process group, then SIGKILL whatever still runs after timeout."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+        if not running_in_group(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)  # exited: reaped here if it is ours
+            return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
