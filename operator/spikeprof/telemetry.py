@@ -86,7 +86,7 @@ class Metrics:
                 "in the session's status), duplicate (already pending or handled), unmatched "
                 "(no session's pods; counted once per alert), refused (the session holds "
                 "its limit of pending alerts; answered 503), failed (the status write failed; "
-                "answered 503).",
+                "answered 503), gone (the session was deleted meanwhile).",
                 ["result"],
                 registry=registry,
             ),

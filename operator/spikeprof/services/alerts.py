@@ -44,6 +44,10 @@ the session and every watch event carries, and the object may not pass etcd's 1.
 after which no write of the session (its captures' records included) would land. The 200
 alerts/s benchmark drains well below it; only captures that cannot keep up reach it."""
 
+VIEW_LAG_SECONDS = 5.0
+"""How long the keys of a landed write count as waiting though the session's status as seen
+here may not show them yet (the watch delivers it later)."""
+
 
 @dataclass
 class SessionView:
@@ -201,7 +205,10 @@ class AlertIntake:
         self.find_pod = find_pod
         self._recent: dict[tuple[str, str, str], float] = {}
         self._batches: dict[tuple[str, str], _Batch] = {}
-        self._inflight: dict[tuple[str, str], _Batch] = {}
+        self._inflight: dict[tuple[str, str], _Batch] = {}  # the last write queued
+        # Keys written or being written, per session, until the status seen here may show them:
+        # loop time they stop counting (inf while their write is under way).
+        self._unseen: dict[tuple[str, str], dict[str, float]] = {}
         # Loop time each session's last write started, oldest first; kept only while it still
         # spaces the next write.
         self._last_write: dict[tuple[str, str], float] = {}
@@ -221,6 +228,7 @@ class AlertIntake:
             batch = self._batches[key] = _Batch()
             batch.task = asyncio.create_task(self._flush(key, batch))
         batch.entries.update(entries)
+        self._unseen.setdefault(key, {}).update(dict.fromkeys(entries, float("inf")))
         return batch.done
 
     async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
@@ -242,29 +250,53 @@ class AlertIntake:
             try:
                 await self.writer.patch(key[0], key[1], {"pendingAlerts": dict(batch.entries)})
             except Exception as error:  # handed to every request of the batch, which decides
+                self._settle(key, batch, seen_by=None)
                 batch.done.set_exception(error)
             else:
+                self._settle(key, batch, seen_by=loop.time() + VIEW_LAG_SECONDS)
                 batch.done.set_result(None)
         except asyncio.CancelledError:
             # The operator is stopping: no request waits for a write that will not come, and no
             # later alert joins this batch.
             if self._batches.get(key) is batch:
                 del self._batches[key]
+            self._settle(key, batch, seen_by=None)
             batch.done.cancel()
             raise
         finally:
             if self._inflight.get(key) is batch:
                 del self._inflight[key]
 
+    def _settle(self, key: tuple[str, str], batch: _Batch, seen_by: float | None) -> None:
+        """The batch's write ended: its keys count until `seen_by`, or no more (not written)."""
+        unseen = self._unseen.get(key, {})
+        for entry in batch.entries:
+            if seen_by is None:
+                unseen.pop(entry, None)
+            else:
+                unseen[entry] = seen_by
+        if seen_by is not None:
+            asyncio.get_running_loop().call_at(seen_by, self._expire, key)
+        self._expire(key)
+
+    def _expire(self, session: tuple[str, str]) -> dict[str, float]:
+        """The session's keys that still count (and none kept for a session without any)."""
+        unseen = self._unseen.get(session, {})
+        now = asyncio.get_running_loop().time()
+        for key in [k for k, until in unseen.items() if until <= now]:
+            del unseen[key]
+        if not unseen:
+            self._unseen.pop(session, None)
+        return unseen
+
     def _waiting(self, session: tuple[str, str], status: Mapping[str, Any]) -> int:
-        """Alerts of the session waiting for a capture: in its status as last seen, in the
-        write under way and in the batch gathering for the next."""
+        """Alerts of the session waiting for a capture: in its status as seen here (None: one
+        answered), and those written or being written here that it may not show yet."""
         stored = status.get("pendingAlerts")
-        keys = {k for k, v in stored.items() if v} if isinstance(stored, Mapping) else set()
-        for batch in (self._inflight.get(session), self._batches.get(session)):
-            if batch is not None:
-                keys.update(batch.entries)
-        return len(keys)
+        if not isinstance(stored, Mapping):
+            stored = {}
+        count = sum(1 for value in stored.values() if value)
+        return count + sum(1 for key in self._expire(session) if key not in stored)
 
     def _matching(
         self,
@@ -383,11 +415,12 @@ class AlertIntake:
         outcomes = await asyncio.gather(
             *(asyncio.shield(written) for written in recording.values()), return_exceptions=True
         )
-        recorded = failed = 0
+        recorded = failed = gone = 0
         failure: BaseException | None = None
         for (namespace, name), outcome in zip(recording, outcomes, strict=True):
             entries = writes[(namespace, name)]
             if isinstance(outcome, SessionGoneError):
+                gone += len(entries)
                 continue  # deleted since it was matched: nothing is owed to it
             if isinstance(outcome, BaseException):
                 failed += len(entries)
@@ -403,6 +436,7 @@ class AlertIntake:
             unmatched=unmatched,
             refused=sum(refused.values()),
             failed=failed,
+            gone=gone,
         )
         if isinstance(failure, KubeError):
             raise RecordingFailedError(str(failure)) from None

@@ -233,6 +233,34 @@ async def test_past_the_limit_of_pending_alerts_the_rest_are_refused_and_the_oth
     assert received("duplicate") == 2
 
 
+async def test_alerts_being_written_or_just_written_count_toward_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerts, "PENDING_ALERTS_LIMIT", 3)
+    monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 0.0)
+    monkeypatch.setattr(alerts, "VIEW_LAG_SECONDS", 0.2)
+    writer, sessions = GatedWriter(), Sessions()  # the status seen here stays empty: a slow watch
+    intake = AlertIntake(sessions.registry, writer)
+
+    def receive(*fingerprints: str) -> asyncio.Task[Any]:
+        firing = [{"pod": "web-1", "fingerprint": f} for f in fingerprints]
+        return asyncio.create_task(intake.receive(notification(*firing)))
+
+    writing = receive("a", "b")  # its write is under way, held at the gate
+    await asyncio.sleep(0.01)
+    gathering = receive("c")  # gathers for the next write
+    await asyncio.sleep(0.01)
+    with pytest.raises(RecordingFailedError, match="so 1 more"):
+        await receive("d")
+    writer.gate.set()
+    await asyncio.gather(writing, gathering)
+    with pytest.raises(RecordingFailedError, match="so 1 more"):
+        await receive("e")  # written, but not in the status seen here yet
+    await asyncio.sleep(0.25)
+    assert (await receive("e")).recorded == 1  # by now the status seen here would show them
+    assert sorted(writer.status["pendingAlerts"]) == [f"{f}@2026-11-26T01:00:00Z" for f in "abce"]
+
+
 async def test_a_failed_write_is_counted_by_alert() -> None:
     metrics = Metrics.create()
     writer = FakeStatusWriter(fail_with=KubeError("etcd is read-only"))

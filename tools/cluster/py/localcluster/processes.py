@@ -57,12 +57,14 @@ def running_in_group(pgid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
+            stat = Path(entry.path, "stat").read_bytes()  # the name may be cut mid-character
         except OSError:  # gone meanwhile
             continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        state, _, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
+        # "pid (comm) state ppid pgrp ... num_threads (20th) ...": comm may hold ") ".
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        state, pgrp, threads = fields[0], int(fields[2]), int(fields[17])
+        # A leader that ended its main thread only is "Z" while its other threads run.
+        if pgrp == pgid and (state not in (b"Z", b"X") or threads > 1):
             running.append(int(entry.name))
     return running
 
