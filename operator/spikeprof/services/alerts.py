@@ -44,10 +44,6 @@ the session and every watch event carries, and the object may not pass etcd's 1.
 after which no write of the session (its captures' records included) would land. The 200
 alerts/s benchmark drains well below it; only captures that cannot keep up reach it."""
 
-VIEW_LAG_SECONDS = 5.0
-"""How long the keys of a landed write count as waiting though the session's status as seen
-here may not show them yet (the watch delivers it later)."""
-
 
 @dataclass
 class SessionView:
@@ -62,6 +58,9 @@ class SessionView:
     # records them (settles once they are in status, or fails): the capture starts while that
     # write is under way, and its own status writes and artifacts wait for it.
     deliver: Callable[[Mapping[str, Any], asyncio.Future[None]], None]
+    # Alerts the session's status holds or will hold once the writes under way land, less those
+    # its captures have answered: what its loop knows, fresher than any watched status.
+    waiting: Callable[[], int]
 
 
 @dataclass
@@ -90,6 +89,7 @@ class _Match:
     name: str
     pods: tuple[str, ...] | None
     status: Mapping[str, Any]
+    waiting: Callable[[], int] | None  # a session served here counts its own
 
 
 @dataclass
@@ -206,9 +206,8 @@ class AlertIntake:
         self._recent: dict[tuple[str, str, str], float] = {}
         self._batches: dict[tuple[str, str], _Batch] = {}
         self._inflight: dict[tuple[str, str], _Batch] = {}  # the last write queued
-        # Keys written or being written, per session, until the status seen here may show them:
-        # loop time they stop counting (inf while their write is under way).
-        self._unseen: dict[tuple[str, str], dict[str, float]] = {}
+        # Keys of each session whose write is gathering or under way.
+        self._unsettled: dict[tuple[str, str], set[str]] = {}
         # Loop time each session's last write started, oldest first; kept only while it still
         # spaces the next write.
         self._last_write: dict[tuple[str, str], float] = {}
@@ -228,7 +227,7 @@ class AlertIntake:
             batch = self._batches[key] = _Batch()
             batch.task = asyncio.create_task(self._flush(key, batch))
         batch.entries.update(entries)
-        self._unseen.setdefault(key, {}).update(dict.fromkeys(entries, float("inf")))
+        self._unsettled.setdefault(key, set()).update(entries)
         return batch.done
 
     async def _flush(self, key: tuple[str, str], batch: _Batch) -> None:
@@ -250,53 +249,36 @@ class AlertIntake:
             try:
                 await self.writer.patch(key[0], key[1], {"pendingAlerts": dict(batch.entries)})
             except Exception as error:  # handed to every request of the batch, which decides
-                self._settle(key, batch, seen_by=None)
                 batch.done.set_exception(error)
             else:
-                self._settle(key, batch, seen_by=loop.time() + VIEW_LAG_SECONDS)
                 batch.done.set_result(None)
         except asyncio.CancelledError:
             # The operator is stopping: no request waits for a write that will not come, and no
             # later alert joins this batch.
             if self._batches.get(key) is batch:
                 del self._batches[key]
-            self._settle(key, batch, seen_by=None)
             batch.done.cancel()
             raise
         finally:
             if self._inflight.get(key) is batch:
                 del self._inflight[key]
+            unsettled = self._unsettled.get(key, set())
+            unsettled.difference_update(batch.entries)
+            if not unsettled:
+                self._unsettled.pop(key, None)
 
-    def _settle(self, key: tuple[str, str], batch: _Batch, seen_by: float | None) -> None:
-        """The batch's write ended: its keys count until `seen_by`, or no more (not written)."""
-        unseen = self._unseen.get(key, {})
-        for entry in batch.entries:
-            if seen_by is None:
-                unseen.pop(entry, None)
-            else:
-                unseen[entry] = seen_by
-        if seen_by is not None:
-            asyncio.get_running_loop().call_at(seen_by, self._expire, key)
-        self._expire(key)
-
-    def _expire(self, session: tuple[str, str]) -> dict[str, float]:
-        """The session's keys that still count (and none kept for a session without any)."""
-        unseen = self._unseen.get(session, {})
-        now = asyncio.get_running_loop().time()
-        for key in [k for k, until in unseen.items() if until <= now]:
-            del unseen[key]
-        if not unseen:
-            self._unseen.pop(session, None)
-        return unseen
-
-    def _waiting(self, session: tuple[str, str], status: Mapping[str, Any]) -> int:
-        """Alerts of the session waiting for a capture: in its status as seen here (None: one
-        answered), and those written or being written here that it may not show yet."""
-        stored = status.get("pendingAlerts")
+    def _waiting(self, match: _Match) -> int:
+        """Alerts of the session waiting for a capture. A session served here knows them; for
+        one served elsewhere: those in its status as seen here, and those being written here
+        (written ones the watch has not shown yet are missed: the limit is not exact there)."""
+        if match.waiting is not None:
+            return match.waiting()
+        stored = match.status.get("pendingAlerts")
         if not isinstance(stored, Mapping):
             stored = {}
         count = sum(1 for value in stored.values() if value)
-        return count + sum(1 for key in self._expire(session) if key not in stored)
+        unsettled = self._unsettled.get((match.namespace, match.name), set())
+        return count + sum(1 for key in unsettled if key not in stored)
 
     def _matching(
         self,
@@ -311,13 +293,13 @@ class AlertIntake:
             matcher = view.spec.trigger.alerts
             if matcher is not None and matcher.matches(alert.labels):
                 pods = alert_pods(alert, view.namespace, view.spec.selector, view.pods())
-                found.append(_Match(view.namespace, view.name, pods, view.status()))
+                found.append(_Match(view.namespace, view.name, pods, view.status(), view.waiting))
         for session, spec in standby:
             if spec.trigger.alerts is None or not spec.trigger.alerts.matches(alert.labels):
                 continue
             pod = named.get((session.namespace, alert.labels.get("pod", "")))
             pods = alert_pods(alert, session.namespace, spec.selector, [pod] if pod else [])
-            found.append(_Match(session.namespace, session.name, pods, session.status))
+            found.append(_Match(session.namespace, session.name, pods, session.status, None))
         return found
 
     async def _read_named_pods(
@@ -394,7 +376,7 @@ class AlertIntake:
                     continue
                 session = (found.namespace, found.name)
                 if session not in room:
-                    room[session] = PENDING_ALERTS_LIMIT - self._waiting(session, found.status)
+                    room[session] = PENDING_ALERTS_LIMIT - self._waiting(found)
                 if room[session] <= 0:
                     refused[session] = refused.get(session, 0) + 1
                     continue

@@ -212,6 +212,7 @@ class SessionWorker:
         self.finished: set[str] = set()
         self.finished_alerts: set[str] = set()
         self.hints: dict[str, _Hint] = {}  # being recorded by the receiver, maybe not watched yet
+        self._pending_seen: Mapping[str, PendingAlert] = {}  # pendingAlerts at the last look
         self.wakeup = asyncio.Event()
         self.local: planner.Progress | None = None
         self._spec: tuple[int, SessionSpec] | None = None  # (generation, parsed)
@@ -493,9 +494,17 @@ class SessionWorker:
             for key, hint in self.hints.items()
             if hint.entry and not hint.lost()
         }
-        if not hints:
-            return current
-        return dataclasses.replace(current, pending_alerts={**hints, **current.pending_alerts})
+        if hints:
+            current = dataclasses.replace(
+                current, pending_alerts={**hints, **current.pending_alerts}
+            )
+        self._pending_seen = current.pending_alerts
+        return current
+
+    def waiting_alerts(self) -> int:
+        """Alerts in status, or on their way there, that no capture has answered: those pending
+        at the last look and those delivered since (the receiver's limit per session)."""
+        return len((self._pending_seen.keys() | self.hints.keys()) - self.finished_alerts)
 
     async def _write(self, current: SessionStatus, after: SessionStatus) -> bool:
         """Write what changed (True), or else what waited for the API server (False)."""
@@ -585,7 +594,15 @@ class SessionWorker:
             return self._select(parsed.selector)[0]
 
         self.registry.register(
-            SessionView(self.namespace, self.name, parsed, selected, lambda: stored, self._deliver)
+            SessionView(
+                self.namespace,
+                self.name,
+                parsed,
+                selected,
+                lambda: stored,
+                self._deliver,
+                self.waiting_alerts,
+            )
         )
 
     def _deliver(self, entries: Mapping[str, Any], written: asyncio.Future[None]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -44,12 +44,7 @@ def notification(*alerts: Mapping[str, Any]) -> Notification:
 class Sessions:
     """One registered session named checkout, and what was delivered to its loop."""
 
-    def __init__(
-        self,
-        status: Mapping[str, Any] | None = None,
-        *,
-        stored: Callable[[], Mapping[str, Any]] | None = None,  # the status as the watch shows
-    ) -> None:
+    def __init__(self, status: Mapping[str, Any] | None = None, already_waiting: int = 0) -> None:
         self.registry = SessionRegistry()
         self.delivered: list[Mapping[str, Any]] = []
         self.writes: list[asyncio.Future[None]] = []
@@ -60,8 +55,10 @@ class Sessions:
                 "checkout",
                 parsed,
                 lambda: [pod("web-1"), pod("web-2")],
-                stored or (lambda: status or {}),
+                lambda: status or {},
                 self.deliver,
+                # As the loop counts: those waiting already and those delivered since.
+                lambda: already_waiting + sum(len(entries) for entries in self.delivered),
             )
         )
 
@@ -200,11 +197,7 @@ async def test_past_the_limit_of_pending_alerts_the_rest_are_refused_and_the_oth
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(alerts, "PENDING_ALERTS_LIMIT", 3)
-    # One waits in status; None is an answered one the loop's own view still lists.
-    writer = FakeStatusWriter(status={"pendingAlerts": {"old-1": {"alert": "HighCPU"}}})
-    sessions = Sessions(
-        stored=lambda: {"pendingAlerts": {**writer.status["pendingAlerts"], "x": None}}
-    )
+    writer, sessions = FakeStatusWriter(), Sessions(already_waiting=1)
     metrics = Metrics.create()
     intake = AlertIntake(sessions.registry, writer, metrics=metrics)
     firing = [{"pod": "web-1", "fingerprint": f} for f in ("a", "b", "c", "d")]
@@ -214,11 +207,10 @@ async def test_past_the_limit_of_pending_alerts_the_rest_are_refused_and_the_oth
         r"its limit, so 2 more were not recorded",
     ):
         await intake.receive(notification(*firing, {"pod": "db-0", "fingerprint": "x"}))
-    # Two fit beside the one stored: recorded and handed over, and a re-send finds them.
+    # Two fit beside the one waiting: recorded and handed over, and a re-send finds them.
     assert sorted(writer.status["pendingAlerts"]) == [
         "a@2026-11-26T01:00:00Z",
         "b@2026-11-26T01:00:00Z",
-        "old-1",
     ]
     assert len(sessions.delivered) == 1
     with pytest.raises(RecordingFailedError, match="so 2 more"):
@@ -233,32 +225,33 @@ async def test_past_the_limit_of_pending_alerts_the_rest_are_refused_and_the_oth
     assert received("duplicate") == 2
 
 
-async def test_alerts_being_written_or_just_written_count_toward_the_limit(
+async def test_for_a_session_served_elsewhere_its_status_and_the_writes_under_way_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(alerts, "PENDING_ALERTS_LIMIT", 3)
+    monkeypatch.setattr(alerts, "PENDING_ALERTS_LIMIT", 4)
     monkeypatch.setattr(alerts, "WRITE_SPACING_SECONDS", 0.0)
-    monkeypatch.setattr(alerts, "VIEW_LAG_SECONDS", 0.2)
-    writer, sessions = GatedWriter(), Sessions()  # the status seen here stays empty: a slow watch
-    intake = AlertIntake(sessions.registry, writer)
+    registry = SessionRegistry()
+    stored = {"pendingAlerts": {"old": {"alert": "HighCPU"}, "answered": None}}
+    registry.stand_by(
+        "shop", "checkout", spec(trigger={"alerts": {"matchLabels": {"alertname": "HighCPU"}}}),
+        stored,
+    )  # fmt: skip
+    writer = GatedWriter()
+    intake = AlertIntake(registry, writer)
 
     def receive(*fingerprints: str) -> asyncio.Task[Any]:
-        firing = [{"pod": "web-1", "fingerprint": f} for f in fingerprints]
+        firing = [{"fingerprint": f} for f in fingerprints]  # no pod: every selected one
         return asyncio.create_task(intake.receive(notification(*firing)))
 
     writing = receive("a", "b")  # its write is under way, held at the gate
     await asyncio.sleep(0.01)
     gathering = receive("c")  # gathers for the next write
     await asyncio.sleep(0.01)
-    with pytest.raises(RecordingFailedError, match="so 1 more"):
+    with pytest.raises(RecordingFailedError, match=r"already holds 4 alerts .* so 1 more"):
         await receive("d")
     writer.gate.set()
     await asyncio.gather(writing, gathering)
-    with pytest.raises(RecordingFailedError, match="so 1 more"):
-        await receive("e")  # written, but not in the status seen here yet
-    await asyncio.sleep(0.25)
-    assert (await receive("e")).recorded == 1  # by now the status seen here would show them
-    assert sorted(writer.status["pendingAlerts"]) == [f"{f}@2026-11-26T01:00:00Z" for f in "abce"]
+    assert intake._unsettled == {}  # written: from now on the status counts them
 
 
 async def test_a_failed_write_is_counted_by_alert() -> None:

@@ -125,6 +125,7 @@ async def test_a_session_served_here_is_matched_once_through_its_worker_not_its_
             lambda: [pod("web-1")],
             dict,
             lambda entries, written: delivered.append(entries),
+            lambda: len(delivered),
         )
     )
     result = await AlertIntake(registry, writer, pods.find).receive(notification(pod="web-1"))
