@@ -385,6 +385,25 @@ async def test_the_loop_counts_alerts_in_status_or_on_their_way_until_a_capture_
     assert writer.status["alertsHandled"] == ["k1", "k2"]
 
 
+async def test_an_alert_put_back_in_pending_after_it_was_answered_is_not_captured_again(
+    writer: FakeStatusWriter, tmp_path: Path
+) -> None:
+    # The same alert sent twice at once: the second receiver write landed after the capture
+    # answered the first, and a worker that starts now (a restart) finds it in both places.
+    writer.status = {
+        "pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}},
+        "alertsHandled": ["k1"],
+        "captures": {"total": 1},
+    }
+    session = Session(writer, [pod("web-1")])
+    profiles = HeldProfiles()
+    profiles.release.set()
+    session.worker.capturer = real_capturer(tmp_path, profiles)
+    assert await session.look(spec(trigger=ALERTS)) is False
+    assert profiles.fetched == []
+    assert writer.status["captures"]["total"] == 1
+
+
 async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
     writer: FakeStatusWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
