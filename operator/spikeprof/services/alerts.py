@@ -340,8 +340,8 @@ class AlertIntake:
             if self._recent[oldest] >= moment:
                 break
             del self._recent[oldest]
-        # Likewise the write times that space no write any more: one per session ever seen,
-        # else.
+        # Likewise the write times that space no write any more (else one per session ever
+        # seen stays).
         spaced_until = asyncio.get_running_loop().time() - WRITE_SPACING_SECONDS
         while self._last_write:
             session = next(iter(self._last_write))

@@ -639,6 +639,18 @@ class SessionWorker:
     def unregister(self) -> None:
         self.registry.unregister(self.namespace, self.name)
 
+    def _unanswered(self, current: SessionStatus) -> dict[str, PendingAlert]:
+        """The pending alerts no capture has answered. One also in alertsHandled was answered
+        already: a receiver write under way when its answer landed (the same alert sent twice
+        at once) put it back. A worker started since (a restart, another replica) would
+        capture it again; this one knows it from finished_alerts too."""
+        handled = set(current.alerts_handled)
+        return {
+            key: alert
+            for key, alert in current.pending_alerts.items()
+            if key not in self.finished_alerts and key not in handled
+        }
+
     def _alert_request(
         self,
         parsed: SessionSpec,
@@ -647,16 +659,7 @@ class SessionWorker:
         now: datetime.datetime,
     ) -> _Triggered:
         """A capture for the alerts recorded as pending, with cooldowns and maxCaptures applied."""
-        # An alert also in alertsHandled was answered already: a receiver write that was under
-        # way when its answer landed (the same alert sent twice at once) put it back. A worker
-        # that started since (after a restart, on another replica) would otherwise capture it
-        # again; this one knows it from finished_alerts.
-        handled = set(current.alerts_handled)
-        pending = {
-            key: alert
-            for key, alert in current.pending_alerts.items()
-            if key not in self.finished_alerts and key not in handled
-        }
+        pending = self._unanswered(current)
         self.hints = {k: v for k, v in self.hints.items() if k in pending}
         if not pending:
             return _Triggered()
@@ -852,13 +855,10 @@ class SessionWorker:
             current = self._status(stored)
             in_capture = set(running.request.pods or ())
             reachable = {pod.name: pod for pod in self._select(parsed.selector)[1]}
-            handled = set(current.alerts_handled)
             waiting = {
                 key: alert
-                for key, alert in current.pending_alerts.items()
+                for key, alert in self._unanswered(current).items()
                 if key not in running.request.alert_keys
-                and key not in self.finished_alerts
-                and key not in handled
             }
             if any(not in_capture.isdisjoint(alert.pods or ()) for alert in waiting.values()):
                 return  # closed by _join_alerts

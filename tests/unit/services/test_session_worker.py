@@ -364,27 +364,6 @@ async def test_an_alert_recorded_while_an_alert_capture_runs_joins_it(
     assert _trigger_in_metadata(tmp_path, "alerts") == {"web-1": ["k1"], "web-2": ["k2"]}
 
 
-async def test_the_loop_counts_alerts_in_status_or_on_their_way_until_a_capture_answers_them(
-    writer: FakeStatusWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(session_module, "JOIN_SECONDS", 0.0)
-    writer.status = {"pendingAlerts": {"k1": {"alert": "HighCPU", "pods": ["web-1"]}}}
-    session = Session(writer, [pod("web-1"), pod("web-2", ip="10.0.0.2")])
-    profiles = HeldProfiles()
-    session.worker.capturer = real_capturer(tmp_path, profiles)
-    look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
-    await profiles.first_asked.wait()
-    assert session.worker.waiting_alerts() == 1  # taken by the capture, in status until it ends
-    session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}}, _written())
-    assert session.worker.waiting_alerts() == 2  # on its way to status
-    profiles.release.set()
-    assert await look is True
-    assert session.worker.waiting_alerts() == 1  # k1 answered
-    assert await session.look(spec(trigger=ALERTS)) is True
-    assert session.worker.waiting_alerts() == 0
-    assert writer.status["alertsHandled"] == ["k1", "k2"]
-
-
 async def test_an_alert_put_back_in_pending_after_it_was_answered_is_not_captured_again(
     writer: FakeStatusWriter, tmp_path: Path
 ) -> None:
@@ -414,13 +393,17 @@ async def test_an_alert_after_the_join_window_waits_for_the_next_capture(
     session.worker.capturer = real_capturer(tmp_path, profiles)
     look = asyncio.create_task(session.look(spec(trigger=ALERTS)))
     await profiles.first_asked.wait()
+    assert session.worker.waiting_alerts() == 1  # taken by the capture, in status until it ends
     session.worker._deliver({"k2": {"alert": "HighCPU", "pods": ["web-2"]}}, _written())
+    assert session.worker.waiting_alerts() == 2  # on its way to status
     profiles.release.set()
     assert await look is True
     assert writer.status["alertsHandled"] == ["k1"]
     assert writer.status["lastCapture"]["pods"] == 1
+    assert session.worker.waiting_alerts() == 1  # k1 answered
     # Not lost: the next look captures it.
     assert await session.look(spec(trigger=ALERTS)) is True
+    assert session.worker.waiting_alerts() == 0
     assert writer.status["alertsHandled"] == ["k1", "k2"]
     assert writer.status["captures"]["total"] == 2
     assert [url for url, _ in profiles.fetched][-1] == "http://10.0.0.2:6060/debug/pprof"
